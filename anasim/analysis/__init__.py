@@ -1,0 +1,1 @@
+"""anasim.analysis (DESIGN.md §2)."""

@@ -1,0 +1,1 @@
+"""anasim.circuits (DESIGN.md §2)."""

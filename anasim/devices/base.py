@@ -1,0 +1,102 @@
+"""The device contract and the ideal devices every model reduces to.
+
+A device is split along the lines a physical part has (DESIGN.md §3):
+
+``fabricate(key, shape) -> instance``
+    Static, per-chip variations drawn once (fixed-pattern errors). Two instances
+    of one model are two chips.
+``program(instance, key, w_target) -> state``
+    A write: quantize, clip, add programming noise.
+``mvm(state, x, key) -> y``
+    One use of the device with fresh temporal noise from ``key``.
+    ``x`` has shape ``(..., n_in)`` and ``y`` has shape ``(..., n_out)``.
+``effective(state) -> W_eff``
+    The noiseless realized matrix, shape ``(n_out, n_in)``, for analysis.
+
+Matrices follow the convention ``y = W x``: ``w_target`` and ``effective`` have
+shape ``(n_out, n_in)``; batched vectors are rows, so ``y = x @ W.T``.
+
+Weights and states are in *normalized* units (states in [0, 1], weights of order
+0.1); each physical model documents its full-scale values that map SI
+quantities onto these units. Parameters are frozen dataclasses (hashable, so
+they can be static arguments of ``jax.jit``); instances and states are pytrees.
+Randomness is always an explicit JAX PRNG key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+@runtime_checkable
+class CouplingDevice(Protocol):
+    """A matrix-vector multiplier built from physical parts (crossbar, SLM, gyrators)."""
+
+    def fabricate(self, key: Array, shape: tuple[int, int]) -> Any: ...
+
+    def program(self, instance: Any, key: Array, w_target: Array) -> Any: ...
+
+    def mvm(self, state: Any, x: Array, key: Array) -> Array: ...
+
+    def effective(self, state: Any) -> Array: ...
+
+
+@runtime_checkable
+class Converter(Protocol):
+    """A DAC or ADC: maps normalized values to the values the next stage sees."""
+
+    def fabricate(self, key: Array, shape: tuple[int, ...]) -> Any: ...
+
+    def convert(self, instance: Any, x: Array, key: Array) -> Array: ...
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class IdealCouplingState:
+    """Programmed state of an ideal coupling: the matrix itself, shape (n_out, n_in)."""
+
+    w: Array
+
+
+@dataclass(frozen=True)
+class IdealCoupling:
+    """An exact matrix: programs what it is told and multiplies without noise."""
+
+    def fabricate(self, key: Array, shape: tuple[int, int]) -> None:
+        del key, shape
+        return None
+
+    def program(self, instance: None, key: Array, w_target: Array) -> IdealCouplingState:
+        del instance, key
+        return IdealCouplingState(w=jnp.asarray(w_target))
+
+    def mvm(self, state: IdealCouplingState, x: Array, key: Array) -> Array:
+        del key
+        return x @ state.w.T
+
+    def mvm_t(self, state: IdealCouplingState, y: Array, key: Array) -> Array:
+        """Transposed read ``x = Wᵀ y`` (a reciprocal device read from the other side)."""
+        del key
+        return y @ state.w
+
+    def effective(self, state: IdealCouplingState) -> Array:
+        return state.w
+
+
+@dataclass(frozen=True)
+class IdealConverter:
+    """A converter with infinite resolution and range: the identity."""
+
+    def fabricate(self, key: Array, shape: tuple[int, ...]) -> None:
+        del key, shape
+        return None
+
+    def convert(self, instance: None, x: Array, key: Array) -> Array:
+        del instance, key
+        return x

@@ -1,0 +1,18 @@
+"""Errors that anasim raises for bad user input.
+
+Every error a user can cause (a bad profile, a bad circuit spec, a bad sweep)
+is an :class:`AnasimError` whose message is one line naming the file, key or
+argument and what was expected. The CLI prints that line and exits with code 2.
+"""
+
+
+class AnasimError(ValueError):
+    """Bad input from the user: the message says where and what was expected."""
+
+
+class ProfileError(AnasimError):
+    """A device profile or circuit spec that fails validation."""
+
+
+class ConvergenceError(AnasimError):
+    """A relaxation or Newton solve that did not converge, when the caller asked to fail on it."""

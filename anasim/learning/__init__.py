@@ -1,0 +1,1 @@
+"""anasim.learning (DESIGN.md §2)."""

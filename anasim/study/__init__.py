@@ -1,0 +1,1 @@
+"""anasim.study (DESIGN.md §2)."""
