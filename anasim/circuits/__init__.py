@@ -1,1 +1,53 @@
-"""anasim.circuits (DESIGN.md §2)."""
+"""Layered Hopfield circuits built from devices and their relaxation (DESIGN.md §4).
+
+* :mod:`anasim.circuits.spec` -- :class:`CircuitSpec` and :func:`load_circuit` (TOML);
+* :mod:`anasim.circuits.layered` -- :class:`Params`, :func:`build` (fabricate and
+  program a chip), :func:`relax` (the iterative engine through the device chain),
+  :class:`Equilibrium`, and the ideal fixed-point maps for implicit differentiation.
+"""
+
+from anasim.circuits.layered import (
+    EffectiveCircuit,
+    Equilibrium,
+    Hardware,
+    Params,
+    activation,
+    activation_gain,
+    build,
+    check,
+    cost,
+    cost_grad,
+    dyadic_map,
+    effective_matrices,
+    fixed_point_map,
+    fixed_point_residual,
+    init_params,
+    read_states,
+    relax,
+    reprogram,
+)
+from anasim.circuits.spec import CircuitSpec, load_circuit, resolve_device_path
+
+__all__ = [
+    "CircuitSpec",
+    "EffectiveCircuit",
+    "Equilibrium",
+    "Hardware",
+    "Params",
+    "activation",
+    "activation_gain",
+    "build",
+    "check",
+    "cost",
+    "cost_grad",
+    "dyadic_map",
+    "effective_matrices",
+    "fixed_point_map",
+    "fixed_point_residual",
+    "init_params",
+    "load_circuit",
+    "read_states",
+    "relax",
+    "reprogram",
+    "resolve_device_path",
+]

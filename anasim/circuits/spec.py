@@ -1,0 +1,326 @@
+"""Circuit specs: what a layered Hopfield circuit is, loaded from TOML.
+
+A :class:`CircuitSpec` describes the *intended* circuit (DESIGN.md §4); the
+device profile it is built on decides what is realized. Layers are
+``s_0 = x`` (clamped input, ``sizes[0]`` units), hidden layers ``s_1 … s_{L-1}``
+and the output layer ``s_L`` (``sizes[-1]`` units). Couplings: the input
+projection θ_0 (``(sizes[1], sizes[0])``) and θ_k from layer k to k+1
+(``(sizes[k+1], sizes[k])``, k = 1 … L-1). With the structure parameter λ
+the recurrent matrix over ``s_1 … s_L`` is ``W_λ = θ + (2λ − 1) θᵀ``
+(λ = 1 symmetric / EP, ½ feedforward / dual propagation, 0 skew-symmetric);
+``lam = "asymmetric"`` has independent backward couplings ψ_k
+(``(sizes[k], sizes[k+1])``).
+
+TOML layout (every key is validated; unknown keys, wrong types, NaN or values
+out of range raise :class:`~anasim.errors.ProfileError` naming the file and the
+key)::
+
+    name = "skew-small"                 # optional, defaults to the file stem
+    description = "..."                 # optional free text
+    device = "devices/slm-10bit.toml"   # optional default device profile
+
+    [network]
+    sizes = [784, 128, 10]              # n_in, n_1, ..., n_L (last = output)
+    lam = 0.0                           # float in [0, 1] or "asymmetric"
+    activation = "hard_sigmoid"         # one name, or a list with one per layer 1..L
+    backward = "transpose"              # transpose | copy | gyrator | independent
+    cost = "squared"                    # squared | cross_entropy
+    init_scale = 1.0                    # θ ~ U(±init_scale/√fan_in), biases 0
+
+    [relaxation]
+    eta = 0.5                           # damping in (0, 1]
+    schedule = "async"                  # sync | async
+    max_iters = 100                     # iteration budget per relaxation
+    tol = 1e-4                          # stop when max |Δs| < tol (0: fixed budget)
+    dtype = "float32"                   # float32 | float64
+
+    [training]                          # free-form, validated by the learning code
+    epochs = 3
+
+Backward realizations (how the θ_kᵀ direction is built):
+
+``transpose``
+    the forward device read from the other side (``mvm_t``), exact for a
+    reciprocal device (ideal matrix, resistive crossbar);
+``copy``
+    a second device programmed with θ_kᵀ (what an SLM needs: optics is not
+    reciprocal), so the two directions differ by their programming errors;
+``gyrator``
+    a gyrator array whose transposed read is −θᵀ (skew coupling built in);
+    the mismatch ε of the forward transconductance breaks the symmetry;
+``independent``
+    a second device programmed with the independent ψ_k (only with
+    ``lam = "asymmetric"``).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from anasim.errors import ProfileError
+
+#: Neuron nonlinearities a spec may name (see :mod:`anasim.circuits.layered`).
+ACTIVATIONS = ("hard_sigmoid", "tempered_hard_sigmoid", "relu", "identity")
+SCHEDULES = ("sync", "async")
+BACKWARDS = ("transpose", "copy", "gyrator", "independent")
+COSTS = ("squared", "cross_entropy")
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class CircuitSpec:
+    """A layered Hopfield circuit (hashable: a static argument of ``jax.jit``).
+
+    Attributes:
+        sizes: (n_in, n_1, …, n_L) units per layer; the last is the output.
+        lam: structure λ in [0, 1], or ``"asymmetric"``.
+        activations: one neuron nonlinearity name per layer 1 … L.
+        eta: damping η in (0, 1] of the pre-activation update (dimensionless).
+        schedule: ``"sync"`` (all layers per iteration) or ``"async"``
+            (even layers, then odd layers, per iteration).
+        max_iters: iteration budget of one relaxation.
+        tol: convergence tolerance on max |s_t − s_{t−1}| (normalized state
+            units); 0 runs the full budget.
+        backward: backward realization (module docstring).
+        cost: ``"squared"`` (ℓ = ½‖s_L − y‖²) or ``"cross_entropy"``
+            (ℓ = −Σ y log softmax(s_L)).
+        init_scale: couplings start as U(−a, a), a = init_scale/√fan_in.
+        dtype: float dtype of the relaxation engine.
+        device: default device profile path ("" = ideal); relative paths are
+            resolved by :func:`resolve_device_path`.
+        name: a label.
+        training: the ``[training]`` table as sorted (key, value) pairs
+            (nested tables and lists become tuples so the spec stays
+            hashable); :meth:`training_options` returns it as a dict.
+        source: the file the spec came from ("" if built in code).
+    """
+
+    sizes: tuple[int, ...]
+    lam: float | str = 0.0
+    activations: tuple[str, ...] = ()
+    eta: float = 0.5
+    schedule: str = "async"
+    max_iters: int = 100
+    tol: float = 1e-4
+    backward: str = "transpose"
+    cost: str = "squared"
+    init_scale: float = 1.0
+    dtype: str = "float32"
+    device: str = ""
+    name: str = "circuit"
+    training: tuple = ()
+    source: str = ""
+
+    def __post_init__(self):
+        where = self.source or "CircuitSpec"
+        sizes = tuple(int(n) for n in self.sizes)
+        if len(sizes) < 2 or any(n < 1 for n in sizes):
+            raise ProfileError(f"{where}: network.sizes must list ≥ 2 positive layer sizes, got {self.sizes}")
+        object.__setattr__(self, "sizes", sizes)
+        acts = self.activations or ("hard_sigmoid",)
+        if isinstance(acts, str):
+            acts = (acts,)
+        acts = tuple(acts)
+        if len(acts) == 1:
+            acts = acts * (len(sizes) - 1)
+        if len(acts) != len(sizes) - 1:
+            raise ProfileError(
+                f"{where}: network.activation needs 1 or {len(sizes) - 1} names, got {len(acts)}")
+        for a in acts:
+            if a not in ACTIVATIONS:
+                raise ProfileError(f"{where}: network.activation {a!r} not one of {ACTIVATIONS}")
+        object.__setattr__(self, "activations", acts)
+        if isinstance(self.lam, str):
+            if self.lam != "asymmetric":
+                raise ProfileError(f"{where}: network.lam must be a number in [0, 1] or \"asymmetric\", got {self.lam!r}")
+        else:
+            lam = float(self.lam)
+            if not (0.0 <= lam <= 1.0):
+                raise ProfileError(f"{where}: network.lam must be in [0, 1], got {self.lam!r}")
+            object.__setattr__(self, "lam", lam)
+        if (self.lam == "asymmetric") != (self.backward == "independent"):
+            raise ProfileError(
+                f"{where}: network.backward = \"independent\" goes with lam = \"asymmetric\" (and only with it)")
+        if not (0.0 < float(self.eta) <= 1.0):
+            raise ProfileError(f"{where}: relaxation.eta must be in (0, 1], got {self.eta!r}")
+        if self.schedule not in SCHEDULES:
+            raise ProfileError(f"{where}: relaxation.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if int(self.max_iters) < 1:
+            raise ProfileError(f"{where}: relaxation.max_iters must be ≥ 1, got {self.max_iters!r}")
+        if not (float(self.tol) >= 0.0):
+            raise ProfileError(f"{where}: relaxation.tol must be ≥ 0, got {self.tol!r}")
+        if self.backward not in BACKWARDS:
+            raise ProfileError(f"{where}: network.backward must be one of {BACKWARDS}, got {self.backward!r}")
+        if self.cost not in COSTS:
+            raise ProfileError(f"{where}: network.cost must be one of {COSTS}, got {self.cost!r}")
+        if not (float(self.init_scale) > 0.0 and math.isfinite(float(self.init_scale))):
+            raise ProfileError(f"{where}: network.init_scale must be a positive number, got {self.init_scale!r}")
+        if self.dtype not in DTYPES:
+            raise ProfileError(f"{where}: relaxation.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        object.__setattr__(self, "eta", float(self.eta))
+        object.__setattr__(self, "tol", float(self.tol))
+        object.__setattr__(self, "max_iters", int(self.max_iters))
+        object.__setattr__(self, "init_scale", float(self.init_scale))
+
+    # --- derived quantities ------------------------------------------------------
+
+    @property
+    def n_layers(self) -> int:
+        """L: the number of non-input layers (hidden + output)."""
+        return len(self.sizes) - 1
+
+    @property
+    def asymmetric(self) -> bool:
+        return self.lam == "asymmetric"
+
+    @property
+    def lam_mix(self) -> float:
+        """λ used to mix the two compartments (1 for asymmetric: each compartment its own)."""
+        return 1.0 if self.asymmetric else float(self.lam)
+
+    @property
+    def n_in(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.sizes[-1]
+
+    def training_options(self) -> dict[str, Any]:
+        """The ``[training]`` table as a (nested) dict."""
+        return _thaw(self.training)
+
+
+# --- TOML loading ----------------------------------------------------------------
+
+_TOP = {"name": str, "description": str, "device": str, "network": dict, "relaxation": dict,
+        "training": dict}
+_NETWORK = {"sizes": list, "lam": (float, int, str), "activation": (str, list), "backward": str,
+            "cost": str, "init_scale": (float, int)}
+_RELAXATION = {"eta": (float, int), "schedule": str, "max_iters": int, "tol": (float, int),
+               "dtype": str}
+
+
+def _check_table(table: dict, allowed: dict, where: str, prefix: str) -> None:
+    for key, value in table.items():
+        full = f"{prefix}{key}"
+        if key not in allowed:
+            raise ProfileError(f"{where}: unknown key '{full}' (allowed: {', '.join(allowed)})")
+        want = allowed[key]
+        if isinstance(value, bool) or not isinstance(value, want):
+            names = want.__name__ if isinstance(want, type) else " or ".join(t.__name__ for t in want)
+            raise ProfileError(f"{where}: key '{full}' must be {names}, got {type(value).__name__} {value!r}")
+        _check_finite(value, where, full)
+
+
+def _check_finite(value: Any, where: str, key: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProfileError(f"{where}: key '{key}' must be finite, got {value!r}")
+    if isinstance(value, list):
+        for v in value:
+            _check_finite(v, where, key)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, where, f"{key}.{k}")
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("__list__",) + tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple):
+        if value and value[0] == "__list__":
+            return [_thaw(v) for v in value[1:]]
+        return {k: _thaw(v) for k, v in value}
+    return value
+
+
+def freeze_options(options: dict[str, Any]) -> tuple:
+    """A dict of training options in the hashable form :class:`CircuitSpec` stores."""
+    return _freeze(dict(options))
+
+
+def load_circuit(path: str | Path) -> CircuitSpec:
+    """Read and validate a circuit spec (TOML, layout in the module docstring).
+
+    Raises:
+        ProfileError: missing file, TOML syntax error, unknown key, wrong type,
+            NaN/inf or a value out of range; the message names file and key.
+    """
+    path = Path(path)
+    where = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ProfileError(f"{where}: no such circuit spec") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ProfileError(f"{where}: not valid TOML ({err})") from None
+    except OSError as err:
+        raise ProfileError(f"{where}: cannot read ({err.strerror})") from None
+    _check_table(data, _TOP, where, "")
+    net = data.get("network")
+    if net is None or "sizes" not in net:
+        raise ProfileError(f"{where}: missing key 'network.sizes'")
+    _check_table(net, _NETWORK, where, "network.")
+    rel = data.get("relaxation", {})
+    _check_table(rel, _RELAXATION, where, "relaxation.")
+    sizes = net["sizes"]
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+        raise ProfileError(f"{where}: key 'network.sizes' must be a list of integers, got {sizes!r}")
+    act = net.get("activation", "hard_sigmoid")
+    if isinstance(act, list) and not all(isinstance(a, str) for a in act):
+        raise ProfileError(f"{where}: key 'network.activation' must be a name or a list of names")
+    training = data.get("training", {})
+    _check_finite(training, where, "training")
+    kwargs = dict(
+        sizes=tuple(sizes),
+        lam=net.get("lam", 0.0),
+        activations=tuple(act) if isinstance(act, list) else (act,),
+        backward=net.get("backward", "transpose"),
+        cost=net.get("cost", "squared"),
+        init_scale=net.get("init_scale", 1.0),
+        eta=rel.get("eta", 0.5),
+        schedule=rel.get("schedule", "async"),
+        max_iters=rel.get("max_iters", 100),
+        tol=rel.get("tol", 1e-4),
+        dtype=rel.get("dtype", "float32"),
+        device=data.get("device", ""),
+        name=data.get("name", path.stem),
+        training=_freeze(training),
+        source=where,
+    )
+    return CircuitSpec(**kwargs)
+
+
+def resolve_device_path(spec: CircuitSpec, device: str | Path | None = None) -> Path | None:
+    """The device profile file to build ``spec`` on, or None for the ideal profile.
+
+    ``device`` (e.g. a CLI ``--device``) overrides the spec's own. A relative
+    path is looked up relative to the current directory, then the spec file's
+    folder, then that folder's parent (so ``devices/x.toml`` in
+    ``circuits/y.toml`` finds the repository's ``devices/``).
+    """
+    name = str(device) if device else spec.device
+    if not name:
+        return None
+    p = Path(name)
+    if p.is_absolute():
+        return p
+    candidates = [Path.cwd() / p]
+    if spec.source:
+        here = Path(spec.source).resolve().parent
+        candidates += [here / p, here.parent / p]
+    for c in candidates:
+        if c.exists():
+            return c
+    return p
