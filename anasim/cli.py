@@ -78,6 +78,84 @@ def _add_train(sub) -> Callable:
     return run
 
 
+# --- sweep ----------------------------------------------------------------------
+
+def _add_sweep(sub) -> Callable:
+    p = sub.add_parser(
+        "sweep",
+        help="robustness study: sweep device/circuit/rule parameters",
+        description=(
+            "Run every point of a sweep spec (TOML) that the result's point store does not "
+            "hold yet; a killed sweep resumes where it stopped. Results: one xarray Dataset "
+            "(netCDF) with a dimension per swept parameter."
+        ),
+    )
+    p.add_argument("spec", help="sweep spec (TOML)")
+    p.add_argument("--out", default=None, help="result file (netCDF); default: the spec's `out` or SPEC-STEM.nc")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (1: in-process loop; N: local dask cluster)")
+    p.add_argument("--scheduler", default=None, help="address of an existing dask.distributed scheduler (tcp://host:port)")
+    p.add_argument("--dry-run", action="store_true", help="validate the spec and list the points, compute nothing")
+    p.add_argument("--plot", default=None, help="also write the standard plots (PNG path prefix)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def run(args) -> int:
+        from pathlib import Path
+
+        from anasim.study import load_sweep, run_sweep, store_path
+        from anasim.study.store import PointStore
+
+        if args.workers < 1:
+            raise AnasimError(f"--workers: expected an integer >= 1, got {args.workers}")
+        spec = load_sweep(args.spec)
+        out = args.out or spec.out or (Path(args.spec).stem + ".nc")
+        if args.dry_run:
+            have = PointStore(store_path(out)).keys()
+            from anasim.study.measurements import get_measurement
+            from anasim.study.store import point_key
+
+            mkey = [(m.name, m.version) for m in map(get_measurement, spec.measurements)]
+            n_done = sum(point_key(mkey, spec.point_config(pt)) in have for pt in spec.points())
+            info = {
+                "spec": args.spec, "out": str(out), "measurements": list(spec.measurements),
+                "dims": dict(zip(spec.dims, spec.shape)), "points": len(spec), "done": n_done,
+                "axes": {a.dim: list(a.values) for a in spec.axes},
+            }
+            if args.json:
+                _print_json(info)
+            else:
+                print(f"{args.spec}: valid; {len(spec)} points ({n_done} already in {out}.points)")
+                for a in spec.axes:
+                    print(f"  {a.dim:<24} {len(a.values):>3} values: {', '.join(map(str, a.values))}")
+            return 0
+        res = run_sweep(spec, out, workers=args.workers, scheduler=args.scheduler, progress=not args.json)
+        plots = []
+        if args.plot:
+            from anasim.study.plots import report_sweep
+
+            plots = [str(x) for x in report_sweep(res.dataset, args.plot)]
+        ds = res.dataset
+        info = {
+            "out": res.out, "points": res.points, "computed": res.computed, "reused": res.reused,
+            "wall_s": round(res.wall_s, 3), "workers": res.workers, "scheduler": res.scheduler,
+            "dims": {d: int(ds.sizes[d]) for d in ds.dims}, "variables": sorted(ds.data_vars),
+            "plots": plots,
+        }
+        if args.json:
+            _print_json(info)
+        else:
+            print(
+                f"{res.out}: {res.points} points ({res.computed} computed, {res.reused} reused) "
+                f"in {res.wall_s:.1f} s"
+            )
+            print("  dims: " + ", ".join(f"{d}={n}" for d, n in info["dims"].items()))
+            print("  variables: " + ", ".join(info["variables"]))
+            for pth in plots:
+                print(f"  plot: {pth}")
+        return 0
+
+    return run
+
+
 # --- report ---------------------------------------------------------------------
 
 def _add_report(sub) -> Callable:
@@ -91,7 +169,7 @@ def _add_report(sub) -> Callable:
     return run
 
 
-_SUBCOMMANDS = (_add_devices, _add_lipschitz, _add_op, _add_train, _add_report)
+_SUBCOMMANDS = (_add_devices, _add_lipschitz, _add_op, _add_train, _add_sweep, _add_report)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
