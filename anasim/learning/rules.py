@@ -1,0 +1,183 @@
+"""Local learning rules: equilibrium states in, per-coupling updates out.
+
+A rule sees only what the controller read from the hardware through the ADC:
+the clamped input ``x`` (shape (batch, n_0)) and, per phase, the layer states
+``s = (s_1, ..., s_L)`` (each (batch, n_k), normalized units in [0, 1]). It
+never differentiates through the relaxation. Every rule returns an *estimate of
+the loss gradient* (descend along it) as a dict with the shapes of the circuit
+parameters, averaged over the batch::
+
+    {"theta0": (n_1, n_0),                      # input projection x -> s_1
+     "thetas": ((n_2, n_1), ..., (n_L, n_{L-1})),  # coupling layer k -> k+1
+     "biases": ((n_1,), ..., (n_L,))}
+
+Matrices follow the device convention ``y = W x`` (shape (n_out, n_in)).
+
+Dyadic learning (Høier et al., "Dyadic learning in recurrent and feedforward
+models", eq. 5), for any structure λ of W_λ = θ + (2λ − 1) θᵀ, λ̄ = 1 − λ::
+
+    ∇θ_k = −(1/2β) [λ (s⁺_{k+1} s⁺_kᵀ − s⁻_{k+1} s⁻_kᵀ) + λ̄ (s⁺_{k+1} s⁻_kᵀ − s⁻_{k+1} s⁺_kᵀ)]
+    ∇θ_0 = −(1/2β) (s⁺_1 − s⁻_1) xᵀ,      ∇b_k = −(1/2β) (s⁺_k − s⁻_k)
+
+where s⁺ relaxed with −β∇ℓ and s⁻ with +β∇ℓ added to its pre-activation.
+The θ_0 and bias lines are the θ formula applied to the clamped block s_0 = x
+(x is the same in both compartments, so λ drops out) and to a constant unit;
+they carry 1/(2β). (DESIGN.md §5 writes 1/β for these two lines; expanding
+s± = s ± δ shows that 1/β would double their gradient relative to the θ
+blocks, and the implicit-differentiation test in tests/test_rules.py fixes the
+factor at 1/(2β).) To first order in β the dyadic difference s⁺ − s⁻ solves
+exactly the adjoint equation of the free fixed point of W_λ for every λ, and
+the estimator is even in β, so its error is O(β²).
+
+Energy-based rules (symmetric circuits, λ = 1; Scellier et al., "Energy-based
+learning algorithms for analog computing"): with the Hopfield energy
+E = ½‖s‖² − ½ sᵀ W s − sᵀ θ_0 x − bᵀ s (its θ-derivatives ∂E/∂θ_k = −s_{k+1} s_kᵀ,
+∂E/∂θ_0 = −s_1 xᵀ, ∂E/∂b = −s), two phases a, b give
+
+    ∇ = (∂E/∂θ(s_a) − ∂E/∂θ(s_b)) / (β_a − β_b)
+
+EP: nudging (β_a, β_b) = (β, 0) positive, (0, −β) negative, (β, −β) centered;
+CL: output clamped to y vs free (scale 1); CpL: output clamped to
+(1 − β) o* + β y vs free, scale 1/β (P), to (1 + β) o* − β y (N), or both (C,
+scale 1/(2β)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+
+from anasim.errors import AnasimError
+
+Updates = dict
+
+
+def _outer(a, b):
+    """Batch mean of a_i b_jᵀ: (batch, n) x (batch, m) -> (n, m)."""
+    return jnp.einsum("bi,bj->ij", a, b) / a.shape[0]
+
+
+def _check(x, *phases):
+    if x.ndim != 2:
+        raise AnasimError(f"x: expected (batch, n_0) input, got shape {tuple(x.shape)}")
+    n = len(phases[0])
+    for s in phases:
+        if len(s) != n:
+            raise AnasimError("states: every phase must hold the same number of layers")
+        for sk in s:
+            if sk.ndim != 2 or sk.shape[0] != x.shape[0]:
+                raise AnasimError(
+                    f"states: expected (batch={x.shape[0]}, n_k) per layer, got shape {tuple(sk.shape)}"
+                )
+
+
+def dyadic(x, s_plus: Sequence, s_minus: Sequence, beta: float, lam: float) -> Updates:
+    """Dyadic-learning gradient estimate for structure ``lam`` (λ in [0, 1]).
+
+    ``s_plus``/``s_minus``: the two compartments of each layer at the nudged
+    equilibrium (nudge strength ``beta`` > 0). Units: θ updates in
+    (state units)² / loss units, like the gradient they estimate.
+    """
+    if not 0.0 <= lam <= 1.0:
+        raise AnasimError(f"lam: expected a structure parameter in [0, 1], got {lam}")
+    if beta == 0:
+        raise AnasimError("beta: the dyadic rule needs a nonzero nudge strength")
+    _check(x, s_plus, s_minus)
+    c = -1.0 / (2.0 * beta)
+    lb = 1.0 - lam
+    thetas = tuple(
+        c * (lam * (_outer(s_plus[k + 1], s_plus[k]) - _outer(s_minus[k + 1], s_minus[k]))
+             + lb * (_outer(s_plus[k + 1], s_minus[k]) - _outer(s_minus[k + 1], s_plus[k])))
+        for k in range(len(s_plus) - 1)
+    )
+    theta0 = c * _outer(s_plus[0] - s_minus[0], x)
+    biases = tuple(c * jnp.mean(sp - sm, axis=0) for sp, sm in zip(s_plus, s_minus))
+    return {"theta0": theta0, "thetas": thetas, "biases": biases}
+
+
+def energy_gradient(x, s: Sequence) -> Updates:
+    """∂E/∂θ of the Hopfield energy at states ``s`` (batch mean): −s_{k+1}s_kᵀ, −s_1xᵀ, −s."""
+    _check(x, s)
+    return {
+        "theta0": -_outer(s[0], x),
+        "thetas": tuple(-_outer(s[k + 1], s[k]) for k in range(len(s) - 1)),
+        "biases": tuple(-jnp.mean(sk, axis=0) for sk in s),
+    }
+
+
+def energy_difference(x, s_a: Sequence, s_b: Sequence, scale: float) -> Updates:
+    """``scale · (∂E/∂θ(s_a) − ∂E/∂θ(s_b))``: the common form of EP, CL and CpL."""
+    _check(x, s_a, s_b)
+    ga, gb = energy_gradient(x, s_a), energy_gradient(x, s_b)
+    return {
+        "theta0": scale * (ga["theta0"] - gb["theta0"]),
+        "thetas": tuple(scale * (a - b) for a, b in zip(ga["thetas"], gb["thetas"])),
+        "biases": tuple(scale * (a - b) for a, b in zip(ga["biases"], gb["biases"])),
+    }
+
+
+def ep(x, s_a: Sequence, s_b: Sequence, beta_a: float, beta_b: float) -> Updates:
+    """Equilibrium propagation from two phases nudged with ``beta_a`` and ``beta_b``
+    (β > 0 pulls toward the target; β = 0 is the free phase)."""
+    if beta_a == beta_b:
+        raise AnasimError("nudge: the two EP phases need different nudge strengths")
+    return energy_difference(x, s_a, s_b, 1.0 / (beta_a - beta_b))
+
+
+def ep_positive(x, s_free, s_plus, beta):
+    """EP with nudgings (0, +β): one-sided, bias O(β)."""
+    return ep(x, s_plus, s_free, beta, 0.0)
+
+
+def ep_negative(x, s_minus, s_free, beta):
+    """EP with nudgings (−β, 0): one-sided, bias O(β)."""
+    return ep(x, s_free, s_minus, 0.0, -beta)
+
+
+def ep_centered(x, s_minus, s_plus, beta):
+    """EP with nudgings (−β, +β): symmetric difference, bias O(β²)."""
+    return ep(x, s_plus, s_minus, beta, -beta)
+
+
+def contrastive(x, s_free, s_clamped) -> Updates:
+    """Contrastive learning: output clamped to the target vs the free phase."""
+    return energy_difference(x, s_clamped, s_free, 1.0)
+
+
+def coupled_clamp(o_free, y, beta: float):
+    """Output clamp value of coupled learning: (1 − β) o* + β y (β < 0 for the N phase)."""
+    return (1.0 - beta) * o_free + beta * y
+
+
+def coupled(x, s_a, s_b, beta: float, variant: str = "P") -> Updates:
+    """Coupled learning. ``variant`` "P": s_a clamped at (1−β)o*+βy, s_b free;
+    "N": s_a free, s_b clamped at (1+β)o*−βy; "C": s_a at +β, s_b at −β clamp."""
+    if beta == 0:
+        raise AnasimError("beta: coupled learning needs a nonzero clamp strength")
+    scale = {"P": 1.0 / beta, "N": 1.0 / beta, "C": 1.0 / (2.0 * beta)}.get(variant)
+    if scale is None:
+        raise AnasimError(f"variant: expected 'P', 'N' or 'C', got {variant!r}")
+    return energy_difference(x, s_a, s_b, scale)
+
+
+def flatten(updates: Updates):
+    """All entries of an update dict as one vector (for cosines and norms)."""
+    parts = [updates["theta0"].ravel()]
+    parts += [t.ravel() for t in updates["thetas"]]
+    parts += [b.ravel() for b in updates["biases"]]
+    return jnp.concatenate(parts)
+
+
+def cosine(u: Updates, v: Updates) -> float:
+    """Cosine similarity between two updates (flattened over all couplings)."""
+    a, b = flatten(u), flatten(v)
+    return float(jnp.dot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))
+
+
+RULES = ("dyadic", "ep-positive", "ep-negative", "ep-centered", "cl", "cpl-p", "cpl-n", "cpl-c")
+
+__all__ = [
+    "RULES", "Updates", "contrastive", "cosine", "coupled", "coupled_clamp", "dyadic", "energy_difference",
+    "energy_gradient", "ep", "ep_centered", "ep_negative", "ep_positive", "flatten",
+]
