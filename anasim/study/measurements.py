@@ -123,8 +123,8 @@ def _synthetic(config: Config) -> Outputs:
         jax.random.PRNGKey(config["seed"]),
         float(p["noise"]),
         float(p["lr"]),
+        float(2 ** int(p["bits"]) - 1),
         size=int(p["size"]),
-        bits=int(p["bits"]),
         epochs=int(p["epochs"]),
         work=int(p["work"]),
     )
@@ -132,7 +132,7 @@ def _synthetic(config: Config) -> Outputs:
     return {"loss": loss, "accuracy": acc, "final_loss": loss[-1]}
 
 
-def _synthetic_run_impl(key, noise, lr, *, size, bits, epochs, work):
+def _synthetic_run_impl(key, noise, lr, levels, *, size, epochs, work):
     import jax
     import jax.numpy as jnp
 
@@ -141,7 +141,6 @@ def _synthetic_run_impl(key, noise, lr, *, size, bits, epochs, work):
     x = jax.random.normal(k_data, (m, n))
     w_true = jax.random.normal(k_true, (n,)) / math.sqrt(n)
     y = x @ w_true
-    levels = 2**bits - 1
     w_max = 3.0 / math.sqrt(n)
 
     def quantize(w):
@@ -171,14 +170,14 @@ def _synthetic_run_impl(key, noise, lr, *, size, bits, epochs, work):
 _SYNTHETIC_JIT = None
 
 
-def _synthetic_run(key, noise, lr, **static):
-    # Compiled once per (size, bits, epochs, work) and process: cheap points stay cheap.
+def _synthetic_run(key, noise, lr, levels, **static):
+    # Compiled once per (size, epochs, work) and process: cheap points stay cheap.
     global _SYNTHETIC_JIT
     if _SYNTHETIC_JIT is None:
         import jax
 
-        _SYNTHETIC_JIT = jax.jit(_synthetic_run_impl, static_argnames=("size", "bits", "epochs", "work"))
-    return _SYNTHETIC_JIT(key, noise, lr, **static)
+        _SYNTHETIC_JIT = jax.jit(_synthetic_run_impl, static_argnames=("size", "epochs", "work"))
+    return _SYNTHETIC_JIT(key, noise, lr, levels, **static)
 
 
 def _validate_synthetic(config: Config) -> None:
