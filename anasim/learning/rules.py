@@ -81,7 +81,7 @@ def dyadic(x, s_plus: Sequence, s_minus: Sequence, beta: float, lam: float) -> U
     """
     if not 0.0 <= lam <= 1.0:
         raise AnasimError(f"lam: expected a structure parameter in [0, 1], got {lam}")
-    if beta == 0:
+    if isinstance(beta, (int, float)) and beta == 0:
         raise AnasimError("beta: the dyadic rule needs a nonzero nudge strength")
     _check(x, s_plus, s_minus)
     c = -1.0 / (2.0 * beta)
@@ -120,7 +120,7 @@ def energy_difference(x, s_a: Sequence, s_b: Sequence, scale: float) -> Updates:
 def ep(x, s_a: Sequence, s_b: Sequence, beta_a: float, beta_b: float) -> Updates:
     """Equilibrium propagation from two phases nudged with ``beta_a`` and ``beta_b``
     (β > 0 pulls toward the target; β = 0 is the free phase)."""
-    if beta_a == beta_b:
+    if isinstance(beta_a, (int, float)) and isinstance(beta_b, (int, float)) and beta_a == beta_b:
         raise AnasimError("nudge: the two EP phases need different nudge strengths")
     return energy_difference(x, s_a, s_b, 1.0 / (beta_a - beta_b))
 
@@ -153,7 +153,7 @@ def coupled_clamp(o_free, y, beta: float):
 def coupled(x, s_a, s_b, beta: float, variant: str = "P") -> Updates:
     """Coupled learning. ``variant`` "P": s_a clamped at (1−β)o*+βy, s_b free;
     "N": s_a free, s_b clamped at (1+β)o*−βy; "C": s_a at +β, s_b at −β clamp."""
-    if beta == 0:
+    if isinstance(beta, (int, float)) and beta == 0:
         raise AnasimError("beta: coupled learning needs a nonzero clamp strength")
     scale = {"P": 1.0 / beta, "N": 1.0 / beta, "C": 1.0 / (2.0 * beta)}.get(variant)
     if scale is None:

@@ -1,0 +1,616 @@
+"""On-device training: program → load input → relax each phase → read → rule → optimizer → write.
+
+The controller drives a chip built by :func:`anasim.circuits.build` the way the
+instrument around a physical circuit would (DESIGN.md §5):
+
+1. **program**: the couplings are written into the devices. In ``shadow`` mode
+   a digital float copy of the parameters is the truth and is programmed into
+   the devices before every step (an SLM is rewritten as a whole, with fresh
+   programming errors); in ``in-situ`` mode the devices hold the only copy and
+   receive the optimizer's increments through their write response
+   (``apply_update`` of the coupling device: soft bounds, asymmetric
+   potentiation/depression).
+2. **load input**: x goes through the DAC (inside the relaxation engine).
+3. **relax each phase**: the nudged dyadic equilibrium (one relaxation holding
+   both compartments) or the EP/CL/CpL phases. ``phases = "sequential"`` runs
+   every phase on one chip; ``"twin"`` runs the second phase on a twin chip
+   (same design, its own fabricated fixed-pattern errors), as two physical
+   circuits working in parallel would.
+4. **read**: both compartments through the ADCs (what the rule sees).
+5. **rule**: :mod:`anasim.learning.rules`.
+6. **optimizer**: optax SGD with momentum, decoupled weight decay, cosine (or
+   constant) learning-rate schedule, layer-wise learning-rate multipliers.
+7. **write**: back into the devices (shadow or in-situ).
+
+Physical cost per step: device iterations (summed over phases), simulated
+hardware time = Σ_phases iterations × batch × ``profile.loop_time_s`` (one
+example at a time through the loop, as the optical and resistive circuits
+process one input vector per relaxation) and energy = MACs per iteration ×
+iterations × batch × ``profile.energy_per_mac_j``.
+
+Reproducibility: every random draw comes from a key derived from
+(seed, epoch, step) and the data order from (seed, epoch), so a run killed
+after epoch e and resumed from its checkpoint (HDF5, written atomically) ends
+with the same weights, bit for bit, as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from anasim import circuits
+from anasim.circuits import CircuitSpec, Params
+from anasim.data import Split
+from anasim.devices.profile import DeviceProfile
+from anasim.errors import AnasimError, ProfileError
+from anasim.learning import rules
+
+RULE_NAMES = ("dyadic", "ep-centered", "ep-positive", "ep-negative", "cl", "cpl-p", "cpl-n", "cpl-c")
+WRITE_MODES = ("shadow", "in-situ")
+PHASE_MODES = ("sequential", "twin")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters (hashable; the ``[training]`` table of a circuit spec).
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: examples per step.
+        beta: nudge strength β (loss units per state unit); for CL the clamp is full.
+        beta_growth: added to β after every epoch (strong-nudging experiment: 0.05).
+        rule: one of :data:`RULE_NAMES`.
+        learning_rate: peak learning rate of the schedule.
+        layer_lr: multipliers per coupling (θ_0, θ_1, …, θ_{L−1}); biases follow
+            their layer's incoming coupling. Empty: all 1.
+        momentum: SGD momentum (0 = plain SGD).
+        weight_decay: decoupled weight decay per step (× learning rate).
+        schedule: "cosine" (decay to 0 over the run) or "constant".
+        write_mode: "shadow" or "in-situ".
+        phases: "sequential" (one chip) or "twin" (second phase on a twin chip).
+        seed: the run's seed.
+        train_size, test_size: use the first n examples (0 = all).
+        data: dataset source for :func:`anasim.data.load_fashion_mnist`
+            ("" = Debian package, else the shipped subset).
+        eval_batch: batch size of the evaluation relaxations.
+    """
+
+    epochs: int = 3
+    batch_size: int = 64
+    beta: float = 0.1
+    beta_growth: float = 0.0
+    rule: str = "dyadic"
+    learning_rate: float = 0.02
+    layer_lr: tuple = ()
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    write_mode: str = "shadow"
+    phases: str = "sequential"
+    seed: int = 0
+    train_size: int = 0
+    test_size: int = 0
+    data: str = ""
+    eval_batch: int = 500
+
+    def __post_init__(self):
+        self.validate("TrainConfig")
+
+    def validate(self, where: str) -> None:
+        def bad(key, expected, value):
+            raise ProfileError(f"{where}: training.{key} must be {expected}, got {value!r}")
+
+        if int(self.epochs) < 1:
+            bad("epochs", "≥ 1", self.epochs)
+        if int(self.batch_size) < 1:
+            bad("batch_size", "≥ 1", self.batch_size)
+        if not (float(self.beta) > 0 and math.isfinite(float(self.beta))):
+            bad("beta", "a positive number", self.beta)
+        if not (float(self.beta_growth) >= 0):
+            bad("beta_growth", "≥ 0", self.beta_growth)
+        if self.rule not in RULE_NAMES:
+            bad("rule", f"one of {RULE_NAMES}", self.rule)
+        if not (float(self.learning_rate) > 0):
+            bad("learning_rate", "> 0", self.learning_rate)
+        if not (0 <= float(self.momentum) < 1):
+            bad("momentum", "in [0, 1)", self.momentum)
+        if not (float(self.weight_decay) >= 0):
+            bad("weight_decay", "≥ 0", self.weight_decay)
+        if self.schedule not in SCHEDULES:
+            bad("schedule", f"one of {SCHEDULES}", self.schedule)
+        if self.write_mode not in WRITE_MODES:
+            bad("write_mode", f"one of {WRITE_MODES}", self.write_mode)
+        if self.phases not in PHASE_MODES:
+            bad("phases", f"one of {PHASE_MODES}", self.phases)
+        if any(not (float(m) >= 0) for m in self.layer_lr):
+            bad("layer_lr", "a list of non-negative multipliers", self.layer_lr)
+        if int(self.train_size) < 0 or int(self.test_size) < 0:
+            bad("train_size", "≥ 0", (self.train_size, self.test_size))
+        if int(self.eval_batch) < 1:
+            bad("eval_batch", "≥ 1", self.eval_batch)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def config_from_spec(spec: CircuitSpec, **overrides) -> TrainConfig:
+    """The spec's ``[training]`` table as a :class:`TrainConfig`, with ``overrides``
+    (None values ignored). Unknown keys or wrong types raise ProfileError naming
+    the file and the key."""
+    where = spec.source or spec.name
+    opts = dict(spec.training_options())
+    opts.update({k: v for k, v in overrides.items() if v is not None})
+    kwargs = {}
+    for key, value in opts.items():
+        if key not in _FIELDS:
+            raise ProfileError(f"{where}: unknown key 'training.{key}' (allowed: {', '.join(_FIELDS)})")
+        default = _FIELDS[key].default
+        try:
+            if isinstance(default, tuple):
+                value = tuple(float(v) for v in value)
+            elif isinstance(default, bool):
+                value = bool(value)
+            elif isinstance(default, int):
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError
+                value = int(value)
+            elif isinstance(default, float):
+                value = float(value)
+            elif isinstance(default, str):
+                if not isinstance(value, str):
+                    raise ValueError
+        except (TypeError, ValueError):
+            raise ProfileError(
+                f"{where}: key 'training.{key}' must be {type(default).__name__}, got {value!r}") from None
+        kwargs[key] = value
+    cfg = TrainConfig.__new__(TrainConfig)
+    for name, f in _FIELDS.items():
+        object.__setattr__(cfg, name, kwargs.get(name, f.default))
+    cfg.validate(where)
+    return cfg
+
+
+def _check_compatible(spec: CircuitSpec, cfg: TrainConfig, profile: DeviceProfile) -> None:
+    where = spec.source or spec.name
+    energy_based = cfg.rule != "dyadic"
+    if energy_based and spec.lam != 1.0:
+        raise ProfileError(
+            f"{where}: training.rule = {cfg.rule!r} needs a symmetric circuit (network.lam = 1.0, an "
+            f"energy to descend); lam = {spec.lam!r} trains with rule = \"dyadic\"")
+    if cfg.phases == "twin" and cfg.rule == "dyadic" and spec.lam_mix != 1.0:
+        raise ProfileError(
+            f"{where}: training.phases = \"twin\" needs phases that do not interact; the dyadic "
+            f"compartments at lam = {spec.lam!r} are coupled (use \"sequential\" or lam = 1)")
+    if cfg.write_mode == "in-situ" and not hasattr(profile.coupling, "apply_update"):
+        raise ProfileError(
+            f"training.write_mode = \"in-situ\": profile {profile.name!r} "
+            f"({type(profile.coupling).__name__}) has no in-situ write response (apply_update); "
+            f"use write_mode = \"shadow\"")
+    if len(cfg.layer_lr) not in (0, spec.n_layers):
+        raise ProfileError(
+            f"{where}: training.layer_lr needs {spec.n_layers} multipliers (θ_0 … θ_{spec.n_layers - 1}), "
+            f"got {len(cfg.layer_lr)}")
+
+
+# --- optimizer ---------------------------------------------------------------------
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    """SGD + momentum with decoupled weight decay and a cosine/constant schedule."""
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "cosine":
+        lr = optax.cosine_decay_schedule(cfg.learning_rate, decay_steps=max(total, 1))
+    else:
+        lr = optax.constant_schedule(cfg.learning_rate)
+    parts = []
+    if cfg.weight_decay:
+        parts.append(optax.add_decayed_weights(cfg.weight_decay))
+    parts.append(optax.sgd(lr, momentum=cfg.momentum or None))
+    return optax.chain(*parts)
+
+
+def _layer_multipliers(spec: CircuitSpec, cfg: TrainConfig, params: Params) -> Params:
+    m = cfg.layer_lr or (1.0,) * spec.n_layers
+    return Params(theta0=m[0], thetas=tuple(m[1:]), biases=tuple(m[:spec.n_layers]),
+                  backward=tuple(m[1:]) if params.backward else ())
+
+
+def _to_params(d: dict, asymmetric: bool, like: Params) -> Params:
+    back = tuple(t.T for t in d["thetas"]) if asymmetric else ()
+    p = Params(theta0=d["theta0"], thetas=tuple(d["thetas"]), biases=tuple(d["biases"]), backward=back)
+    return jax.tree_util.tree_map(lambda u, q: u.astype(q.dtype), p, like)
+
+
+# --- one step ----------------------------------------------------------------------
+
+def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
+    """Relax every phase, read through the ADC, apply the rule.
+
+    Returns (update dict, iterations summed over phases, mean-output prediction
+    for the running train accuracy, number of relaxations)."""
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    lam = spec.lam_mix
+    second = hw2 if cfg.phases == "twin" else hw
+    if cfg.rule == "dyadic" or cfg.rule.startswith("ep"):
+        nud = {"dyadic": (beta, beta), "ep-centered": (beta, beta),
+               "ep-positive": (beta, 0.0), "ep-negative": (0.0, beta)}[cfg.rule]
+        if cfg.phases == "twin":
+            eq_a = circuits.relax(spec, hw, x, k1, nudge=(nud[0], 0.0), target=y)
+            eq_b = circuits.relax(spec, second, x, k2, nudge=(0.0, nud[1]), target=y)
+            sp, _ = circuits.read_states(hw, eq_a, k3)
+            _, sm = circuits.read_states(second, eq_b, k4)
+            iters = eq_a.iterations + eq_b.iterations
+            pred = 0.5 * (eq_a.s_minus[-1] + eq_b.s_plus[-1])  # the un-nudged compartments
+        else:
+            eq = circuits.relax(spec, hw, x, k1, nudge=nud, target=y)
+            sp, sm = circuits.read_states(hw, eq, k3)
+            iters = eq.iterations
+            pred = eq.output
+        if cfg.rule == "dyadic":
+            upd = rules.dyadic(x, sp, sm, beta, lam)
+        elif cfg.rule == "ep-centered":
+            upd = rules.ep_centered(x, sm, sp, beta)
+        elif cfg.rule == "ep-positive":
+            upd = rules.ep_positive(x, sm, sp, beta)       # s⁻ is the free phase
+        else:
+            upd = rules.ep_negative(x, sm, sp, beta)       # s⁺ is the free phase
+        return upd, iters, pred
+    # Clamped rules: a free phase first (it gives o*), then the clamped phase(s).
+    eq_f = circuits.relax(spec, hw, x, k1)
+    s_free, _ = circuits.read_states(hw, eq_f, k3)
+    o = s_free[-1]
+    if cfg.rule == "cl":
+        c = (y, None)
+    else:
+        c = {"cpl-p": (rules.coupled_clamp(o, y, beta), None),
+             "cpl-n": (None, rules.coupled_clamp(o, y, -beta)),
+             "cpl-c": (rules.coupled_clamp(o, y, beta), rules.coupled_clamp(o, y, -beta))}[cfg.rule]
+    eq_c = circuits.relax(spec, second, x, k2, clamp=c)
+    cp, cm = circuits.read_states(second, eq_c, k4)
+    iters = eq_f.iterations + eq_c.iterations
+    if cfg.rule == "cl":
+        upd = rules.contrastive(x, s_free, cp)
+    elif cfg.rule == "cpl-p":
+        upd = rules.coupled(x, cp, s_free, beta, "P")
+    elif cfg.rule == "cpl-n":
+        upd = rules.coupled(x, s_free, cm, beta, "N")
+    else:
+        upd = rules.coupled(x, cp, cm, beta, "C")
+    return upd, iters, eq_f.output
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _train_step(spec, cfg, optimizer, params, opt_state, hw, hw2, mult, x, y, beta, key):
+    k_prog, k_prog2, k_phase, k_write = jax.random.split(key, 4)
+    if cfg.write_mode == "shadow":
+        hw = circuits.reprogram(spec, hw, params, k_prog)
+        if cfg.phases == "twin":
+            hw2 = circuits.reprogram(spec, hw2, params, k_prog2)
+    upd, iters, pred = _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, k_phase)
+    grads = _to_params(upd, spec.asymmetric, params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    updates = jax.tree_util.tree_map(lambda u, m: u * m, updates, mult)
+    params = optax.apply_updates(params, updates)
+    if cfg.write_mode == "in-situ":
+        hw = _write_in_situ(spec, hw, updates, k_write)
+        if cfg.phases == "twin":
+            hw2 = _write_in_situ(spec, hw2, updates, jax.random.fold_in(k_write, 1))
+    correct = jnp.sum(jnp.argmax(pred, -1) == jnp.argmax(y, -1))
+    loss = jnp.sum(circuits.cost(spec, pred, y))
+    return params, opt_state, hw, hw2, iters, correct, loss
+
+
+def _write_in_situ(spec, hw, updates: Params, key):
+    """Increments through the device write response (coupling device's ``apply_update``)."""
+    dev = hw.profile.coupling
+    L = spec.n_layers
+    keys = jax.random.split(key, 2 * L)
+    input_state = dev.apply_update(hw.input_state, keys[0], updates.theta0)
+    forward = tuple(dev.apply_update(hw.forward[k], keys[1 + k], updates.thetas[k]) for k in range(L - 1))
+    if hw.backward_mode == "copy":
+        back_upd = tuple(u.T for u in updates.thetas)
+    else:
+        back_upd = tuple(updates.backward)
+    backward = tuple(dev.apply_update(hw.backward[k], keys[L + k], back_upd[k]) for k in range(len(hw.backward)))
+    biases = tuple(b + u.astype(b.dtype) for b, u in zip(hw.biases, updates.biases))
+    return dataclasses.replace(hw, input_state=input_state, forward=forward, backward=backward, biases=biases)
+
+
+# --- evaluation --------------------------------------------------------------------
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _eval_batch(spec, hw, x, y, key):
+    eq = circuits.relax(spec, hw, x, key)
+    out = eq.output
+    correct = jnp.sum(jnp.argmax(out, -1) == jnp.argmax(y, -1))
+    loss = jnp.sum(circuits.cost(spec, out, y))
+    sat = 0.0
+    count = 0
+    for s, name in zip(eq.s_plus, spec.activations):
+        lo = s <= 1e-6
+        hi = (s >= 1.0 - 1e-6) if name in ("hard_sigmoid", "tempered_hard_sigmoid") else jnp.zeros_like(lo)
+        sat = sat + jnp.sum(lo | hi)
+        count += s.size
+    return correct, loss, sat / count, eq.iterations, eq.diverged
+
+
+def evaluate(spec: CircuitSpec, hw, split: Split, key, batch: int = 500) -> dict:
+    """Free relaxation on every example of ``split`` through the hardware (with its noise).
+
+    Returns accuracy, mean loss, fraction of saturated neurons (states at a rail
+    of the nonlinearity), mean relaxation iterations and whether any diverged.
+    """
+    n = len(split)
+    correct = loss = sat = iters = 0.0
+    diverged = False
+    nb = 0
+    for i, start in enumerate(range(0, n, batch)):
+        x = jnp.asarray(split.x[start:start + batch])
+        y = jax.nn.one_hot(split.y[start:start + batch], spec.n_out, dtype=jnp.dtype(spec.dtype))
+        c, l_, s, it, dv = _eval_batch(spec, hw, x, y, jax.random.fold_in(key, i))
+        correct += float(c)
+        loss += float(l_)
+        sat += float(s) * x.shape[0]
+        iters += float(it)
+        diverged |= bool(dv)
+        nb += 1
+    return {"accuracy": correct / n, "loss": loss / n, "saturated": sat / n,
+            "iterations": iters / max(nb, 1), "diverged": diverged}
+
+
+def _lipschitz(spec, hw) -> float:
+    """Hidden-layer Lipschitz bound of the hardware as built, NaN where unavailable."""
+    try:
+        from anasim.analysis import lipschitz as lip  # noqa: PLC0415
+    except ImportError:
+        return float("nan")
+    for name in ("hidden_bound", "linearized_bound", "general_bound"):
+        fn = getattr(lip, name, None)
+        if fn is None:
+            continue
+        try:
+            val = fn(circuits.effective_matrices(spec, hw))
+        except Exception:  # noqa: BLE001 -- analysis is optional in a training run
+            return float("nan")
+        return float(getattr(val, "hidden", val)) if not isinstance(val, dict) else float(
+            val.get("hidden", float("nan")))
+    return float("nan")
+
+
+# --- the run -----------------------------------------------------------------------
+
+METRICS = ("train_accuracy", "train_loss", "test_accuracy", "test_loss", "lipschitz", "saturated",
+           "iterations", "hardware_time_s", "energy_j", "beta", "learning_rate", "wall_s")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: final parameters, the chip, per-epoch metrics (dict of lists)."""
+
+    params: Params
+    hardware: Any
+    history: dict
+    config: TrainConfig
+    spec: CircuitSpec
+    profile_name: str
+
+    def dataset(self):
+        return history_dataset(self.history, self.spec, self.config, self.profile_name)
+
+
+def _macs_per_iteration(spec: CircuitSpec, compartments: int) -> int:
+    s = spec.sizes
+    fwd = sum(s[k + 1] * s[k] for k in range(1, len(s) - 1))
+    return compartments * 2 * fwd
+
+
+def history_dataset(history: dict, spec: CircuitSpec, cfg: TrainConfig, profile_name: str):
+    """Per-epoch metrics as an xarray Dataset (dim ``epoch``) with every parameter in attrs."""
+    import xarray as xr  # noqa: PLC0415
+
+    epochs = np.arange(1, len(history.get("test_accuracy", [])) + 1)
+    units = {"hardware_time_s": "s", "energy_j": "J", "wall_s": "s", "iterations": "iterations",
+             "saturated": "fraction", "train_accuracy": "fraction", "test_accuracy": "fraction"}
+    data = {k: ("epoch", np.asarray(history.get(k, [np.nan] * len(epochs)), np.float64),
+                {"units": units.get(k, "")}) for k in METRICS}
+    ds = xr.Dataset(data, coords={"epoch": epochs})
+    attrs = {f"training.{k}": _attr(v) for k, v in dataclasses.asdict(cfg).items()}
+    attrs.update({f"circuit.{f.name}": _attr(getattr(spec, f.name)) for f in dataclasses.fields(spec)
+                  if f.name != "training"})
+    attrs["device.profile"] = profile_name
+    attrs["anasim.kind"] = "train"
+    ds.attrs.update(attrs)
+    return ds
+
+
+def _attr(v):
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, (int, float, str)):
+        return v
+    return json.dumps(v, default=str)
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def checkpoint_path(out: str | os.PathLike) -> Path:
+    """The checkpoint next to a result file: ``run.nc`` → ``run.ckpt.h5``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".ckpt.h5")
+
+
+def save_checkpoint(path, epoch: int, params, opt_state, hw, hw2, history: dict, fingerprint: str):
+    """HDF5 checkpoint: every leaf of (params, optimizer state, chips), the history, written atomically."""
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            f.attrs["epoch"] = epoch
+            f.attrs["fingerprint"] = fingerprint
+            f.attrs["history"] = json.dumps(history)
+            for name, tree in (("params", params), ("opt_state", opt_state), ("hw", hw), ("hw2", hw2)):
+                g = f.create_group(name)
+                for i, leaf in enumerate(jax.tree_util.tree_leaves(tree)):
+                    g.create_dataset(f"{i:05d}", data=np.asarray(leaf))
+    _atomic(Path(path), write)
+
+
+def load_checkpoint(path, fingerprint: str, templates: dict):
+    """Leaves from a checkpoint, poured into the pytree structure of ``templates``."""
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise AnasimError(f"{path}: cannot read checkpoint ({err})") from None
+    with f:
+        if f.attrs.get("fingerprint") != fingerprint:
+            raise AnasimError(f"{path}: checkpoint was written for a different circuit/device/training "
+                              f"configuration; delete it or drop --resume")
+        out = {}
+        for name, tmpl in templates.items():
+            leaves, tree = jax.tree_util.tree_flatten(tmpl)
+            g = f[name]
+            new = [jnp.asarray(g[f"{i:05d}"][()], dtype=jnp.asarray(t).dtype) for i, t in enumerate(leaves)]
+            out[name] = jax.tree_util.tree_unflatten(tree, new)
+        return int(f.attrs["epoch"]), json.loads(f.attrs["history"]), out
+
+
+def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set: Split, test_set: Split,
+          *, out: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None, on_epoch: Callable[[int, dict], None] | None = None
+          ) -> TrainResult:
+    """Train ``spec`` on ``profile`` with local rules; returns a :class:`TrainResult`.
+
+    ``out``: netCDF result path, rewritten after every epoch; the checkpoint
+    sits next to it (:func:`checkpoint_path`). ``resume``: continue from that
+    checkpoint (it must match spec, profile and config). ``stop_after``: stop
+    after this many epochs in total (as if killed; resumable). ``on_epoch``:
+    called with (epoch, metrics) after each epoch.
+    """
+    _check_compatible(spec, cfg, profile)
+    if cfg.train_size:
+        train_set = Split(train_set.x[:cfg.train_size], train_set.y[:cfg.train_size], train_set.source)
+    if cfg.test_size:
+        test_set = Split(test_set.x[:cfg.test_size], test_set.y[:cfg.test_size], test_set.source)
+    if train_set.x.shape[1] != spec.n_in:
+        raise AnasimError(f"{spec.source or spec.name}: network.sizes[0] = {spec.n_in} but the data "
+                          f"have {train_set.x.shape[1]} inputs")
+    n = len(train_set)
+    steps = n // cfg.batch_size
+    if steps < 1:
+        raise AnasimError(f"training.batch_size = {cfg.batch_size} exceeds the {n} training examples")
+    dtype = jnp.dtype(spec.dtype)
+    root = jax.random.PRNGKey(cfg.seed)
+    k_init, k_build, k_twin, k_run = jax.random.split(root, 4)
+    params = circuits.init_params(spec, k_init)
+    hw = circuits.build(spec, profile, params, k_build)
+    hw2 = circuits.build(spec, profile, params, k_twin) if cfg.phases == "twin" else hw
+    optimizer = make_optimizer(cfg, steps)
+    opt_state = optimizer.init(params)
+    mult = _layer_multipliers(spec, cfg, params)
+    history = {k: [] for k in METRICS}
+    start_epoch = 0
+    fingerprint = json.dumps([repr(spec), repr(profile), repr(cfg), n, len(test_set)], default=str)
+    ckpt = checkpoint_path(out) if out else None
+    if resume:
+        if ckpt is None or not ckpt.exists():
+            raise AnasimError(f"--resume: no checkpoint {ckpt} to resume from")
+        start_epoch, history, st = load_checkpoint(
+            ckpt, fingerprint, {"params": params, "opt_state": opt_state, "hw": hw, "hw2": hw2})
+        params, opt_state, hw, hw2 = st["params"], st["opt_state"], st["hw"], st["hw2"]
+    macs = _macs_per_iteration(spec, 2)
+    hw_time = history["hardware_time_s"][-1] if history["hardware_time_s"] else 0.0
+    energy = history["energy_j"][-1] if history["energy_j"] else 0.0
+    last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    for epoch in range(start_epoch, last):
+        t0 = time.perf_counter()
+        beta = cfg.beta + cfg.beta_growth * epoch
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+        k_epoch = jax.random.fold_in(k_run, epoch)
+        correct = loss = 0.0
+        iters_total = 0
+        bar = _progress(steps, f"epoch {epoch + 1}/{cfg.epochs}", progress)
+        for step in range(steps):
+            sel = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            x = jnp.asarray(train_set.x[sel], dtype)
+            y = jax.nn.one_hot(train_set.y[sel], spec.n_out, dtype=dtype)
+            params, opt_state, hw, hw2, it, c, l_ = _train_step(
+                spec, cfg, optimizer, params, opt_state, hw, hw2, mult, x, y,
+                jnp.asarray(beta, dtype), jax.random.fold_in(k_epoch, step))
+            it = int(it)
+            iters_total += it
+            correct += float(c)
+            loss += float(l_)
+            hw_time += it * cfg.batch_size * profile.loop_time_s
+            energy += it * cfg.batch_size * macs * profile.energy_per_mac_j
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(acc=f"{correct / ((step + 1) * cfg.batch_size):.3f}", it=it)
+        if bar is not None:
+            bar.close()
+        if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(params)):
+            raise AnasimError(f"training diverged in epoch {epoch + 1}: non-finite weights "
+                              f"(lower training.learning_rate or training.beta)")
+        ev = evaluate(spec, hw, test_set, jax.random.fold_in(k_epoch, steps + 1), cfg.eval_batch)
+        lr = float(make_lr(cfg, steps)((epoch + 1) * steps - 1))
+        metrics = {
+            "train_accuracy": correct / (steps * cfg.batch_size),
+            "train_loss": loss / (steps * cfg.batch_size),
+            "test_accuracy": ev["accuracy"], "test_loss": ev["loss"],
+            "lipschitz": _lipschitz(spec, hw), "saturated": ev["saturated"],
+            "iterations": iters_total / steps, "hardware_time_s": hw_time, "energy_j": energy,
+            "beta": beta, "learning_rate": lr, "wall_s": time.perf_counter() - t0,
+        }
+        for k in METRICS:
+            history[k].append(float(metrics[k]))
+        if out:
+            ds = history_dataset(history, spec, cfg, profile.name)
+            _atomic(Path(out), lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+            save_checkpoint(ckpt, epoch + 1, params, opt_state, hw, hw2, history, fingerprint)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, metrics)
+    return TrainResult(params=params, hardware=hw, history=history, config=cfg, spec=spec,
+                       profile_name=profile.name)
+
+
+def make_lr(cfg: TrainConfig, steps_per_epoch: int):
+    """The learning-rate schedule (step → rate) the optimizer uses."""
+    if cfg.schedule == "cosine":
+        return optax.cosine_decay_schedule(cfg.learning_rate, decay_steps=max(cfg.epochs * steps_per_epoch, 1))
+    return optax.constant_schedule(cfg.learning_rate)
+
+
+def _progress(total, desc, enabled):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm  # noqa: PLC0415
+    return tqdm(total=total, desc=desc, leave=False, unit="step", dynamic_ncols=True)
+
+
+__all__ = [
+    "METRICS", "PHASE_MODES", "RULE_NAMES", "TrainConfig", "TrainResult", "WRITE_MODES", "checkpoint_path",
+    "config_from_spec", "evaluate", "history_dataset", "load_checkpoint", "make_lr", "make_optimizer",
+    "save_checkpoint", "train",
+]
