@@ -113,15 +113,30 @@ def _add_op(sub) -> Callable:
 def _add_train(sub) -> Callable:
     p = sub.add_parser("train", help="on-device training of a Hopfield circuit")
     p.add_argument("--circuit", required=True, help="circuit spec (TOML)")
-    p.add_argument("--device", help="device profile (TOML)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--out", default="run.nc", help="result file (netCDF)")
+    p.add_argument("--device", help="device profile (TOML); default: the spec's own, else ideal")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the spec's [training])")
+    p.add_argument("--out", default="run.nc", help="result file (netCDF), rewritten after every epoch")
     p.add_argument("--plot", default=None, help="also write learning curves to this PNG")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint next to --out")
+    p.add_argument("--rule", default=None,
+                   help="dyadic | ep-centered | ep-positive | ep-negative | cl | cpl-p | cpl-n | cpl-c")
+    p.add_argument("--beta", type=float, default=None, help="nudge strength β")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--train-size", type=int, default=None, help="use the first N training examples (0: all)")
+    p.add_argument("--test-size", type=int, default=None, help="use the first N test examples (0: all)")
+    p.add_argument("--data", default=None,
+                   help="IDX directory, 'debian' or 'subset' (default: Debian package, else shipped subset)")
+    p.add_argument("--write-mode", default=None, help="shadow | in-situ")
+    p.add_argument("--phases", default=None, help="sequential | twin")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     def run(args) -> int:
-        raise AnasimError("anasim train: not available yet")
+        from anasim.learning.command import run_train
+
+        return run_train(args)
 
     return run
 
@@ -210,9 +225,12 @@ def _add_report(sub) -> Callable:
     p = sub.add_parser("report", help="plots from a result file")
     p.add_argument("result", help="result file (.nc) from train or sweep")
     p.add_argument("--out", default=None, help="PNG path (default: next to the result)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     def run(args) -> int:
-        raise AnasimError("anasim report: not available yet")
+        from anasim.learning.command import run_report
+
+        return run_report(args)
 
     return run
 

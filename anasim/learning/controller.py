@@ -374,22 +374,13 @@ def evaluate(spec: CircuitSpec, hw, split: Split, key, batch: int = 500) -> dict
 
 
 def _lipschitz(spec, hw) -> float:
-    """Hidden-layer Lipschitz bound of the hardware as built, NaN where unavailable."""
+    """Hidden-layer Lipschitz constant ‖(I − W)^{-1}‖₂ of the hardware as built
+    (Høier et al. eq. 17 on ``effective()`` matrices); NaN where unavailable."""
     try:
-        from anasim.analysis import lipschitz as lip  # noqa: PLC0415
+        from anasim.analysis.lipschitz import linearized_bound  # noqa: PLC0415
     except ImportError:
         return float("nan")
-    for name in ("hidden_bound", "linearized_bound", "general_bound"):
-        fn = getattr(lip, name, None)
-        if fn is None:
-            continue
-        try:
-            val = fn(circuits.effective_matrices(spec, hw))
-        except Exception:  # noqa: BLE001 -- analysis is optional in a training run
-            return float("nan")
-        return float(getattr(val, "hidden", val)) if not isinstance(val, dict) else float(
-            val.get("hidden", float("nan")))
-    return float("nan")
+    return float(linearized_bound(circuits.effective_matrices(spec, hw)).hidden)
 
 
 # --- the run -----------------------------------------------------------------------

@@ -1,0 +1,132 @@
+"""The ``anasim train`` and ``anasim report`` commands (argument handling lives in
+:mod:`anasim.cli`; this module does the work and prints)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from anasim.errors import AnasimError
+
+_COLUMNS = (
+    ("epoch", "{:>5d}", 5), ("train acc", "{:>9.4f}", 9), ("train loss", "{:>10.4f}", 10),
+    ("test acc", "{:>8.4f}", 8), ("test loss", "{:>9.4f}", 9), ("Lipschitz", "{:>9.4f}", 9),
+    ("saturated", "{:>9.3f}", 9), ("iters", "{:>6.1f}", 6), ("hw time [s]", "{:>11.3e}", 11),
+    ("wall [s]", "{:>8.1f}", 8),
+)
+_KEYS = ("epoch", "train_accuracy", "train_loss", "test_accuracy", "test_loss", "lipschitz", "saturated",
+         "iterations", "hardware_time_s", "wall_s")
+
+
+def load_profile_for(spec, device: str | None):
+    """The device profile for ``spec``: ``device`` (CLI) or the spec's own; ideal if neither."""
+    from anasim.circuits import resolve_device_path  # noqa: PLC0415
+    from anasim.devices import ideal_profile  # noqa: PLC0415
+
+    path = resolve_device_path(spec, device)
+    if path is None:
+        return ideal_profile()
+    try:
+        from anasim.devices import load_profile  # noqa: PLC0415
+    except ImportError:
+        if Path(path).stem == "ideal":
+            return ideal_profile()
+        raise AnasimError(f"{path}: device profiles cannot be loaded in this build (no load_profile)") from None
+    if not Path(path).exists():
+        raise AnasimError(f"{path}: no such device profile")
+    return load_profile(path)
+
+
+def _header() -> str:
+    return "  ".join(f"{name:>{w}}" for name, _, w in _COLUMNS)
+
+
+def _row(epoch: int, m: dict) -> str:
+    vals = [epoch] + [m[k] for k in _KEYS[1:]]
+    out = []
+    for (_, fmt, w), v in zip(_COLUMNS, vals):
+        out.append(f"{'nan':>{w}}" if isinstance(v, float) and math.isnan(v) else fmt.format(v))
+    return "  ".join(out)
+
+
+def run_train(args) -> int:
+    from anasim.circuits import load_circuit  # noqa: PLC0415
+    from anasim.data import load_fashion_mnist  # noqa: PLC0415
+    from anasim.learning.controller import config_from_spec, train  # noqa: PLC0415
+    from anasim.learning.plots import plot_learning_curves  # noqa: PLC0415
+
+    for name in ("epochs", "batch_size", "train_size", "test_size"):
+        v = getattr(args, name, None)
+        if v is not None and v < (0 if name.endswith("size") and name != "batch_size" else 1):
+            raise AnasimError(f"--{name.replace('_', '-')}: expected a positive integer, got {v}")
+    spec = load_circuit(args.circuit)
+    profile = load_profile_for(spec, args.device)
+    cfg = config_from_spec(
+        spec, epochs=args.epochs, rule=args.rule, beta=args.beta, learning_rate=args.lr,
+        batch_size=args.batch_size, seed=args.seed, train_size=args.train_size,
+        test_size=args.test_size, data=args.data, write_mode=args.write_mode, phases=args.phases)
+    train_set, test_set = load_fashion_mnist(cfg.data or None)
+    human = not args.json
+    if human:
+        n_tr = cfg.train_size or len(train_set)
+        n_te = cfg.test_size or len(test_set)
+        print(f"training {spec.name} ({'-'.join(map(str, spec.sizes))}, λ = {spec.lam}) on {profile.name}: "
+              f"rule {cfg.rule}, β = {cfg.beta:g}, lr = {cfg.learning_rate:g}, batch {cfg.batch_size}, "
+              f"{cfg.write_mode} writes, {n_tr} train / {n_te} test examples from {train_set.source}")
+        print(_header(), flush=True)
+
+    def on_epoch(epoch, m):
+        if human:
+            print(_row(epoch, m), flush=True)
+
+    t0 = time.perf_counter()
+    result = train(spec, profile, cfg, train_set, test_set, out=args.out, resume=args.resume,
+                   progress=not args.no_progress and sys.stderr.isatty(), on_epoch=on_epoch)
+    if args.resume and human:
+        done = len(result.history["test_accuracy"])
+        print(f"(resumed; {done} epochs in {args.out})")
+    if args.plot:
+        plot_learning_curves(result.dataset(), args.plot)
+    if args.json:
+        json.dump({"circuit": spec.name, "device": profile.name, "out": args.out, "plot": args.plot,
+                   "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+                   "epochs": [dict(epoch=i + 1, **{k: v[i] for k, v in result.history.items()})
+                              for i in range(len(result.history["test_accuracy"]))],
+                   "wall_s": time.perf_counter() - t0}, sys.stdout, indent=2, default=list)
+        sys.stdout.write("\n")
+    else:
+        h = result.history
+        print(f"final test accuracy {h['test_accuracy'][-1]:.4f}; results in {args.out}"
+              + (f", curves in {args.plot}" if args.plot else ""))
+    return 0
+
+
+def run_report(args) -> int:
+    import xarray as xr  # noqa: PLC0415
+
+    from anasim.learning.plots import plot_generic, plot_learning_curves  # noqa: PLC0415
+
+    path = Path(args.result)
+    if not path.is_file():
+        raise AnasimError(f"{path}: no such result file")
+    try:
+        ds = xr.load_dataset(path, engine="h5netcdf")
+    except Exception as err:  # noqa: BLE001 -- any read failure is the user's file
+        raise AnasimError(f"{path}: not a readable netCDF/HDF5 result ({type(err).__name__})") from None
+    out = Path(args.out) if args.out else path.with_suffix(".png")
+    if "epoch" in ds.dims:
+        plot_learning_curves(ds, out)
+    else:
+        plot_generic(ds, out)
+    if getattr(args, "json", False):
+        print(json.dumps({"result": str(path), "plot": str(out)}))
+    else:
+        if "epoch" in ds.dims and "test_accuracy" in ds:
+            print(_header())
+            for i, e in enumerate(ds["epoch"].values):
+                print(_row(int(e), {k: float(ds[k].values[i]) for k in _KEYS[1:] if k in ds}))
+        print(f"wrote {out}")
+    return 0
