@@ -38,7 +38,8 @@ class Measurement:
     ``defaults`` is a nested dict merged under the spec's ``[base]``;
     ``validate(config)`` raises :class:`AnasimError` for a bad configuration;
     ``version`` is part of every point's identity, so bumping it invalidates
-    stored points computed by an older implementation.
+    stored points computed by an older implementation; ``aliases`` maps short
+    parameter names to full paths (``rule.beta`` → ``circuit.training.beta``).
     """
 
     name: str
@@ -48,6 +49,7 @@ class Measurement:
     validate: Callable[[Config], None] | None = field(default=None, compare=False)
     version: int = 1
     description: str = field(default="", compare=False)
+    aliases: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __hash__(self) -> int:
         return hash((self.name, self.version))

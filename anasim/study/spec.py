@@ -192,7 +192,9 @@ def parse_sweep(data: Mapping[str, Any], source: str = "", text: str = "") -> Sw
         raise AnasimError(f"{where}: key 'measurement' must be a name or a non-empty list of names")
     measurements = [get_measurement(n, where=f"{where}: key 'measurement'") for n in names]
     outputs: dict[str, str] = {}
+    aliases: dict[str, str] = {}
     for m in measurements:
+        aliases.update(getattr(m, "aliases", {}) or {})
         for out in m.outputs:
             if out in outputs:
                 raise AnasimError(
@@ -220,6 +222,13 @@ def parse_sweep(data: Mapping[str, Any], source: str = "", text: str = "") -> Sw
             _merge(cfg[key], copy.deepcopy(dict(value)))
         else:
             cfg[key] = copy.deepcopy(value)
+    if "device" not in base and isinstance(cfg.get("circuit"), Mapping):
+        # A circuit spec names its default profile; load it so its parameters can be swept.
+        dev = cfg["circuit"].get("device")
+        if isinstance(dev, str) and dev:
+            cdir = _circuit_dir(base.get("circuit"), basedir)
+            cfg["device"] = _load_root("device", dev, f"{where}: key 'base.circuit' (its 'device')", cdir,
+                                       extra=[cdir.parent])
     seed = data.get("seed", 0)
     _check_seed(seed, f"{where}: key 'seed'")
     cfg["seed"] = seed
@@ -230,7 +239,7 @@ def parse_sweep(data: Mapping[str, Any], source: str = "", text: str = "") -> Sw
     fixed = []
     for raw, value in _flatten_keys(fixed_tbl):
         key = f"{where}: key 'fixed.{raw}'"
-        path = resolve_path(cfg, raw, key)
+        path = resolve_path(cfg, raw, key, aliases)
         if path == "seed":
             _check_seed(value, key)
         _assign(cfg, path, value, key, basedir)
@@ -243,7 +252,7 @@ def parse_sweep(data: Mapping[str, Any], source: str = "", text: str = "") -> Sw
     seen: dict[str, str] = {}
     for raw, spec in _flatten_keys(params, stop_at_ranges=True):
         key = f"{where}: key 'parameters.{raw}'"
-        path = resolve_path(cfg, raw, key)
+        path = resolve_path(cfg, raw, key, aliases)
         if path in seen:
             raise AnasimError(f"{key}: same parameter as 'parameters.{seen[path]}'")
         if path in dict(fixed):
@@ -431,25 +440,47 @@ def _has_path(cfg: Mapping, parts: Sequence[str]) -> bool:
     return True
 
 
-def resolve_path(cfg: Mapping, raw: str, key: str) -> str:
-    """Full dotted path of ``raw`` in ``cfg``; a path may omit its root if unambiguous."""
+def resolve_path(cfg: Mapping, raw: str, key: str, aliases: Mapping[str, str] | None = None) -> str:
+    """Full dotted path of ``raw`` in ``cfg``.
+
+    Accepted, in this order: the full path (``circuit.network.lam``); an alias
+    a measurement declares (``rule.beta`` → ``circuit.training.beta``); a
+    unique suffix of a full path (``slm.bits``, ``lam``); a root followed by a
+    unique suffix under it (``circuit.lam`` → ``circuit.network.lam``).
+    """
     parts = raw.split(".")
     if not raw or any(not p for p in parts):
         raise AnasimError(f"{key}: malformed parameter path {raw!r}")
     if raw == "seed":
         return "seed"
-    if parts[0] in cfg and _has_path(cfg, parts):
+    if _has_path(cfg, parts):
         return raw
     # Whole-file roots may be swept over file names (`device = [...]`).
     if raw in _FILE_ROOTS and raw in cfg:
         return raw
-    hits = [f"{root}.{raw}" for root, sub in cfg.items() if isinstance(sub, Mapping) and _has_path(sub, parts)]
+    if aliases and raw in aliases and _has_path(cfg, aliases[raw].split(".")):
+        return aliases[raw]
+    every = _all_paths(cfg)
+    hits = [p for p in every if p.endswith("." + raw)]
+    if not hits and len(parts) > 1 and isinstance(cfg.get(parts[0]), Mapping):
+        rest = ".".join(parts[1:])
+        hits = [p for p in every if p.startswith(parts[0] + ".") and p.endswith("." + rest)]
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
         raise AnasimError(f"{key}: ambiguous parameter path '{raw}' (write one of {', '.join(hits)})")
     known = ", ".join(sorted(_leaf_paths(cfg))[:12])
     raise AnasimError(f"{key}: unknown parameter path '{raw}' (known paths include: {known}, ...)")
+
+
+def _all_paths(cfg: Mapping, prefix: str = "") -> list[str]:
+    """Every table and leaf path (tables too: a whole table may be replaced by a file)."""
+    out = []
+    for k, v in cfg.items():
+        out.append(f"{prefix}{k}")
+        if isinstance(v, Mapping):
+            out.extend(_all_paths(v, f"{prefix}{k}."))
+    return out
 
 
 def _leaf_paths(cfg: Mapping, prefix: str = "") -> list[str]:
@@ -479,7 +510,15 @@ def _assign(cfg: dict, path: str, value: Any, key: str, basedir: Path) -> None:
     node[parts[-1]] = copy.deepcopy(value)
 
 
-def _load_root(root: str, value: Any, key: str, basedir: Path) -> dict:
+def _circuit_dir(value: Any, basedir: Path) -> Path:
+    if isinstance(value, str):
+        for p in (basedir / value, Path(value)):
+            if p.is_file():
+                return p.resolve().parent
+    return basedir
+
+
+def _load_root(root: str, value: Any, key: str, basedir: Path, extra: Sequence[Path] = ()) -> dict:
     """A ``device``/``circuit`` entry: an inline table, "ideal", or a TOML file name."""
     if isinstance(value, Mapping):
         return copy.deepcopy(dict(value))
@@ -487,7 +526,7 @@ def _load_root(root: str, value: Any, key: str, basedir: Path) -> dict:
         raise AnasimError(f"{key}: expected a file name or a table, got {value!r}")
     if root == "device" and value == "ideal":
         return {}
-    candidates = [basedir / value, Path(value)]
+    candidates = [basedir / value, Path(value)] + [Path(d) / value for d in extra]
     for p in candidates:
         if p.is_file():
             try:
