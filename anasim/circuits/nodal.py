@@ -1,0 +1,887 @@
+"""Nodal (Kirchhoff) solver: DC operating point, transient RC dynamics with
+thermal noise, and output noise density of resistor/diode/gyrator circuits.
+
+A :class:`Circuit` is the *topology* (node names, which element joins which
+nodes, temperature, gmin) — a frozen, hashable dataclass, usable as a static
+argument of ``jax.jit``. :class:`CircuitValues` holds the element *values*
+(a pytree of arrays whose leading axes may be a batch), so one compiled solve
+handles many circuits of the same topology, or many input vectors, at once.
+
+Equations (modified nodal analysis). For every non-ground node the sum of the
+currents *leaving* it through its elements is zero:
+
+* resistor/conductance g between a, b: i = g (v_a − v_b) leaves a;
+* diode from anode a to cathode k (Shockley, as SPICE with gmin across the
+  junction): i = I_s (exp(v_d / (n V_T)) − 1) + gmin·v_d, v_d = v_a − v_k,
+  V_T = k_B T / q (CODATA-2014 constants, as ngspice uses);
+* current source I from p to n (SPICE: current flows p → source → n): I leaves p;
+* VCCS gm from p to n controlled by (cp, cn): gm (v_cp − v_cn) leaves p;
+* voltage source V from p to n: v_p − v_n = V; its branch current leaves p.
+  A source with one terminal at ground fixes its node's voltage, so that node
+  is eliminated from the unknowns (fewer unknowns, same solution); a floating
+  source keeps its branch current as an MNA unknown.
+
+Capacitors are open at DC. The nonlinear system is solved by Newton's method
+with SPICE's junction-voltage limiting (``pnjlim``: a step in a forward-biased
+junction voltage beyond 2 n V_T is replaced by a logarithmic one), which damps
+the iteration where the exponential would overshoot; the Jacobian is assembled
+densely and solved in one batched LU per iteration (``method="dense"``, JAX,
+float64, vmapped), or assembled sparse and factored with SuperLU for a large
+single network (``method="sparse"``, scipy). A solve that does not converge
+raises :class:`~anasim.errors.ConvergenceError` naming the node with the
+largest KCL residual.
+
+Thermal noise: every conductance g (resistor) carries Johnson–Nyquist current
+noise of one-sided density S_I = 4 k_B T g (A²/Hz; Nyquist 1928). As an SDE
+that is dI = √(2 k_B T g) dW (two-sided density 2 k_B T g), so an RC node
+C dv = −g v dt + √(2 k_B T g) dW is an Ornstein–Uhlenbeck process with
+stationary variance (2 k_B T g / C²) / (2 g / C) = k_B T / C (equipartition);
+for a network, the stationary covariance is k_B T C⁻¹ whatever the
+conductances. :func:`simulate_transient` integrates it (Euler–Maruyama, or a
+drift-implicit variant that is stable for stiff circuits), with an explicit
+time step and PRNG key. :func:`output_noise_density` is the small-signal
+output noise √(Σ_k 4 k_B T g_k |Z_{out,k}|²) (V/√Hz) at the operating point,
+what ngspice's ``.noise`` reports as ``onoise_spectrum``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from anasim.circuits.netlist import (
+    DEFAULT_GMIN,
+    DEFAULT_TEMPERATURE_K,
+    DiodeModel,
+    Element,
+    Netlist,
+)
+from anasim.errors import AnasimError, ConvergenceError
+
+Array = jax.Array
+
+#: Boltzmann constant (J/K) and elementary charge (C), CODATA 2014: the values
+#: ngspice 39 uses, so that V_T and hence diode currents agree to all digits.
+K_BOLTZMANN = 1.38064852e-23
+Q_ELECTRON = 1.6021766208e-19
+
+#: Beyond this exponent the diode exponential continues linearly (no overflow
+#: while Newton explores; a junction there would carry > 1e50 × I_s).
+_EXP_LIMIT = 120.0
+
+
+def thermal_voltage(temperature_k: float) -> float:
+    """V_T = k_B T / q in volts (CODATA 2014)."""
+    return K_BOLTZMANN * temperature_k / Q_ELECTRON
+
+
+# --- topology and values -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Circuit:
+    """Topology of a circuit (hashable). Node indices refer to ``node_names``;
+    index ``n_nodes`` (== len(node_names)) is ground.
+
+    Attributes:
+        node_names: non-ground node names.
+        resistors, capacitors, diodes, vsources, isources: (a, b) index pairs
+            (diodes: (anode, cathode); sources: (n+, n-)).
+        vccs: (p, n, cp, cn) index quadruples.
+        names: element names per kind, same order, for export and messages.
+        temperature_k: circuit temperature (K).
+        gmin: conductance across every junction (S), as SPICE adds it.
+        values: the element values read with the topology (default values).
+    """
+
+    node_names: tuple[str, ...]
+    resistors: tuple[tuple[int, int], ...] = ()
+    capacitors: tuple[tuple[int, int], ...] = ()
+    diodes: tuple[tuple[int, int], ...] = ()
+    vsources: tuple[tuple[int, int], ...] = ()
+    isources: tuple[tuple[int, int], ...] = ()
+    vccs: tuple[tuple[int, int, int, int], ...] = ()
+    names: tuple[tuple[str, ...], ...] = ((), (), (), (), (), ())
+    temperature_k: float = DEFAULT_TEMPERATURE_K
+    gmin: float = DEFAULT_GMIN
+    values: "CircuitValues | None" = field(default=None, compare=False, hash=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_hash", hash((self.node_names, self.resistors, self.capacitors,
+                                                self.diodes, self.vsources, self.isources,
+                                                self.vccs, self.temperature_k, self.gmin)))
+        _validate_topology(self)
+
+    def __hash__(self):  # cached: large topologies are hashed on every jit call
+        return self._hash
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.node_names)
+
+    @property
+    def ground(self) -> int:
+        return len(self.node_names)
+
+    def node_index(self, name: str) -> int:
+        try:
+            return self.node_names.index(name.lower())
+        except ValueError:
+            raise AnasimError(f"circuit has no node named {name!r}") from None
+
+    # --- layout of the reduced unknowns (computed once per topology) -----------
+
+    @functools.cached_property
+    def layout(self) -> "_Layout":
+        return _make_layout(self)
+
+    # --- conversions -------------------------------------------------------------
+
+    @classmethod
+    def from_netlist(cls, netlist: Netlist) -> "Circuit":
+        """Topology and values of a parsed netlist (values in ``circuit.values``)."""
+        nodes = netlist.node_names
+        index = {n: i for i, n in enumerate(nodes)}
+        index["0"] = len(nodes)
+        groups: dict[str, list[Element]] = {k: [] for k in "RCDVIG"}
+        for e in netlist.elements:
+            groups[e.kind].append(e)
+
+        def pairs(kind):
+            return tuple(tuple(index[n] for n in e.nodes) for e in groups[kind])
+
+        models = {m.name: m for m in netlist.models}
+        d_is = [models[e.model].i_s * e.value for e in groups["D"]]  # area scales I_s
+        d_n = [models[e.model].n for e in groups["D"]]
+        vals = CircuitValues(
+            g=jnp.asarray([1.0 / e.value for e in groups["R"]], jnp.float64),
+            c=jnp.asarray([e.value for e in groups["C"]], jnp.float64),
+            i_s=jnp.asarray(d_is, jnp.float64),
+            n=jnp.asarray(d_n, jnp.float64),
+            v=jnp.asarray([e.value for e in groups["V"]], jnp.float64),
+            i=jnp.asarray([e.value for e in groups["I"]], jnp.float64),
+            gm=jnp.asarray([e.value for e in groups["G"]], jnp.float64),
+        )
+        try:
+            return cls(
+                node_names=nodes, resistors=pairs("R"), capacitors=pairs("C"), diodes=pairs("D"),
+                vsources=pairs("V"), isources=pairs("I"), vccs=pairs("G"),
+                names=tuple(tuple(e.name for e in groups[k]) for k in "RCDVIG"),
+                temperature_k=netlist.temperature_k, gmin=netlist.gmin, values=vals)
+        except AnasimError as err:
+            raise AnasimError(f"{netlist.source or 'netlist'}: {err}") from None
+
+    def to_netlist(self, values: "CircuitValues | None" = None, title: str = "anasim circuit") -> Netlist:
+        """A netlist of this topology with ``values`` (unbatched), for ngspice.
+
+        Diodes get one ``.model`` per distinct (I_s, n) pair.
+        """
+        v = values if values is not None else self.values
+        if v is None:
+            raise AnasimError("to_netlist: no values given and the circuit has none")
+        v = jax.tree_util.tree_map(np.asarray, v)
+        if v.g.ndim != 1:
+            raise AnasimError("to_netlist: values must be unbatched (one circuit)")
+        nm = list(self.node_names) + ["0"]
+        names = self.names if any(self.names) else ((),) * 6
+
+        def name(kind_i, kind, j):
+            given = names[kind_i] if kind_i < len(names) else ()
+            return given[j] if j < len(given) else f"{kind.lower()}{j + 1}"
+
+        els: list[Element] = []
+        for j, (a, b) in enumerate(self.resistors):
+            els.append(Element("R", name(0, "R", j), (nm[a], nm[b]), 1.0 / float(v.g[j])))
+        for j, (a, b) in enumerate(self.capacitors):
+            els.append(Element("C", name(1, "C", j), (nm[a], nm[b]), float(v.c[j])))
+        models: dict[tuple[float, float], DiodeModel] = {}
+        for j, (a, b) in enumerate(self.diodes):
+            key = (float(v.i_s[j]), float(v.n[j]))
+            if key not in models:
+                models[key] = DiodeModel(name=f"dm{len(models) + 1}", i_s=key[0], n=key[1])
+            els.append(Element("D", name(2, "D", j), (nm[a], nm[b]), 1.0, model=models[key].name))
+        for j, (a, b) in enumerate(self.vsources):
+            els.append(Element("V", name(3, "V", j), (nm[a], nm[b]), float(v.v[j])))
+        for j, (a, b) in enumerate(self.isources):
+            els.append(Element("I", name(4, "I", j), (nm[a], nm[b]), float(v.i[j])))
+        for j, q in enumerate(self.vccs):
+            els.append(Element("G", name(5, "G", j), tuple(nm[k] for k in q), float(v.gm[j])))
+        return Netlist(title=title, elements=tuple(els), models=tuple(models.values()),
+                       temperature_k=self.temperature_k, gmin=self.gmin)
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class CircuitValues:
+    """Element values (SI units); every leaf has shape (*batch, n_elements_of_kind).
+
+    Attributes:
+        g: resistor conductances (S).  c: capacitances (F).
+        i_s: diode saturation currents (A).  n: diode ideality factors.
+        v: voltage-source values (V).  i: current-source values (A).
+        gm: VCCS transconductances (S).
+    """
+
+    g: Array
+    c: Array
+    i_s: Array
+    n: Array
+    v: Array
+    i: Array
+    gm: Array
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return jnp.shape(self.g)[:-1]
+
+
+def _validate_topology(c: Circuit) -> None:
+    n = c.n_nodes
+    for kind, items in (("resistor", c.resistors), ("capacitor", c.capacitors),
+                        ("diode", c.diodes), ("voltage source", c.vsources),
+                        ("current source", c.isources), ("VCCS", c.vccs)):
+        for t in items:
+            if any(not (0 <= k <= n) for k in t):
+                raise AnasimError(f"{kind} {t}: node index out of range 0..{n}")
+    fixed: dict[int, int] = {}
+    for j, (p, m) in enumerate(c.vsources):
+        if p == m:
+            raise AnasimError(f"voltage source {j} is shorted (both terminals on one node)")
+        if (p == n) != (m == n):
+            node = m if p == n else p
+            if node in fixed:
+                raise AnasimError(f"node {c.node_names[node]!r} is driven by two grounded voltage sources")
+            fixed[node] = j
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Reduced unknowns: free node voltages, then floating-source branch currents."""
+
+    free: np.ndarray          # node indices that are unknowns
+    fixed: np.ndarray         # node indices fixed by grounded sources
+    fixed_src: np.ndarray     # source index fixing each fixed node
+    fixed_sign: np.ndarray    # +1 if the node is the source's n+, −1 if n-
+    floating: np.ndarray      # indices of floating voltage sources
+    col: np.ndarray           # node index (0..n_nodes, ground last) → unknown column or dummy
+    size: int                 # number of unknowns
+
+
+def _make_layout(c: Circuit) -> _Layout:
+    n = c.n_nodes
+    fixed, fsrc, fsign, floating = [], [], [], []
+    for j, (p, m) in enumerate(c.vsources):
+        if m == n:
+            fixed.append(p), fsrc.append(j), fsign.append(1.0)
+        elif p == n:
+            fixed.append(m), fsrc.append(j), fsign.append(-1.0)
+        else:
+            floating.append(j)
+    fixed_set = set(fixed)
+    free = [k for k in range(n) if k not in fixed_set]
+    size = len(free) + len(floating)
+    col = np.full(n + 1, size, dtype=np.int64)  # fixed nodes and ground → dummy column
+    col[free] = np.arange(len(free))
+    return _Layout(free=np.asarray(free, np.int64), fixed=np.asarray(fixed, np.int64),
+                   fixed_src=np.asarray(fsrc, np.int64), fixed_sign=np.asarray(fsign),
+                   floating=np.asarray(floating, np.int64), col=col, size=size)
+
+
+def _idx(items, k, width) -> np.ndarray:
+    a = np.asarray(items, np.int64).reshape(-1, width)
+    return a[:, k]
+
+
+# --- element physics -----------------------------------------------------------------
+
+def _diode_iv(vd, i_s, vte, gmin, xp=jnp):
+    """Junction current (A) and conductance (S) at junction voltage vd (V)."""
+    x = vd / vte
+    xc = xp.minimum(x, _EXP_LIMIT)
+    e = xp.exp(xc)
+    e_lin = e * (1.0 + (x - xc))  # linear continuation beyond the limit
+    i = i_s * (e_lin - 1.0) + gmin * vd
+    g = i_s * e / vte + gmin
+    return i, g
+
+
+def _pnjlim(vnew, vold, vte, vcrit, xp=jnp):
+    """SPICE junction-voltage limiting: a large forward step becomes logarithmic."""
+    big = (vnew > vcrit) & (xp.abs(vnew - vold) > 2.0 * vte)
+    arg = 1.0 + (vnew - vold) / vte
+    from_pos = xp.where(arg > 0, vold + vte * xp.log(xp.maximum(arg, 1e-300)), vcrit)
+    from_neg = vte * xp.log(xp.maximum(vnew / vte, 1e-300))
+    lim = xp.where(vold > 0, from_pos, from_neg)
+    return xp.where(big, lim, vnew), big
+
+
+# --- dense batched Newton (JAX) --------------------------------------------------------
+
+def _full_voltages(c: Circuit, lay: _Layout, vals: CircuitValues, z):
+    """Node voltages with ground appended (length n_nodes + 1) from the unknowns z."""
+    v = jnp.zeros(c.n_nodes + 1, z.dtype)
+    v = v.at[lay.free].set(z[: len(lay.free)])
+    if len(lay.fixed):
+        v = v.at[lay.fixed].set(lay.fixed_sign * vals.v[lay.fixed_src])
+    return v.at[c.n_nodes].set(0.0)
+
+
+def _linear_stamps(c: Circuit, lay: _Layout):
+    """Static (rows, cols) of the linear stamps and a function of the values giving their data."""
+    col = lay.col
+    rows, cols, parts = [], [], []
+    if c.resistors:
+        a, b = col[_idx(c.resistors, 0, 2)], col[_idx(c.resistors, 1, 2)]
+        rows += [a, b, a, b]
+        cols += [a, b, b, a]
+        parts.append(("g", (1, 1, -1, -1)))
+    if c.vccs:
+        p, n = col[_idx(c.vccs, 0, 4)], col[_idx(c.vccs, 1, 4)]
+        cp, cn = col[_idx(c.vccs, 2, 4)], col[_idx(c.vccs, 3, 4)]
+        rows += [p, p, n, n]
+        cols += [cp, cn, cp, cn]
+        parts.append(("gm", (1, -1, -1, 1)))
+    if len(lay.floating):
+        src = np.asarray(c.vsources, np.int64)[lay.floating]
+        p, n = col[src[:, 0]], col[src[:, 1]]
+        br = len(lay.free) + np.arange(len(lay.floating))
+        rows += [p, n, br, br]
+        cols += [br, br, p, n]
+        parts.append(("one", (1, -1, 1, -1)))
+    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    cc = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    return r, cc, parts
+
+
+def _linear_system(c: Circuit, lay: _Layout, vals: CircuitValues):
+    """Jacobian (size+1)² of the linear elements (last row/col a dummy sink), one scatter."""
+    m = lay.size + 1
+    r, cc, parts = _linear_stamps(c, lay)
+    data = []
+    for name, signs in parts:
+        x = jnp.ones(len(lay.floating)) if name == "one" else getattr(vals, name)
+        data += [s * x for s in signs]
+    J = jnp.zeros((m, m), jnp.float64)
+    if data:
+        J = J.at[r, cc].add(jnp.concatenate(data))
+    return J
+
+
+def _lu_solve(A, b):
+    """x = A⁻¹ b by partial-pivot LU (lighter to compile than jnp.linalg.solve)."""
+    lu, _, perm = jax.lax.linalg.lu(A)
+    y = jax.lax.linalg.triangular_solve(lu, b[perm][:, None], left_side=True, lower=True,
+                                        unit_diagonal=True)
+    x = jax.lax.linalg.triangular_solve(lu, y, left_side=True, lower=False)
+    return x[:, 0]
+
+
+def _residual(c: Circuit, lay: _Layout, vals: CircuitValues, z, vfull, diode_i):
+    """KCL residual per unknown row (currents leaving each free node; source equations)."""
+    n1 = c.n_nodes + 1
+    nf = len(lay.free)
+    idx, cur = [], []
+    if c.resistors:
+        a, b = _idx(c.resistors, 0, 2), _idx(c.resistors, 1, 2)
+        i = vals.g * (vfull[a] - vfull[b])
+        idx += [a, b]
+        cur += [i, -i]
+    if c.vccs:
+        q = np.asarray(c.vccs, np.int64)
+        i = vals.gm * (vfull[q[:, 2]] - vfull[q[:, 3]])
+        idx += [q[:, 0], q[:, 1]]
+        cur += [i, -i]
+    if c.isources:
+        a, b = _idx(c.isources, 0, 2), _idx(c.isources, 1, 2)
+        idx += [a, b]
+        cur += [vals.i, -vals.i]
+    if c.diodes:
+        a, b = _idx(c.diodes, 0, 2), _idx(c.diodes, 1, 2)
+        idx += [a, b]
+        cur += [diode_i, -diode_i]
+    if len(lay.floating):
+        src = np.asarray(c.vsources, np.int64)[lay.floating]
+        jb = z[nf:]  # branch currents leave n+ and enter n-
+        idx += [src[:, 0], src[:, 1]]
+        cur += [jb, -jb]
+    leave = jnp.zeros(n1, z.dtype)
+    if idx:
+        leave = leave.at[np.concatenate(idx)].add(jnp.concatenate(cur))
+    res = leave[lay.free]
+    if len(lay.floating):
+        res = jnp.concatenate([res, vfull[src[:, 0]] - vfull[src[:, 1]] - vals.v[lay.floating]])
+    return res
+
+
+def _newton_dense(c: Circuit, vals: CircuitValues, z0, *, max_iter: int, reltol: float, vntol: float):
+    """Newton with junction limiting on one circuit (vmapped by the caller)."""
+    lay = c.layout
+    vt = thermal_voltage(c.temperature_k)
+    J_lin = _linear_system(c, lay, vals)
+    has_d = bool(c.diodes)
+    if has_d:
+        da, dk = _idx(c.diodes, 0, 2), _idx(c.diodes, 1, 2)
+        ca, ck = lay.col[da], lay.col[dk]
+        d_rows, d_cols = np.concatenate([ca, ck, ca, ck]), np.concatenate([ca, ck, ck, ca])
+        vte = vals.n * vt
+        vcrit = vte * jnp.log(vte / (math.sqrt(2.0) * vals.i_s))
+    nf = len(lay.free)
+
+    def step(z, vd_old):
+        vfull = _full_voltages(c, lay, vals, z)
+        J = J_lin
+        if has_d:
+            vd_raw = vfull[da] - vfull[dk]
+            vd, limited = _pnjlim(vd_raw, vd_old, vte, vcrit)
+            i_d, g_d = _diode_iv(vd, vals.i_s, vte, c.gmin)
+            # companion model: current at the limited point, slope g_d
+            i_lin = i_d + g_d * (vd_raw - vd)
+            J = J.at[d_rows, d_cols].add(jnp.concatenate([g_d, g_d, -g_d, -g_d]))
+        else:
+            vd, limited, i_lin = vd_old, jnp.zeros((0,), bool), jnp.zeros((0,))
+        F = _residual(c, lay, vals, z, vfull, i_lin)
+        dz = _lu_solve(J[:-1, :-1], -F)
+        return z + dz, vd, dz, jnp.any(limited)
+
+    def cond(carry):
+        it, z, vd, done, _ = carry
+        return (it < max_iter) & ~done
+
+    def body(carry):
+        it, z, vd, _, _ = carry
+        z_new, vd_new, dz, limited = step(z, vd)
+        dv = jnp.abs(dz[:nf])
+        ok = jnp.all(dv <= reltol * jnp.maximum(jnp.abs(z_new[:nf]), jnp.abs(z[:nf])) + vntol)
+        ok = ok & ~limited & jnp.all(jnp.isfinite(z_new))
+        return it + 1, z_new, vd_new, ok, jnp.max(dv, initial=0.0)
+
+    vd0 = jnp.zeros(len(c.diodes), jnp.float64)
+    it, z, vd, done, last = jax.lax.while_loop(
+        cond, body, (jnp.int32(0), z0, vd0, jnp.bool_(False), jnp.float64(jnp.inf)))
+    vfull = _full_voltages(c, lay, vals, z)
+    if has_d:
+        i_d, _ = _diode_iv(vfull[da] - vfull[dk], vals.i_s, vte, c.gmin)
+    else:
+        i_d = jnp.zeros((0,))
+    res = _residual(c, lay, vals, z, vfull, i_d)
+    return vfull[:-1], z, it, done, res
+
+
+@functools.partial(jax.jit, static_argnames=("c", "max_iter", "reltol", "vntol"))
+def _newton_batched(c: Circuit, vals: CircuitValues, z0, *, max_iter: int, reltol: float, vntol: float):
+    """:func:`_newton_dense` vmapped over the leading axis of ``vals`` and ``z0``."""
+    return jax.vmap(lambda v, z: _newton_dense(c, v, z, max_iter=max_iter, reltol=reltol, vntol=vntol))(vals, z0)
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """DC solution. ``voltages``: (*batch, n_nodes) node voltages (V) in
+    ``node_names`` order; ``iterations``: Newton iterations per circuit;
+    ``residual``: max |KCL residual| (A) per circuit; ``branch_currents``:
+    floating-voltage-source currents (A) per circuit (grounded sources are
+    eliminated and have none)."""
+
+    node_names: tuple[str, ...]
+    voltages: np.ndarray
+    iterations: np.ndarray
+    residual: np.ndarray
+    branch_currents: np.ndarray | None = None
+
+    def as_dict(self, index: int | tuple = ()) -> dict[str, float]:
+        """{node name: volts} for one circuit of the batch."""
+        v = np.asarray(self.voltages)[index]
+        return {n: float(x) for n, x in zip(self.node_names, v)}
+
+
+def _broadcast_values(c: Circuit, vals: CircuitValues) -> CircuitValues:
+    counts = dict(g=len(c.resistors), c=len(c.capacitors), i_s=len(c.diodes), n=len(c.diodes),
+                  v=len(c.vsources), i=len(c.isources), gm=len(c.vccs))
+    leaves = {}
+    batch: tuple[int, ...] = ()
+    for k, cnt in counts.items():
+        a = np.asarray(getattr(vals, k), np.float64)  # numpy: no per-shape eager compiles
+        if a.ndim == 0 or a.shape[-1] != cnt:
+            raise AnasimError(f"CircuitValues.{k}: expected shape (..., {cnt}), got {a.shape}")
+        leaves[k] = a
+        batch = np.broadcast_shapes(batch, a.shape[:-1])
+    return CircuitValues(**{k: np.broadcast_to(a, batch + a.shape[-1:]) for k, a in leaves.items()})
+
+
+def solve_op(c: Circuit, values: CircuitValues | None = None, *, method: str = "dense",
+             max_iter: int = 100, reltol: float = 1e-10, vntol: float = 1e-13,
+             raise_on_failure: bool = True, z0=None) -> OperatingPoint:
+    """DC operating point of one circuit or a batch of circuits of topology ``c``.
+
+    Args:
+        c: topology.
+        values: element values; leading axes of the leaves are batch axes
+            (broadcast against each other). Default ``c.values``.
+        method: ``"dense"`` (JAX, batched LU, float64) or ``"sparse"``
+            (scipy SuperLU, one circuit; for thousands of nodes).
+        max_iter: Newton iteration budget.
+        reltol, vntol: convergence when every node-voltage step is below
+            ``reltol·|v| + vntol`` (V) and no junction was limited.
+        raise_on_failure: raise :class:`ConvergenceError` if any circuit of the
+            batch did not converge (else return with ``iterations == max_iter``).
+        z0: optional start for the unknowns (free node voltages, then floating
+            source currents), shape (*batch, n_unknowns); default zeros.
+
+    Raises:
+        ConvergenceError: names the circuit (batch index), the node with the
+            largest KCL residual and that residual in amperes.
+    """
+    vals = values if values is not None else c.values
+    if vals is None:
+        raise AnasimError("solve_op: no values given and the circuit has none")
+    if method == "sparse":
+        return _solve_op_sparse(c, vals, max_iter=max_iter, reltol=reltol, vntol=vntol,
+                                raise_on_failure=raise_on_failure)
+    if method != "dense":
+        raise AnasimError(f"solve_op: method must be 'dense' or 'sparse', got {method!r}")
+    vals = _broadcast_values(c, vals)
+    batch = vals.batch_shape
+    nb = int(np.prod(batch, dtype=np.int64))
+    flat = jax.tree_util.tree_map(lambda a: a.reshape((nb,) + a.shape[len(batch):]), vals)
+    size = c.layout.size
+    z_init = np.zeros((nb, size)) if z0 is None else np.broadcast_to(
+        np.asarray(z0, np.float64), batch + (size,)).reshape(nb, size)
+    v, z, it, done, res = _newton_batched(c, flat, z_init, max_iter=max_iter, reltol=reltol, vntol=vntol)
+    v, it, done, res = np.asarray(v), np.asarray(it), np.asarray(done), np.asarray(res)
+    op = OperatingPoint(node_names=c.node_names, voltages=v.reshape(batch + (c.n_nodes,)),
+                        iterations=it.reshape(batch),
+                        residual=np.max(np.abs(res), axis=-1, initial=0.0).reshape(batch),
+                        branch_currents=np.asarray(z)[:, len(c.layout.free):].reshape(
+                            batch + (len(c.layout.floating),)))
+    if raise_on_failure and not done.all():
+        bad = int(np.flatnonzero(~done)[0])
+        _raise_convergence(c, res[bad], int(it[bad]),
+                           where="" if not batch else f"circuit {np.unravel_index(bad, batch)} of the batch: ")
+    return op
+
+
+def _raise_convergence(c: Circuit, res: np.ndarray, iters: int, where: str = "") -> None:
+    lay = c.layout
+    res = np.where(np.isfinite(res), res, np.inf)
+    k = int(np.argmax(np.abs(res)))
+    if k < len(lay.free):
+        what = f"node {c.node_names[lay.free[k]]!r}"
+        unit = "A"
+    else:
+        j = int(lay.floating[k - len(lay.free)])
+        name = c.names[3][j] if len(c.names) > 3 and j < len(c.names[3]) else f"v{j + 1}"
+        what = f"voltage source {name!r}"
+        unit = "V"
+    raise ConvergenceError(f"{where}DC operating point did not converge in {iters} Newton iterations: "
+                           f"worst {what}, residual {float(res[k]):.3e} {unit}")
+
+
+# --- sparse Newton (scipy) for large single networks ------------------------------------
+
+def _solve_op_sparse(c: Circuit, vals: CircuitValues, *, max_iter, reltol, vntol,
+                     raise_on_failure) -> OperatingPoint:
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    vals = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), vals)
+    if vals.g.ndim != 1:
+        raise AnasimError("solve_op(method='sparse') solves one circuit; values must be unbatched")
+    lay = c.layout
+    n1 = c.n_nodes + 1
+    size = lay.size
+    col = lay.col
+    rows, cols, data = [], [], []
+
+    def stamp2(a, b, g):
+        ca, cb = col[a], col[b]
+        rows.extend([ca, cb, ca, cb]), cols.extend([ca, cb, cb, ca]), data.extend([g, g, -g, -g])
+
+    R = np.asarray(c.resistors, np.int64).reshape(-1, 2)
+    stamp2(R[:, 0], R[:, 1], vals.g)
+    Q = np.asarray(c.vccs, np.int64).reshape(-1, 4)
+    p, n, cp, cn = (col[Q[:, k]] for k in range(4))
+    rows.extend([p, p, n, n]), cols.extend([cp, cn, cp, cn])
+    data.extend([vals.gm, -vals.gm, -vals.gm, vals.gm])
+    nf = len(lay.free)
+    S = np.asarray(c.vsources, np.int64).reshape(-1, 2)[lay.floating]
+    br = nf + np.arange(len(lay.floating))
+    one = np.ones(len(br))
+    rows.extend([col[S[:, 0]], col[S[:, 1]], br, br]), cols.extend([br, br, col[S[:, 0]], col[S[:, 1]]])
+    data.extend([one, -one, one, -one])
+    r_lin, c_lin, d_lin = (np.concatenate(x) for x in (rows, cols, data))
+    D = np.asarray(c.diodes, np.int64).reshape(-1, 2)
+    vt = thermal_voltage(c.temperature_k)
+    vte = vals.n * vt
+    vcrit = vte * np.log(vte / (math.sqrt(2.0) * vals.i_s)) if len(D) else np.zeros(0)
+    Iq = np.asarray(c.isources, np.int64).reshape(-1, 2)
+
+    def full(z):
+        v = np.zeros(n1)
+        v[lay.free] = z[:nf]
+        if len(lay.fixed):
+            v[lay.fixed] = lay.fixed_sign * vals.v[lay.fixed_src]
+        v[-1] = 0.0
+        return v
+
+    def diode(vd):
+        return _diode_iv(vd, vals.i_s, vte, c.gmin, xp=np)
+
+    def residual(z, v, i_d):
+        leave = np.zeros(n1)
+        i = vals.g * (v[R[:, 0]] - v[R[:, 1]])
+        np.add.at(leave, R[:, 0], i), np.add.at(leave, R[:, 1], -i)
+        i = vals.gm * (v[Q[:, 2]] - v[Q[:, 3]])
+        np.add.at(leave, Q[:, 0], i), np.add.at(leave, Q[:, 1], -i)
+        np.add.at(leave, Iq[:, 0], vals.i), np.add.at(leave, Iq[:, 1], -vals.i)
+        np.add.at(leave, D[:, 0], i_d), np.add.at(leave, D[:, 1], -i_d)
+        jb = z[nf:]
+        np.add.at(leave, S[:, 0], jb), np.add.at(leave, S[:, 1], -jb)
+        out = [leave[lay.free]]
+        out.append(v[S[:, 0]] - v[S[:, 1]] - vals.v[lay.floating])
+        return np.concatenate(out)
+
+    z = np.zeros(size)
+    vd_old = np.zeros(len(D))
+    done = False
+    it = 0
+    while it < max_iter and not done:
+        v = full(z)
+        vd_raw = v[D[:, 0]] - v[D[:, 1]]
+        if len(D):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                vd, limited = _pnjlim(vd_raw, vd_old, vte, vcrit, xp=np)
+            i_d, g_d = diode(vd)
+            i_lin = i_d + g_d * (vd_raw - vd)
+            ca, ck = col[D[:, 0]], col[D[:, 1]]
+            rr = np.concatenate([r_lin, ca, ck, ca, ck])
+            cc = np.concatenate([c_lin, ca, ck, ck, ca])
+            dd = np.concatenate([d_lin, g_d, g_d, -g_d, -g_d])
+        else:
+            vd, limited, i_lin = vd_raw, np.zeros(0, bool), np.zeros(0)
+            rr, cc, dd = r_lin, c_lin, d_lin
+        keep = (rr < size) & (cc < size)
+        J = sp.csc_matrix((dd[keep], (rr[keep], cc[keep])), shape=(size, size))
+        F = residual(z, v, i_lin)
+        dz = spla.splu(J).solve(-F)
+        z_new = z + dz
+        dv = np.abs(dz[:nf])
+        done = bool(np.all(dv <= reltol * np.maximum(np.abs(z_new[:nf]), np.abs(z[:nf])) + vntol)
+                    and not limited.any() and np.all(np.isfinite(z_new)))
+        z, vd_old = z_new, vd
+        it += 1
+    v = full(z)
+    i_d, _ = diode(v[D[:, 0]] - v[D[:, 1]]) if len(D) else (np.zeros(0), None)
+    res = residual(z, v, i_d)
+    if raise_on_failure and not done:
+        _raise_convergence(c, res, it)
+    return OperatingPoint(node_names=c.node_names, voltages=v[:-1], iterations=np.asarray(it),
+                          residual=np.asarray(np.max(np.abs(res), initial=0.0)),
+                          branch_currents=z[nf:])
+
+
+# --- small-signal noise ---------------------------------------------------------------
+
+def small_signal_matrices(c: Circuit, values: CircuitValues | None = None, op: OperatingPoint | None = None):
+    """Conductance matrix G (with diode small-signal conductances at ``op``)
+    and capacitance matrix C over the free nodes, shapes (n_free, n_free),
+    plus the free node indices. One unbatched circuit; no floating sources."""
+    vals = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), values if values is not None else c.values)
+    lay = c.layout
+    if len(lay.floating):
+        raise AnasimError("small-signal analysis supports voltage sources with one terminal at ground only")
+    n1 = c.n_nodes + 1
+    G = np.zeros((n1, n1))
+    Cm = np.zeros((n1, n1))
+
+    def add2(M, a, b, g):
+        np.add.at(M, (a, a), g), np.add.at(M, (b, b), g), np.add.at(M, (a, b), -g), np.add.at(M, (b, a), -g)
+
+    R = np.asarray(c.resistors, np.int64).reshape(-1, 2)
+    add2(G, R[:, 0], R[:, 1], vals.g)
+    Cc = np.asarray(c.capacitors, np.int64).reshape(-1, 2)
+    add2(Cm, Cc[:, 0], Cc[:, 1], vals.c)
+    Q = np.asarray(c.vccs, np.int64).reshape(-1, 4)
+    for sgn_r, r in ((1, 0), (-1, 1)):
+        np.add.at(G, (Q[:, r], Q[:, 2]), sgn_r * vals.gm)
+        np.add.at(G, (Q[:, r], Q[:, 3]), -sgn_r * vals.gm)
+    if c.diodes:
+        if op is None:
+            op = solve_op(c, values)
+        v = np.append(np.asarray(op.voltages), 0.0)
+        D = np.asarray(c.diodes, np.int64).reshape(-1, 2)
+        _, gd = _diode_iv(jnp.asarray(v[D[:, 0]] - v[D[:, 1]]), jnp.asarray(vals.i_s),
+                          jnp.asarray(vals.n * thermal_voltage(c.temperature_k)), c.gmin)
+        add2(G, D[:, 0], D[:, 1], np.asarray(gd))
+    f = lay.free
+    return G[np.ix_(f, f)], Cm[np.ix_(f, f)], f
+
+
+def output_noise_density(c: Circuit, node: str, values: CircuitValues | None = None,
+                         frequency_hz: float = 0.0, op: OperatingPoint | None = None) -> float:
+    """Thermal output noise at ``node`` (V/√Hz, one-sided) from every resistor.
+
+    Each resistor g between a, b is a current-noise source of density 4 k_B T g
+    (A²/Hz); its contribution at the output is 4 k_B T g |Z_oa − Z_ob|², with
+    Z = (G + j2πf C)⁻¹ the nodal impedance matrix (grounded sources shorted).
+    For a resistor network this equals √(4 k_B T Re Z_oo) (Nyquist's theorem),
+    which the tests check along with ngspice's ``.noise``. Diodes (shot noise)
+    and VCCS noise are not included.
+    """
+    vals = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), values if values is not None else c.values)
+    G, Cm, free = small_signal_matrices(c, vals, op)
+    Y = G + 2j * np.pi * frequency_hz * Cm
+    k = c.node_index(node)
+    pos = np.flatnonzero(free == k)
+    if not len(pos):
+        raise AnasimError(f"output_noise_density: node {node!r} is fixed by a voltage source")
+    # row of Z for the output node: solve Yᵀ z = e_out
+    e = np.zeros(len(free), complex)
+    e[pos[0]] = 1.0
+    z_row = np.linalg.solve(Y.T, e)
+    zfull = np.zeros(c.n_nodes + 1, complex)
+    zfull[free] = z_row
+    R = np.asarray(c.resistors, np.int64).reshape(-1, 2)
+    transfer = zfull[R[:, 0]] - zfull[R[:, 1]]
+    psd = np.sum(4.0 * K_BOLTZMANN * c.temperature_k * vals.g * np.abs(transfer) ** 2)
+    return float(np.sqrt(psd))
+
+
+# --- transient with thermal noise -------------------------------------------------------
+
+@dataclass(frozen=True)
+class Transient:
+    """Sampled trajectory: ``times`` (n_samples,) s; ``voltages``
+    (*batch, n_samples, n_nodes) V in ``node_names`` order."""
+
+    node_names: tuple[str, ...]
+    times: np.ndarray
+    voltages: Array
+
+
+@functools.partial(jax.jit, static_argnames=("c", "n_steps", "every", "method", "noise"))
+def _transient(c: Circuit, vals: CircuitValues, v0, key, dt, *, n_steps, every, method, noise):
+    lay = c.layout
+    f = lay.free
+    nf = len(f)
+    vt = thermal_voltage(c.temperature_k)
+    # capacitance and linear conductance matrices over the free nodes
+    n1 = c.n_nodes + 1
+    Cm = jnp.zeros((n1, n1))
+    if c.capacitors:
+        a, b = _idx(c.capacitors, 0, 2), _idx(c.capacitors, 1, 2)
+        Cm = Cm.at[a, a].add(vals.c).at[b, b].add(vals.c).at[a, b].add(-vals.c).at[b, a].add(-vals.c)
+    Cf = Cm[jnp.ix_(f, f)]
+    J = _linear_system(c, lay, vals)[:nf, :nf]  # linear conductances and VCCS among free nodes
+    Cinv = jnp.linalg.inv(Cf)
+    if method == "implicit":
+        step_mat = jnp.linalg.inv(Cf + dt * J)
+    R = np.asarray(c.resistors, np.int64).reshape(-1, 2)
+    noise_amp = jnp.sqrt(2.0 * K_BOLTZMANN * c.temperature_k * vals.g * dt)  # A·√s → charge per step
+    if c.diodes:
+        da, dk = _idx(c.diodes, 0, 2), _idx(c.diodes, 1, 2)
+        vte = vals.n * vt
+
+    def currents(v_free, key):
+        """Currents leaving each free node (A), deterministic part, and noise charge (C)."""
+        vfull = _full_voltages(c, lay, vals, jnp.concatenate([v_free, jnp.zeros(lay.size - nf)]))
+        if c.diodes:
+            i_d, _ = _diode_iv(vfull[da] - vfull[dk], vals.i_s, vte, c.gmin)
+        else:
+            i_d = jnp.zeros((0,))
+        F = _residual(c, lay, vals, jnp.zeros(lay.size), vfull, i_d)[:nf]
+        q = jnp.zeros(n1)
+        if noise and len(R):
+            xi = noise_amp * jax.random.normal(key, (len(R),))
+            q = q.at[R[:, 0]].add(xi).at[R[:, 1]].add(-xi)  # noise current injected a→b
+        return F, q[f]
+
+    def one(v, key):
+        F, q = currents(v, key)
+        if method == "euler_maruyama":
+            return v + Cinv @ (-dt * F + q)
+        # drift-implicit for the linear part: (C + dt J) v' = C v − dt (F − J v) + q
+        return step_mat @ (Cf @ v - dt * (F - J @ v) + q)
+
+    def sample(v, key):
+        keys = jax.random.split(key, every)
+        v, _ = jax.lax.scan(lambda vv, k: (one(vv, k), None), v, keys)
+        return v, v
+
+    keys = jax.random.split(key, n_steps // every)
+    _, traj = jax.lax.scan(sample, v0, keys)
+    return traj
+
+
+def simulate_transient(c: Circuit, key: Array, *, dt: float, n_steps: int, values: CircuitValues | None = None,
+                       v0=None, every: int = 1, method: str = "euler_maruyama",
+                       noise: bool = True) -> Transient:
+    """Transient node voltages with Johnson–Nyquist noise of every resistor.
+
+    Integrates C dv = −F(v) dt + Σ_k √(2 k_B T g_k) dW_k (a_k − b_k) for the
+    free nodes (F: currents leaving each node through the elements; the
+    Wiener increments are one per resistor from ``key``), with grounded voltage
+    sources holding their nodes. Every free node needs a capacitance
+    (the capacitance matrix over free nodes must be invertible).
+
+    Args:
+        key: PRNG key (one Gaussian per resistor per step).
+        dt: time step (s). ``euler_maruyama`` is stable for dt < 2 min(C/g);
+            ``implicit`` treats the linear part implicitly (stable for any dt).
+            Both have O(dt·g/C) bias in the stationary variance.
+        n_steps: number of steps (a multiple of ``every``).
+        values: element values, leading axes are a batch (vmapped).
+        v0: start voltages of the free nodes (*batch, n_free); default the
+            noiseless DC operating point is *not* computed: zeros.
+        every: keep one sample every ``every`` steps.
+        noise: False for the deterministic RC transient.
+    """
+    if method not in ("euler_maruyama", "implicit"):
+        raise AnasimError(f"simulate_transient: method must be 'euler_maruyama' or 'implicit', got {method!r}")
+    if n_steps % every or n_steps < every:
+        raise AnasimError(f"simulate_transient: n_steps ({n_steps}) must be a positive multiple of every ({every})")
+    if not dt > 0:
+        raise AnasimError(f"simulate_transient: dt must be > 0 s, got {dt}")
+    lay = c.layout
+    if len(lay.floating):
+        raise AnasimError("simulate_transient supports voltage sources with one terminal at ground only")
+    vals = _broadcast_values(c, values if values is not None else c.values)
+    nf = len(lay.free)
+    Cm = np.zeros((c.n_nodes + 1,) * 2)
+    for (a, b) in c.capacitors:
+        Cm[a, a] += 1
+        Cm[b, b] += 1
+    missing = [c.node_names[k] for k in lay.free if Cm[k, k] == 0]
+    if missing:
+        raise AnasimError(f"simulate_transient: node {missing[0]!r} has no capacitor (every free node needs one)")
+    batch = vals.batch_shape
+    nb = int(np.prod(batch, dtype=np.int64))
+    flat = jax.tree_util.tree_map(lambda a: a.reshape((nb,) + a.shape[len(batch):]), vals)
+    v0 = jnp.zeros((nb, nf)) if v0 is None else jnp.broadcast_to(jnp.asarray(v0, jnp.float64),
+                                                                 batch + (nf,)).reshape(nb, nf)
+    keys = jax.random.split(key, nb)
+    run = functools.partial(_transient, c, n_steps=n_steps, every=every, method=method, noise=noise)
+    traj = jax.vmap(lambda vv, v_, k: run(vv, v_, k, dt))(flat, v0, keys)  # (nb, samples, nf)
+    ns = traj.shape[1]
+    full = jax.vmap(lambda vv, tr: jax.vmap(lambda z: _full_voltages(
+        c, lay, vv, jnp.concatenate([z, jnp.zeros(lay.size - nf)]))[:-1])(tr))(flat, traj)
+    times = dt * every * np.arange(1, ns + 1)
+    return Transient(node_names=c.node_names, times=times, voltages=full.reshape(batch + (ns, c.n_nodes)))
+
+
+def parse_and_solve(path: str, **kwargs) -> OperatingPoint:
+    """Read a netlist file and solve its DC operating point (for the CLI)."""
+    from anasim.circuits.netlist import read_netlist
+
+    c = Circuit.from_netlist(read_netlist(path))
+    return solve_op(c, **kwargs)
+
+
+__all__: Sequence[str] = (
+    "Circuit", "CircuitValues", "OperatingPoint", "Transient", "solve_op", "simulate_transient",
+    "output_noise_density", "small_signal_matrices", "thermal_voltage", "K_BOLTZMANN", "Q_ELECTRON",
+    "parse_and_solve",
+)
