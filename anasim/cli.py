@@ -99,11 +99,34 @@ def _add_lipschitz(sub) -> Callable:
 
 def _add_op(sub) -> Callable:
     p = sub.add_parser("op", help="DC operating point of a SPICE-subset netlist")
-    p.add_argument("netlist", help="netlist file (.cir)")
+    p.add_argument("netlist", help="netlist file (.cir): R, C, D with .model, V, I, G, .end")
     p.add_argument("--json", action="store_true", help='print {"node": volts, ...}')
+    p.add_argument("--method", choices=("auto", "dense", "sparse"), default="auto",
+                   help="linear solver: dense (JAX) or sparse (scipy); auto picks sparse above 300 unknowns")
+    p.add_argument("--max-iter", type=int, default=100, help="Newton iteration budget (default 100)")
 
     def run(args) -> int:
-        raise AnasimError("anasim op: not available yet")
+        from anasim.circuits.netlist import read_netlist
+        from anasim.circuits.nodal import Circuit, solve_op
+
+        if args.max_iter < 1:
+            raise AnasimError(f"--max-iter must be ≥ 1, got {args.max_iter}")
+        circuit = Circuit.from_netlist(read_netlist(args.netlist))
+        method = args.method
+        if method == "auto":
+            method = "sparse" if circuit.layout.size > 300 else "dense"
+        op = solve_op(circuit, method=method, max_iter=args.max_iter)
+        volts = op.as_dict()
+        if args.json:
+            _print_json(volts)
+        else:
+            width = max([4] + [len(n) for n in volts])
+            print(f"DC operating point of {args.netlist} ({len(volts)} nodes, "
+                  f"{int(op.iterations)} Newton iterations, max KCL residual {float(op.residual):.2e} A)")
+            print(f"{'node':<{width}}  volts")
+            for name, v in volts.items():
+                print(f"{name:<{width}}  {v: .12g}")
+        return 0
 
     return run
 
