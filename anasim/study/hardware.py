@@ -97,15 +97,23 @@ def dumps_toml(data: Mapping[str, Any]) -> str:
 
 
 def _through_loader(loader: Callable[[Path], Any], data: Mapping, label: str):
-    """Write ``data`` as TOML and read it back with the owner's ``loader``."""
+    """Write ``data`` as TOML and read it back with the owner's ``loader``.
+
+    The loaded object's ``source`` is set to a fixed label: specs and profiles
+    are static arguments of jitted functions, and a different temporary path
+    per point would make every point compile afresh.
+    """
     with tempfile.TemporaryDirectory(prefix="anasim-point-") as tmp:
         path = Path(tmp) / f"{label}.toml"
         path.write_text(dumps_toml(data))
         try:
-            return loader(path)
+            obj = loader(path)
         except AnasimError as err:
             msg = str(err).replace(str(path), f"point {label}")
             raise type(err)(msg) from None
+    if dataclasses.is_dataclass(obj) and any(f.name == "source" for f in dataclasses.fields(obj)):
+        obj = dataclasses.replace(obj, source=f"sweep point ({label})")
+    return obj
 
 
 # --------------------------------------------------------------------------- builders

@@ -1,0 +1,105 @@
+"""Sweeps of real measurements on the shipped Fashion-MNIST subset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from anasim.errors import AnasimError
+from anasim.study import parse_sweep, run_sweep
+from anasim.study.hardware import dumps_toml
+
+TINY = {
+    "name": "sweep-test",
+    "network": {"sizes": [784, 12, 10], "lam": 0.0, "activation": "hard_sigmoid",
+                "backward": "transpose", "cost": "squared"},
+    "relaxation": {"eta": 0.5, "schedule": "async", "max_iters": 40, "tol": 1e-4},
+    "training": {"epochs": 2, "batch_size": 50, "beta": 0.1, "learning_rate": 0.05,
+                 "train_size": 100, "test_size": 100, "data": "subset"},
+}
+
+
+def test_toml_writer_round_trips():
+    import tomllib
+
+    data = {"a": 1, "b": [1.5, 2.0], "s": 'q"uote', "t": {"x": True, "y.z": -0.0, "u": {"v": "w"}}}
+    assert tomllib.loads(dumps_toml(data)) == data
+
+
+@pytest.mark.slow  # ~40 s: the controller compiles its training step once per run
+def test_2x2x2_training_sweep_on_the_shipped_subset(tmp_path):
+    spec = parse_sweep({
+        "measurement": "train",
+        "base": {"circuit": TINY},
+        "parameters": {"circuit.lam": [0.0, 1.0], "rule.beta": [0.05, 0.2], "seed": [0, 1]},
+    })
+    res = run_sweep(spec, tmp_path / "train.nc", progress=False)
+    ds = res.dataset
+    assert dict(ds.sizes) == {"circuit.lam": 2, "rule.beta": 2, "seed": 2, "epoch": 2}
+    assert ds["test_accuracy"].dims == ("circuit.lam", "rule.beta", "seed", "epoch")
+    assert list(ds["circuit.lam"].values) == [0.0, 1.0]
+    assert list(ds["rule.beta"].values) == [0.05, 0.2]
+    swept = dict(json.loads(ds.attrs["anasim_swept"]))
+    assert swept == {"circuit.lam": "circuit.network.lam", "rule.beta": "circuit.training.beta", "seed": "seed"}
+    # Fixed parameters as attributes, swept ones not.
+    assert ds.attrs["circuit.training.train_size"] == 100
+    assert ds.attrs["circuit.network.sizes"].tolist() == [784, 12, 10]
+    assert "circuit.network.lam" not in ds.attrs and "circuit.training.beta" not in ds.attrs
+    # The per-epoch nudge the controller records is the swept β at each point.
+    np.testing.assert_array_equal(
+        ds["beta"].isel(epoch=0).values, np.broadcast_to(np.array([0.05, 0.2])[None, :, None], (2, 2, 2))
+    )
+    acc = ds["test_accuracy"].values
+    assert np.all((acc >= 0) & (acc <= 1))
+    # Skew-symmetric couplings are 1-Lipschitz (hidden-layer bound of the chip as built).
+    np.testing.assert_allclose(ds["lipschitz"].sel({"circuit.lam": 0.0}).values, 1.0, atol=1e-6)
+    assert bool((ds["lipschitz"].sel({"circuit.lam": 1.0}) > 1.0).all())
+
+
+def test_training_points_resume_and_record_the_swept_seed(tmp_path):
+    spec = parse_sweep({
+        "measurement": "train",
+        "base": {"circuit": TINY},
+        "fixed": {"train.epochs": 1},
+        "parameters": {"seed": [0, 1]},
+    })
+    out = tmp_path / "t.nc"
+    first = run_sweep(spec, out, progress=False)
+    assert first.computed == 2 and first.dataset["test_accuracy"].dims == ("seed", "epoch")
+    acc = first.dataset["test_accuracy"].values
+    # Two seeds are two different chips and initializations: different results.
+    assert acc.shape == (2, 1) and acc[0, 0] != acc[1, 0]
+    again = run_sweep(spec, out, progress=False)
+    assert again.computed == 0
+    np.testing.assert_array_equal(again.dataset["test_accuracy"].values, acc)
+
+
+def test_gradient_alignment_is_high_on_the_ideal_device():
+    # With the ideal profile and weak nudging the dyadic update is the gradient
+    # (Høier et al.): cosine close to 1 at every coupling, for every λ.
+    spec = parse_sweep({
+        "measurement": "gradient_alignment",
+        "base": {"circuit": TINY},
+        "fixed": {"alignment.beta": 0.01, "alignment.batch": 8, "relaxation.tol": 1e-7,
+                  "relaxation.max_iters": 400},
+        "parameters": {"circuit.lam": [0.0, 1.0]},
+    })
+    ds = run_sweep(spec, None, progress=False).dataset
+    assert ds["alignment"].dims == ("circuit.lam", "coupling") and ds.sizes["coupling"] == 2
+    assert float(ds["alignment"].min()) > 0.99
+
+
+def test_value_outside_the_circuit_loaders_range_fails_before_work():
+    with pytest.raises(AnasimError) as info:
+        parse_sweep({
+            "measurement": "train",
+            "base": {"circuit": TINY},
+            "parameters": {"circuit.lam": [0.0, 1.5]},
+        }, source="bad.toml")
+    msg = str(info.value)
+    assert "\n" not in msg and "circuit.lam" in msg and "1.5" in msg
+    with pytest.raises(AnasimError, match="rule.beta"):
+        parse_sweep({"measurement": "train", "base": {"circuit": TINY},
+                     "parameters": {"rule.beta": [0.1, -0.1]}})
