@@ -23,12 +23,55 @@ def _print_json(obj) -> None:
 # --- devices --------------------------------------------------------------------
 
 def _add_devices(sub) -> Callable:
-    p = sub.add_parser("devices", help="list and validate device profiles")
-    p.add_argument("paths", nargs="*", help="profile files or folders (default: devices/)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser(
+        "devices", help="list and validate device profiles",
+        description=("Load and validate device profiles (TOML): every key's type and range, unknown "
+                     "keys, includes. Prints one line per profile; an invalid profile prints one "
+                     "error line to stderr and the command exits with code 2."))
+    p.add_argument("paths", nargs="*", help="profile files or folders (default: devices/ in the current directory)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (parameters of every part)")
 
     def run(args) -> int:
-        raise AnasimError("anasim devices: not available yet")
+        from pathlib import Path
+
+        from anasim.devices.profile import load_profile, profile_summary
+
+        files: list[Path] = []
+        for raw in args.paths or ["devices"]:
+            path = Path(raw)
+            if path.is_dir():
+                found = sorted(path.glob("*.toml"))
+                if not found:
+                    raise AnasimError(f"{raw}: no profile files (*.toml) in this folder")
+                files.extend(found)
+            elif path.is_file():
+                files.append(path)
+            else:
+                raise AnasimError(f"{raw}: no such profile file or folder")
+        good, bad = [], []
+        for f in files:
+            try:
+                good.append(profile_summary(load_profile(f)))
+            except AnasimError as err:
+                bad.append(str(err))
+        if args.json:
+            _print_json({"profiles": good, "errors": bad})
+        else:
+            for s in good:
+                c = s["parameters"]["coupling"] or {}
+                bits = f"{c['bits']}-bit" if c.get("bits") else "analog"
+                conv = ", ".join(f"{k} {s['parameters'][k]['bits']}-bit" if s["parameters"][k] else f"{k} ideal"
+                                 for k in ("dac", "adc"))
+                kind = s["coupling"] if s["coupling"] == "ideal" else f"{s['coupling']} {bits}"
+                loop = f"{s['loop_time_s'] * 1e9:g} ns" if s["loop_time_s"] else "-"
+                print(f"{s['name']:<18} {kind:<16} {conv:<24} loop {loop:<8} {s['source']}")
+        if bad:
+            for i, msg in enumerate(bad):
+                # one line per bad profile; the last goes through the CLI's error path
+                if i < len(bad) - 1:
+                    print(f"anasim devices: error: {msg}", file=sys.stderr)
+            raise AnasimError(bad[-1])
+        return 0
 
     return run
 

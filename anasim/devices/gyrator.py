@@ -1,0 +1,192 @@
+"""Gyrator arrays: non-reciprocal links that realize skew-symmetric couplings.
+
+A gyrator link between node ``a`` (lower layer) and node ``b`` (upper layer) is
+two transconductors back to back (gm-C): ``i_a = g v_b`` into a from b and
+``i_b = −(1 + ε) g v_a`` into b from a, so the links' contribution to the node
+equations is skew-symmetric when ε = 0 (DESIGN.md §3). We write the coupling
+in the sign convention of the circuits: with θ the programmed target,
+``(n_b, n_a)``::
+
+    mvm(x_a)   = (1 + ε) ∘ θ x_a (+ offset_b)      current into layer b
+    mvm_t(y_b) = −θᵀ y_b (+ offset_a)              current into layer a
+
+so at ε = 0 the pair is the skew block ``[[0, −θᵀ], [θ, 0]]``.
+:meth:`GyratorArray.effective` returns the realized block matrix of both layers
+``[[−G_a, −θᵀ], [(1 + ε) ∘ θ, −G_b]]`` (``G_a``, ``G_b`` diagonal output
+conductances summed over the OTAs on each node), square of side ``n_a + n_b``;
+its symmetric part is ``[[−G_a, ε∘θᵀ/2], [ε∘θ/2, −G_b]]``.
+
+Normalization: θ = ``w_max · g / g_max_s``; node voltages ``v = x · v_fs_v``;
+one normalized current unit is ``g_max_s · v_fs_v / w_max`` amperes.
+
+Non-idealities:
+
+* ε: systematic mismatch ``epsilon`` plus per-link spread ``epsilon_sigma`` (fixed
+  at fabrication; there is no single published figure, it is *the* knob to sweep),
+* ``bits``: transconductances set by a bias DAC with ``2^bits − 1`` levels symmetric
+  around 0 over ``[−w_max, w_max]`` (0 = continuous); θ is clipped to ±w_max,
+* output conductance ``g_out_s`` per OTA output (each node carries one per link):
+  a leak to ground, in ``effective`` and :meth:`output_conductance` (a load on the
+  node's own voltage, not part of ``mvm``, which sees only the other layer),
+* output current offset per OTA (``offset_sigma_a`` std, fixed), summed per node,
+* OTA output current noise ``4 k T γ |g| Δf`` per transconductor (``bandwidth_hz > 0``),
+  independent of the signal: an elementwise draw, no extra matmul.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from anasim.devices.noise import K_B
+from anasim.devices.params import param
+
+Array = jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class GyratorInstance:
+    """Fixed pattern of one gyrator array (a pytree).
+
+    eps: per-link mismatch ε, shape ``(n_b, n_a)``.
+    offset_b, offset_a: summed OTA offset currents per node (normalized), ``(n_b,)``, ``(n_a,)``.
+    """
+
+    eps: Array
+    offset_b: Array
+    offset_a: Array
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class GyratorState:
+    """A programmed gyrator array (a pytree).
+
+    theta: realized (quantized) θ, ``(n_b, n_a)``.
+    fwd: ``(1 + ε) ∘ θ``, ``(n_b, n_a)``.
+    offset_b, offset_a: offset currents per node (normalized).
+    std_b, std_a: OTA noise std per node (normalized), ``(n_b,)``, ``(n_a,)`` (empty when off).
+    """
+
+    theta: Array
+    fwd: Array
+    offset_b: Array
+    offset_a: Array
+    std_b: Array
+    std_a: Array
+
+
+@dataclass(frozen=True)
+class GyratorArray:
+    """Array of gm-C gyrator links between a lower layer a and an upper layer b."""
+
+    w_max: float = param(0.5, "1", 0.0, doc="normalized full-scale coupling (g = g_max_s)", lo_open=True)
+    g_max_s: float = param(100e-6, "S", 0.0, 1.0, "full-scale transconductance", lo_open=True)
+    v_fs_v: float = param(0.5, "V", 0.0, 100.0, "node voltage at normalized state 1", lo_open=True)
+    bits: int = param(0, "bit", 0, 24, "bias-DAC resolution of g (0 = continuous)")
+    epsilon: float = param(0.0, "1", -1.0, 1.0, "systematic mismatch ε of the b-side transconductor")
+    epsilon_sigma: float = param(0.0, "1", 0.0, 1.0, "per-link spread of ε (std)")
+    g_out_s: float = param(0.0, "S", 0.0, 1.0, "output conductance of one OTA output")
+    offset_sigma_a: float = param(0.0, "A", 0.0, 1.0, "output offset current of one OTA (std)")
+    noise_factor: float = param(2.0 / 3.0, "1", 0.0, 100.0, "OTA excess noise factor γ (i² = 4kTγ|g|Δf)")
+    bandwidth_hz: float = param(0.0, "Hz", 0.0, 1e12, "noise bandwidth Δf (0 = noiseless)")
+    temperature_k: float = param(300.0, "K", 0.0, 1e4, "temperature")
+
+    @property
+    def current_unit_a(self) -> float:
+        """Amperes per normalized current unit: ``g_max_s · v_fs_v / w_max``."""
+        return self.g_max_s * self.v_fs_v / self.w_max
+
+    @property
+    def g_out_norm(self) -> float:
+        """Output conductance of one OTA in normalized units (θ units)."""
+        return self.w_max * self.g_out_s / self.g_max_s
+
+    def fabricate(self, key: Array, shape: tuple[int, int]) -> GyratorInstance:
+        n_b, n_a = shape
+        ke, kb, ka = jax.random.split(key, 3)
+        eps = jnp.full((n_b, n_a), self.epsilon)
+        if self.epsilon_sigma:
+            eps = eps + self.epsilon_sigma * jax.random.normal(ke, (n_b, n_a))
+        off_b, off_a = jnp.zeros((n_b,)), jnp.zeros((n_a,))
+        if self.offset_sigma_a:
+            # each node carries one OTA output per link: n_a on b, n_b on a
+            s = self.offset_sigma_a / self.current_unit_a
+            off_b = s * jnp.sqrt(n_a) * jax.random.normal(kb, (n_b,))
+            off_a = s * jnp.sqrt(n_b) * jax.random.normal(ka, (n_a,))
+        return GyratorInstance(eps=eps, offset_b=off_b, offset_a=off_a)
+
+    def quantize(self, theta: Array) -> Array:
+        theta = jnp.clip(theta, -self.w_max, self.w_max)
+        if self.bits:
+            step = self.w_max / (2 ** (self.bits - 1) - 1) if self.bits > 1 else self.w_max
+            theta = step * jnp.round(theta / step)
+        return theta
+
+    def program(self, instance: GyratorInstance, key: Array, w_target: Array) -> GyratorState:
+        """Set the links' transconductances to θ = ``w_target`` ``(n_b, n_a)``."""
+        del key
+        theta = jnp.asarray(w_target)
+        dt = theta.dtype
+        theta = self.quantize(theta)
+        fwd = theta * (1 + instance.eps.astype(dt)) if (self.epsilon or self.epsilon_sigma) else theta
+        if self.bandwidth_hz:
+            # i² = 4kTγ|g|Δf per OTA; a node sums one OTA per link; in normalized units
+            c = 4 * K_B * self.temperature_k * self.noise_factor * self.bandwidth_hz
+            g_per_theta = self.g_max_s / self.w_max
+            std_b = jnp.sqrt(c * g_per_theta * jnp.abs(fwd).sum(1)) / self.current_unit_a
+            std_a = jnp.sqrt(c * g_per_theta * jnp.abs(theta).sum(0)) / self.current_unit_a
+        else:
+            std_b = std_a = jnp.zeros((0,), dt)
+        return GyratorState(theta=theta, fwd=fwd, offset_b=instance.offset_b.astype(dt),
+                            offset_a=instance.offset_a.astype(dt), std_b=std_b.astype(dt),
+                            std_a=std_a.astype(dt))
+
+    def mvm(self, state: GyratorState, x: Array, key: Array) -> Array:
+        """Current into layer b, ``(1 + ε) ∘ θ x_a`` (+ offset, noise); ``(..., n_a)`` → ``(..., n_b)``."""
+        y = x @ state.fwd.T
+        if self.offset_sigma_a:
+            y = y + state.offset_b
+        if self.bandwidth_hz:
+            y = y + state.std_b * jax.random.normal(key, y.shape, y.dtype)
+        return y
+
+    def mvm_t(self, state: GyratorState, y: Array, key: Array) -> Array:
+        """Current into layer a, ``−θᵀ y_b`` (+ offset, noise); ``(..., n_b)`` → ``(..., n_a)``."""
+        x = -(y @ state.theta)
+        if self.offset_sigma_a:
+            x = x + state.offset_a
+        if self.bandwidth_hz:
+            x = x + state.std_a * jax.random.normal(key, x.shape, x.dtype)
+        return x
+
+    def forward(self, state: GyratorState) -> Array:
+        """Realized b ← a coupling ``(1 + ε) ∘ θ``, ``(n_b, n_a)``."""
+        return state.fwd
+
+    def backward(self, state: GyratorState) -> Array:
+        """Realized a ← b coupling ``−θᵀ``, ``(n_a, n_b)``."""
+        return -state.theta.T
+
+    def effective_t(self, state: GyratorState) -> Array:
+        """The realized matrix of the transposed read ``mvm_t``: ``−θᵀ``, ``(n_a, n_b)``."""
+        return -state.theta.T
+
+    def output_conductance(self, state: GyratorState) -> tuple[Array, Array]:
+        """Total output conductance on each node (normalized): ``(G_a (n_a,), G_b (n_b,))``."""
+        n_b, n_a = state.theta.shape
+        g = self.g_out_norm
+        return (jnp.full((n_a,), g * n_b, state.theta.dtype), jnp.full((n_b,), g * n_a, state.theta.dtype))
+
+    def effective(self, state: GyratorState) -> Array:
+        """Realized block matrix ``[[−G_a, −θᵀ], [(1+ε)∘θ, −G_b]]``, ``(n_a+n_b, n_a+n_b)``."""
+        g_a, g_b = self.output_conductance(state)
+        top = jnp.concatenate([-jnp.diag(g_a), -state.theta.T], axis=1)
+        bot = jnp.concatenate([state.fwd, -jnp.diag(g_b)], axis=1)
+        return jnp.concatenate([top, bot], axis=0)
+
+
+__all__ = ["GyratorArray", "GyratorInstance", "GyratorState"]

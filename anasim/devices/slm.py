@@ -1,0 +1,228 @@
+"""Optical crossbar: spatial light modulator (SLM) between a fanned-out source and photodetectors.
+
+Physics (DESIGN.md §3). Input ``i`` is a light intensity ``x_i · P_src`` (W),
+non-negative; the fan-out optics divides it among the ``n_out`` rows, so pixel
+``(j, i)`` receives ``P_px = P_src · η / n_out`` at full scale, with ``η =
+10^(−loss_db/10)`` the optical transmission of the path. The SLM pixel
+attenuates by its transmission ``T_ij ∈ [t_min, 1]`` (``2^bits`` levels, ``t_min
+= 1/extinction_ratio`` the leak floor: an SLM only attenuates and never fully
+blocks); a photodetector sums each row: ``I_j = R Σ_i P_px T_ij x_i``.
+
+Signed weights take two arrays (positive and negative optical paths, each with
+its photodetector array, as in the AOC): ``W = w_max (T⁺ − T⁻)``; the receiver
+subtracts the two photocurrents and its gain maps ``R · P_px / w_max`` amperes
+onto one normalized unit. A weight ``w ≥ 0`` is programmed as
+``T⁺ = t_min + w / w_max``, ``T⁻ = t_min`` (and mirrored for w < 0), so the leak
+floor cancels in the difference unless the two paths differ (pixel gain, crosstalk).
+
+Signed inputs take two channels: ``x = x⁺ − x⁻`` with ``x± = max(±x, 0)``; the
+``x⁻`` source is routed through the swapped arrays, so ``y = W x`` holds for any
+sign. States of the circuits are in [0, 1], so ``x⁻`` is dark in practice.
+
+Non-idealities (all folded into the programmed state, so a read is cheap):
+
+* quantization of ``T`` to ``2^bits`` levels (``bits = 0``: continuous),
+* finite extinction ratio (``t_min > 0``),
+* pixel gain non-uniformity ``pixel_gain_sigma`` (relative std, fixed per pixel),
+* nearest-neighbour pixel crosstalk ``crosstalk_pixel``: a fraction of each pixel's
+  light passes through each of its 4 neighbours' regions instead,
+* photodetector crosstalk ``crosstalk_detector``: a fraction of row ``j``'s light
+  lands on each neighbouring detector ``j ± 1``,
+* path crosstalk ``crosstalk_path``: a fraction of the light of one signed path
+  reaches the other path's detectors (beam-splitter leakage),
+* fan-out imbalance ``fanout_sigma``: row ``j`` receives ``(1 + δ_j)/n_out`` of the
+  power instead of ``1/n_out`` (δ normalized to conserve power),
+* optical loss ``loss_db`` (the receiver gain is calibrated for it, so it costs SNR, not scale),
+* photodetector noise (per read, per output): shot noise ``2 q (I + I_dark) Δf`` on
+  each of the two detectors and TIA thermal noise ``4 k T Δf / R_f`` on each.
+
+Cost of a read: one matmul ``x @ W_effᵀ``; with noise on (``bandwidth_hz > 0``)
+one more matmul ``|x| @ Sᵀ`` for the photocurrent that sets the shot noise
+(``S`` = the sum of both paths' realized transmissions, precomputed) plus
+elementwise work.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from anasim.devices.noise import K_B, Q_E
+from anasim.devices.params import param
+
+Array = jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class SLMInstance:
+    """Fixed pattern of one fabricated SLM crossbar (a pytree).
+
+    pixel_gain: relative pixel transmission gain, shape ``(2, n_out, n_in)`` (paths +, −).
+    fanout: relative power share of each row, shape ``(n_out,)`` (mean 1).
+    """
+
+    pixel_gain: Array
+    fanout: Array
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class SLMState:
+    """A programmed SLM crossbar (a pytree).
+
+    t_pos, t_neg: programmed (quantized) transmissions, shape ``(n_out, n_in)``, in [t_min, 1].
+    w_eff: realized signed matrix (normalized units), ``(n_out, n_in)``.
+    s_eff: realized sum of both paths' matrices (normalized units, ≥ 0), ``(n_out, n_in)``;
+        ``|x| @ s_effᵀ · R P_px / w_max`` is the total photocurrent of the two detectors.
+    """
+
+    t_pos: Array
+    t_neg: Array
+    w_eff: Array
+    s_eff: Array
+
+
+def _neighbour_mix(a: Array, c: float, axes: tuple[int, ...]) -> Array:
+    """Move a fraction ``c`` of each entry to each neighbour along ``axes`` (lost at edges)."""
+    if not c:
+        return a
+    out = (1.0 - 2 * len(axes) * c) * a
+    for ax in axes:
+        n = a.shape[ax]
+        if n < 2:
+            continue
+        pad = [(0, 0)] * a.ndim
+        pad[ax] = (1, 1)
+        p = jnp.pad(a, pad)
+        lo = jax.lax.slice_in_dim(p, 0, n, axis=ax)
+        hi = jax.lax.slice_in_dim(p, 2, n + 2, axis=ax)
+        out = out + c * (lo + hi)
+    return out
+
+
+@dataclass(frozen=True)
+class SLMCrossbar:
+    """SLM optical crossbar with split signed arrays and photodetector readout.
+
+    Normalized full scale: ``w_max`` is the weight of a pixel at ``T = 1`` over the
+    other path's ``T = t_min`` (minus the leak): weights are clipped to
+    ``±w_max (1 − t_min)``.
+    """
+
+    w_max: float = param(0.5, "1", 0.0, doc="normalized full-scale weight (T⁺ − T⁻ = 1)", lo_open=True)
+    bits: int = param(10, "bit", 0, 24, "transmission levels 2^bits per array (0 = continuous)")
+    extinction_ratio: float = param(math.inf, "1", 1.0, doc="T_max/T_min; t_min = 1/extinction_ratio",
+                                    lo_open=True, finite=False)
+    pixel_gain_sigma: float = param(0.0, "1", 0.0, 0.5, "pixel transmission gain non-uniformity (std)")
+    crosstalk_pixel: float = param(0.0, "1", 0.0, 0.2, "fraction of a pixel's light to each of 4 neighbours")
+    crosstalk_detector: float = param(0.0, "1", 0.0, 0.45, "fraction of a row's light to each neighbouring detector")
+    crosstalk_path: float = param(0.0, "1", 0.0, 0.5, "fraction of light leaking to the other signed path",
+                                  hi_open=True)
+    fanout_sigma: float = param(0.0, "1", 0.0, 0.5, "fan-out power share imbalance per row (std)")
+    loss_db: float = param(0.0, "dB", 0.0, 100.0, "optical loss source → detector")
+    source_power_w: float = param(1e-3, "W", 0.0, 10.0, "full-scale optical power per input channel",
+                                  lo_open=True)
+    responsivity_a_per_w: float = param(1.0, "A/W", 0.0, 10.0, "photodetector responsivity", lo_open=True)
+    dark_current_a: float = param(0.0, "A", 0.0, 1e-3, "photodetector dark current")
+    bandwidth_hz: float = param(0.0, "Hz", 0.0, 1e12, "detection bandwidth Δf (0 = noiseless)")
+    temperature_k: float = param(300.0, "K", 0.0, 1e4, "TIA temperature")
+    feedback_resistance_ohm: float = param(math.inf, "Ω", 0.0, doc="TIA feedback resistance R_f (inf = no thermal noise)",
+                                           lo_open=True, finite=False)
+
+    @property
+    def t_min(self) -> float:
+        """Leak floor (darkest transmission), ``1 / extinction_ratio``."""
+        return 1.0 / self.extinction_ratio
+
+    @property
+    def t_step(self) -> float:
+        """Transmission step between levels (0 when continuous)."""
+        return (1.0 - self.t_min) / (2 ** self.bits - 1) if self.bits else 0.0
+
+    def pixel_power_w(self, n_out: int) -> float:
+        """Full-scale optical power on one pixel (W): source power after fan-out and loss."""
+        return self.source_power_w * 10 ** (-self.loss_db / 10) / n_out
+
+    def noise_coefficients(self, n_out: int) -> tuple[float, float]:
+        """``(a, b)`` with per-output noise variance ``a · s + b`` in normalized units².
+
+        ``s = |x| @ s_effᵀ`` is the summed photocurrent of both detectors in normalized
+        units; one normalized unit is ``I_u = R P_px / w_max`` amperes. With
+        ``σ_I² = 2qΔf (I⁺ + I⁻ + 2 I_dark) + 2 · 4kTΔf/R_f`` (two detectors):
+        ``a = 2qΔf / I_u``, ``b = (4qΔf I_dark + 8kTΔf/R_f) / I_u²``.
+        """
+        if not self.bandwidth_hz:
+            return 0.0, 0.0
+        i_u = self.responsivity_a_per_w * self.pixel_power_w(n_out) / self.w_max
+        df = self.bandwidth_hz
+        a = 2 * Q_E * df / i_u
+        b = (4 * Q_E * df * self.dark_current_a + 8 * K_B * self.temperature_k * df / self.feedback_resistance_ohm) / i_u**2
+        return a, b
+
+    # --- contract -----------------------------------------------------------------
+
+    def fabricate(self, key: Array, shape: tuple[int, int]) -> SLMInstance:
+        n_out, n_in = shape
+        kg, kf = jax.random.split(key)
+        gain = jnp.ones((2, n_out, n_in))
+        if self.pixel_gain_sigma:
+            gain = jnp.maximum(gain + self.pixel_gain_sigma * jax.random.normal(kg, gain.shape), 0.0)
+        fan = jnp.ones((n_out,))
+        if self.fanout_sigma:
+            fan = jnp.maximum(fan + self.fanout_sigma * jax.random.normal(kf, (n_out,)), 0.0)
+            fan = fan / jnp.mean(fan)  # the splitter conserves power
+        return SLMInstance(pixel_gain=gain, fanout=fan)
+
+    def quantize_transmission(self, t: Array) -> Array:
+        """Clip to ``[t_min, 1]`` and round to the nearest of the ``2^bits`` levels."""
+        t = jnp.clip(t, self.t_min, 1.0)
+        if self.bits:
+            t = self.t_min + self.t_step * jnp.round((t - self.t_min) / self.t_step)
+        return t
+
+    def program(self, instance: SLMInstance, key: Array, w_target: Array) -> SLMState:
+        del key  # SLM pixels are set digitally: no programming noise
+        w = jnp.asarray(w_target)
+        dt = w.dtype
+        t_pos = self.quantize_transmission(self.t_min + jnp.maximum(w, 0) / self.w_max).astype(dt)
+        t_neg = self.quantize_transmission(self.t_min + jnp.maximum(-w, 0) / self.w_max).astype(dt)
+        a_pos, a_neg = t_pos, t_neg
+        if self.pixel_gain_sigma:
+            g = instance.pixel_gain.astype(dt)
+            a_pos, a_neg = g[0] * a_pos, g[1] * a_neg
+        a_pos = _neighbour_mix(a_pos, self.crosstalk_pixel, (0, 1))
+        a_neg = _neighbour_mix(a_neg, self.crosstalk_pixel, (0, 1))
+        if self.fanout_sigma:
+            f = instance.fanout.astype(dt)[:, None]
+            a_pos, a_neg = f * a_pos, f * a_neg
+        a_pos = _neighbour_mix(a_pos, self.crosstalk_detector, (0,))
+        a_neg = _neighbour_mix(a_neg, self.crosstalk_detector, (0,))
+        c = self.crosstalk_path
+        if c:
+            a_pos, a_neg = (1 - c) * a_pos + c * a_neg, (1 - c) * a_neg + c * a_pos
+        return SLMState(t_pos=t_pos, t_neg=t_neg, w_eff=self.w_max * (a_pos - a_neg),
+                        s_eff=self.w_max * (a_pos + a_neg))
+
+    def mvm(self, state: SLMState, x: Array, key: Array) -> Array:
+        """``y = W_eff x`` plus photodetector noise; ``x (..., n_in)`` → ``(..., n_out)``."""
+        y = x @ state.w_eff.T
+        a, b = self.noise_coefficients(state.w_eff.shape[0])
+        if a or b:
+            var = b + a * (jnp.abs(x) @ state.s_eff.T) if a else jnp.full(y.shape, b, y.dtype)
+            y = y + jnp.sqrt(var) * jax.random.normal(key, y.shape, y.dtype)
+        return y
+
+    def noise_std(self, state: SLMState, x: Array) -> Array:
+        """Per-output noise std of one read at input ``x`` (normalized units)."""
+        a, b = self.noise_coefficients(state.w_eff.shape[0])
+        return jnp.sqrt(b + a * (jnp.abs(x) @ state.s_eff.T))
+
+    def effective(self, state: SLMState) -> Array:
+        return state.w_eff
+
+
+__all__ = ["SLMCrossbar", "SLMInstance", "SLMState"]
