@@ -46,8 +46,11 @@ def _slope(betas, errs):
     return np.polyfit(np.log(betas), np.log(errs), 1)[0]
 
 
-@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0, 0.3])
-@pytest.mark.parametrize("act", [sigmoid, hard_sigmoid], ids=["sigmoid", "hard-sigmoid"])
+@pytest.mark.parametrize(
+    "lam, act",
+    [(0.0, sigmoid), (0.5, sigmoid), (1.0, sigmoid), (0.3, sigmoid), (0.0, hard_sigmoid), (1.0, hard_sigmoid)],
+    ids=["skew-sigmoid", "ff-sigmoid", "sym-sigmoid", "0.3-sigmoid", "skew-hard", "sym-hard"],
+)
 def test_dyadic_matches_implicit_gradient_for_every_lambda(lam, act):
     p, x, y = _circuit()
     _, g, res = reference_gradient(p, x, y, lam=lam, act=act)

@@ -116,17 +116,22 @@ def _solve(G, z0, eta, iters, newton):
 
 
 @partial(jax.jit, static_argnames=("act", "eta", "iters", "newton"))
-def _free_one(p, x, lam, act, eta=0.2, iters=3000, newton=8):
+def _free_one(p, x, lam, act, eta=0.2, iters=4000, newton=0):
     n = sum(_sizes(p))
     return _solve(lambda z: free_map(p, z, x, lam, act), jnp.zeros(n), eta, iters, newton)
 
 
 def free_equilibrium(params, x, *, lam: float, act: Callable = hard_sigmoid,
-                     eta: float = 0.2, iters: int = 3000):
+                     eta: float = 0.2, iters: int = 4000):
     """Free fixed point: (states per layer, each (batch, n_k); max residual |a − F(a)|)."""
     p = as_dict(params)
-    z, res = jax.vmap(lambda xi: _free_one(p, xi, lam, act, eta, iters))(jnp.asarray(x, jnp.float64))
+    z, res = _free_batch(p, jnp.asarray(x, jnp.float64), lam, act, eta, iters)
     return [act(a) for a in _split_batched(z, _sizes(p))], float(jnp.max(res))
+
+
+@partial(jax.jit, static_argnames=("act", "eta", "iters"))
+def _free_batch(p, x, lam, act, eta, iters):
+    return jax.vmap(lambda xi: _free_one(p, xi, lam, act, eta, iters))(x)
 
 
 def _split_batched(z, sizes):
@@ -138,7 +143,7 @@ def _split_batched(z, sizes):
 
 
 def reference_gradient(params, x, y, *, lam: float, act: Callable = hard_sigmoid,
-                       cost: str = "squared", eta: float = 0.2, iters: int = 3000):
+                       cost: str = "squared", eta: float = 0.2, iters: int = 4000):
     """(loss, gradient dict, max residual) of the batch-mean loss at the free fixed point.
 
     ``y``: targets, (batch, n_L) (one-hot for classification). The gradient is
@@ -146,9 +151,14 @@ def reference_gradient(params, x, y, *, lam: float, act: Callable = hard_sigmoid
     block and its (2λ − 1)θ_kᵀ backward block).
     """
     p = as_dict(params)
+    loss, grads, res = _reference_batch(p, jnp.asarray(x, jnp.float64), jnp.asarray(y, jnp.float64),
+                                        lam, act, cost, eta, iters)
+    return float(loss), grads, float(res)
+
+
+@partial(jax.jit, static_argnames=("act", "cost", "eta", "iters"))
+def _reference_batch(p, x, y, lam, act, cost, eta, iters):
     sizes = _sizes(p)
-    x = jnp.asarray(x, jnp.float64)
-    y = jnp.asarray(y, jnp.float64)
 
     def one(xi, yi):
         z, res = _free_one(p, xi, lam, act, eta, iters)
@@ -161,7 +171,7 @@ def reference_gradient(params, x, y, *, lam: float, act: Callable = hard_sigmoid
 
     losses, grads, res = jax.vmap(one)(x, y)
     grads = jax.tree_util.tree_map(lambda t: jnp.mean(t, axis=0), grads)
-    return float(jnp.mean(losses)), grads, float(jnp.max(res))
+    return jnp.mean(losses), grads, jnp.max(res)
 
 
 def _nudge_grad(s_out, y, cost):
@@ -169,7 +179,7 @@ def _nudge_grad(s_out, y, cost):
 
 
 @partial(jax.jit, static_argnames=("act", "cost", "eta", "iters", "newton"))
-def _dyadic_one(p, x, y, beta, lam, act, cost, eta=0.2, iters=3000, newton=8):
+def _dyadic_one(p, x, y, beta, lam, act, cost, eta=0.2, iters=4000, newton=0):
     sizes = _sizes(p)
     n = sum(sizes)
     lb = 1.0 - lam
@@ -199,7 +209,7 @@ def _dyadic_one(p, x, y, beta, lam, act, cost, eta=0.2, iters=3000, newton=8):
 
 
 def dyadic_equilibrium(params, x, y, beta: float, *, lam: float, act: Callable = hard_sigmoid,
-                       cost: str = "squared", eta: float = 0.2, iters: int = 3000):
+                       cost: str = "squared", eta: float = 0.2, iters: int = 4000):
     """Exact nudged dyadic equilibrium (Høier et al. eq. 8): (s_plus, s_minus, residual).
 
     s⁺ has −β∇ℓ and s⁻ has +β∇ℓ added to the output pre-activation.
@@ -209,15 +219,26 @@ def dyadic_equilibrium(params, x, y, beta: float, *, lam: float, act: Callable =
         raise AnasimError("params: the dyadic dynamics are defined for W_λ; drop 'backs'")
     sizes = _sizes(p)
     n = sum(sizes)
-    z, res = jax.vmap(lambda xi, yi: _dyadic_one(p, xi, yi, beta, lam, act, cost, eta, iters))(
-        jnp.asarray(x, jnp.float64), jnp.asarray(y, jnp.float64))
+    z, res = _dyadic_batch(p, jnp.asarray(x, jnp.float64), jnp.asarray(y, jnp.float64), beta, lam, act, cost,
+                           eta, iters)
     sp = [act(a) for a in _split_batched(z[:, :n], sizes)]
     sm = [act(a) for a in _split_batched(z[:, n:], sizes)]
     return sp, sm, float(jnp.max(res))
 
 
+@partial(jax.jit, static_argnames=("act", "cost", "eta", "iters"))
+def _dyadic_batch(p, x, y, beta, lam, act, cost, eta, iters):
+    return jax.vmap(lambda xi, yi: _dyadic_one(p, xi, yi, beta, lam, act, cost, eta, iters))(x, y)
+
+
+@partial(jax.jit, static_argnames=("use", "act", "cost", "eta", "iters"))
+def _phase_batch(p, x, y, beta, clamp, use, lam, act, cost, eta, iters):
+    return jax.vmap(lambda xi, yi, ci: _phase_one(p, xi, yi, beta, ci, use, lam, act, cost, eta, iters))(
+        x, y, clamp)
+
+
 @partial(jax.jit, static_argnames=("act", "cost", "eta", "iters", "newton"))
-def _phase_one(p, x, y, beta, clamp, use_clamp, lam, act, cost, eta=0.2, iters=3000, newton=8):
+def _phase_one(p, x, y, beta, clamp, use_clamp, lam, act, cost, eta=0.2, iters=4000, newton=0):
     sizes = _sizes(p)
     n = sum(sizes)
 
@@ -239,7 +260,7 @@ def _phase_one(p, x, y, beta, clamp, use_clamp, lam, act, cost, eta=0.2, iters=3
 
 def phase_equilibrium(params, x, y=None, *, beta: float = 0.0, clamp=None, lam: float = 1.0,
                       act: Callable = hard_sigmoid, cost: str = "squared", eta: float = 0.2,
-                      iters: int = 3000):
+                      iters: int = 4000):
     """One EP phase (nudge β: −β∇ℓ on the output) or a clamped phase (output
     states fixed to ``clamp``, (batch, n_L)). Returns (states per layer, residual)."""
     p = as_dict(params)
@@ -248,8 +269,7 @@ def phase_equilibrium(params, x, y=None, *, beta: float = 0.0, clamp=None, lam: 
     y = jnp.zeros((x.shape[0], sizes[-1])) if y is None else jnp.asarray(y, jnp.float64)
     use = clamp is not None
     clamp = jnp.zeros_like(y) if clamp is None else jnp.asarray(clamp, jnp.float64)
-    s, res = jax.vmap(lambda xi, yi, ci: _phase_one(p, xi, yi, beta, ci, use, lam, act, cost, eta, iters))(
-        x, y, clamp)
+    s, res = _phase_batch(p, x, y, beta, clamp, use, lam, act, cost, eta, iters)
     return _split_batched(s, sizes), float(jnp.max(res))
 
 

@@ -186,6 +186,13 @@ def config_from_spec(spec: CircuitSpec, **overrides) -> TrainConfig:
     return cfg
 
 
+def _physics(spec: CircuitSpec) -> CircuitSpec:
+    """The spec without its labels and [training] table: what the compiled
+    relaxation depends on (so runs that differ only in training options share
+    one compilation)."""
+    return dataclasses.replace(spec, training=(), name="circuit", source="", device="")
+
+
 def _check_compatible(spec: CircuitSpec, cfg: TrainConfig, profile: DeviceProfile) -> None:
     where = spec.source or spec.name
     energy_based = cfg.rule != "dyadic"
@@ -210,18 +217,30 @@ def _check_compatible(spec: CircuitSpec, cfg: TrainConfig, profile: DeviceProfil
 
 # --- optimizer ---------------------------------------------------------------------
 
-def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
-    """SGD + momentum with decoupled weight decay and a cosine/constant schedule."""
-    total = cfg.epochs * steps_per_epoch
-    if cfg.schedule == "cosine":
-        lr = optax.cosine_decay_schedule(cfg.learning_rate, decay_steps=max(total, 1))
-    else:
-        lr = optax.constant_schedule(cfg.learning_rate)
-    parts = []
-    if cfg.weight_decay:
-        parts.append(optax.add_decayed_weights(cfg.weight_decay))
-    parts.append(optax.sgd(lr, momentum=cfg.momentum or None))
-    return optax.chain(*parts)
+def make_optimizer() -> optax.GradientTransformation:
+    """SGD with momentum after decoupled weight decay, hyper-parameters injected
+    into the optimizer state (so one compiled step serves every learning rate,
+    momentum and decay): ``u = −lr · trace``, ``trace ← μ trace + g + wd·θ``."""
+    return _OPTIMIZER
+
+
+_OPTIMIZER = optax.chain(
+    optax.inject_hyperparams(optax.add_decayed_weights)(weight_decay=0.0),
+    optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=0.0),
+)
+
+
+def _init_opt_state(cfg: TrainConfig, params: Params):
+    st = _OPTIMIZER.init(params)
+    wd, sgd = st
+    wd.hyperparams["weight_decay"] = jnp.asarray(cfg.weight_decay, jnp.float32)
+    sgd.hyperparams["momentum"] = jnp.asarray(cfg.momentum, jnp.float32)
+    return st
+
+
+def _with_lr(opt_state, lr):
+    wd, sgd = opt_state
+    return (wd, sgd._replace(hyperparams={**sgd.hyperparams, "learning_rate": lr}))
 
 
 def _layer_multipliers(spec: CircuitSpec, cfg: TrainConfig, params: Params) -> Params:
@@ -237,6 +256,22 @@ def _to_params(d: dict, asymmetric: bool, like: Params) -> Params:
 
 
 # --- one step ----------------------------------------------------------------------
+
+def local_update(spec: CircuitSpec, cfg: TrainConfig, hw, x, y, key, *, beta: float | None = None,
+                 hw2=None) -> dict:
+    """The rule's gradient estimate for one batch on the chip ``hw`` (no write).
+
+    Runs the phases of ``cfg.rule`` (relaxations with nudge/clamp), reads the
+    states through the ADC and applies the rule: the measurement the controller
+    turns into a weight update. ``x``: (batch, n_in); ``y``: one-hot (batch, n_L).
+    """
+    _check_compatible(spec, cfg, hw.profile)
+    dtype = jnp.dtype(spec.dtype)
+    beta = cfg.beta if beta is None else beta
+    upd, _, _ = _phases_and_rule(spec, cfg, hw, hw if hw2 is None else hw2, jnp.asarray(x, dtype),
+                                 jnp.asarray(y, dtype), jnp.asarray(beta, dtype), key)
+    return upd
+
 
 def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
     """Relax every phase, read through the ADC, apply the rule.
@@ -294,8 +329,18 @@ def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
     return upd, iters, eq_f.output
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _train_step(spec, cfg, optimizer, params, opt_state, hw, hw2, mult, x, y, beta, key):
+@dataclass(frozen=True)
+class _StepKind:
+    """The parts of a TrainConfig that change the compiled step (everything else is traced)."""
+
+    rule: str
+    write_mode: str
+    phases: str
+    beta: float = 0.0   # unused inside the step (β is traced); keeps the dataclass shape simple
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _train_step(spec, cfg, params, opt_state, hw, hw2, mult, x, y, beta, lr, key):
     k_prog, k_prog2, k_phase, k_write = jax.random.split(key, 4)
     if cfg.write_mode == "shadow":
         hw = circuits.reprogram(spec, hw, params, k_prog)
@@ -303,7 +348,7 @@ def _train_step(spec, cfg, optimizer, params, opt_state, hw, hw2, mult, x, y, be
             hw2 = circuits.reprogram(spec, hw2, params, k_prog2)
     upd, iters, pred = _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, k_phase)
     grads = _to_params(upd, spec.asymmetric, params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
+    updates, opt_state = _OPTIMIZER.update(grads, _with_lr(opt_state, lr), params)
     updates = jax.tree_util.tree_map(lambda u, m: u * m, updates, mult)
     params = optax.apply_updates(params, updates)
     if cfg.write_mode == "in-situ":
@@ -518,8 +563,10 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
     params = circuits.init_params(spec, k_init)
     hw = circuits.build(spec, profile, params, k_build)
     hw2 = circuits.build(spec, profile, params, k_twin) if cfg.phases == "twin" else hw
-    optimizer = make_optimizer(cfg, steps)
-    opt_state = optimizer.init(params)
+    kind = _StepKind(cfg.rule, cfg.write_mode, cfg.phases)
+    physics = _physics(spec)
+    schedule = make_lr(cfg, steps)
+    opt_state = _init_opt_state(cfg, params)
     mult = _layer_multipliers(spec, cfg, params)
     history = {k: [] for k in METRICS}
     start_epoch = 0
@@ -547,9 +594,10 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
             sel = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             x = jnp.asarray(train_set.x[sel], dtype)
             y = jax.nn.one_hot(train_set.y[sel], spec.n_out, dtype=dtype)
+            lr = jnp.asarray(schedule(epoch * steps + step), jnp.float32)
             params, opt_state, hw, hw2, it, c, l_ = _train_step(
-                spec, cfg, optimizer, params, opt_state, hw, hw2, mult, x, y,
-                jnp.asarray(beta, dtype), jax.random.fold_in(k_epoch, step))
+                physics, kind, params, opt_state, hw, hw2, mult, x, y,
+                jnp.asarray(beta, dtype), lr, jax.random.fold_in(k_epoch, step))
             it = int(it)
             iters_total += it
             correct += float(c)
@@ -564,8 +612,8 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
         if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(params)):
             raise AnasimError(f"training diverged in epoch {epoch + 1}: non-finite weights "
                               f"(lower training.learning_rate or training.beta)")
-        ev = evaluate(spec, hw, test_set, jax.random.fold_in(k_epoch, steps + 1), cfg.eval_batch)
-        lr = float(make_lr(cfg, steps)((epoch + 1) * steps - 1))
+        ev = evaluate(physics, hw, test_set, jax.random.fold_in(k_epoch, steps + 1), cfg.eval_batch)
+        lr = float(schedule((epoch + 1) * steps - 1))
         metrics = {
             "train_accuracy": correct / (steps * cfg.batch_size),
             "train_loss": loss / (steps * cfg.batch_size),
@@ -602,6 +650,6 @@ def _progress(total, desc, enabled):
 
 __all__ = [
     "METRICS", "PHASE_MODES", "RULE_NAMES", "TrainConfig", "TrainResult", "WRITE_MODES", "checkpoint_path",
-    "config_from_spec", "evaluate", "history_dataset", "load_checkpoint", "make_lr", "make_optimizer",
+    "config_from_spec", "evaluate", "local_update", "history_dataset", "load_checkpoint", "make_lr", "make_optimizer",
     "save_checkpoint", "train",
 ]
