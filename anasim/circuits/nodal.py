@@ -196,6 +196,8 @@ class Circuit:
 
         els: list[Element] = []
         for j, (a, b) in enumerate(self.resistors):
+            if float(v.g[j]) == 0.0:
+                continue  # an open: nothing to write
             els.append(Element("R", name(0, "R", j), (nm[a], nm[b]), 1.0 / float(v.g[j])))
         for j, (a, b) in enumerate(self.capacitors):
             els.append(Element("C", name(1, "C", j), (nm[a], nm[b]), float(v.c[j])))
@@ -210,6 +212,8 @@ class Circuit:
         for j, (a, b) in enumerate(self.isources):
             els.append(Element("I", name(4, "I", j), (nm[a], nm[b]), float(v.i[j])))
         for j, q in enumerate(self.vccs):
+            if float(v.gm[j]) == 0.0:
+                continue
             els.append(Element("G", name(5, "G", j), tuple(nm[k] for k in q), float(v.gm[j])))
         return Netlist(title=title, elements=tuple(els), models=tuple(models.values()),
                        temperature_k=self.temperature_k, gmin=self.gmin)

@@ -1,0 +1,442 @@
+"""Layered Hopfield circuits as node-level networks, relaxed by the nodal solver.
+
+Two physical realizations of the layered circuit of DESIGN.md §4, each a
+netlist of resistors, diodes, sources and VCCS whose DC operating point *is*
+the equilibrium (solved by :func:`anasim.circuits.nodal.solve_op`, checked
+against ngspice):
+
+``resistive`` (λ = 1, symmetric; in the style of Kendall et al., "Training
+end-to-end analog neural networks with equilibrium propagation", 2020)
+    Every neuron is a pair of nodes p_i, m_i that carry +v_i and −v_i; every
+    input a voltage source x_j·V_fs with an inverted copy −x_j·V_fs. A signed
+    weight is a differential conductance pair (G⁺, G⁻): G⁺ joins p_i–p_j and
+    m_i–m_j, G⁻ joins p_i–m_j and m_i–p_j. The circuit is invariant under
+    (v → −v, p ↔ m) and its operating point is unique (a strictly monotone
+    resistor/diode network), so v(m_i) = −v(p_i) and KCL at p_i reads
+
+        Σ_j (G⁺_ij − G⁻_ij) v_j − Σ_j (G⁺_ij + G⁻_ij) v_i + i_clamp + i_inj = 0,
+
+    the Hopfield fixed point with weights (G⁺ − G⁻)/g_unit, normalized by each
+    node's total conductance (the leak a passive network cannot avoid).
+    Coupling is reciprocal by construction: W = Wᵀ for free.
+``gyrator`` (λ = 0, skew-symmetric)
+    Single-ended nodes with a leak g_leak to ground; the couplings are
+    gyrators (two VCCS): current (1+ε)θ v_lower into the upper layer and
+    −θᵀ v_upper into the lower layer, exactly the gyrator-array convention
+    of :mod:`anasim.devices.gyrator` (the realized matrix W of
+    :func:`~anasim.circuits.layered.effective_matrices`); the input
+    projection θ_0 x is a VCCS from the input sources. With the leak equal to
+    g_unit the normalized node equation is s = W s + θ_0 x + b − clamp.
+    For dyadic learning the two compartments s⁺, s⁻ are two copies of the
+    circuit cross-coupled (at λ = 0 each compartment's couplings are driven
+    by the *other* compartment: DESIGN.md §4), so one solve gives both.
+
+Common to both: diode clamps to rails are the neuron nonlinearity (a diode
+from the node up to a rail at clamp_hi − V_d, one from a rail at
+clamp_lo + V_d up to the node: soft clamps at ≈ [clamp_lo, clamp_hi]); biases
+and nudging are injected currents. The nudge of the squared cost is
+−β ∇ℓ = β (y − s) in normalized current, i.e. a current source
+β g_unit V_fs y plus a VCCS −β g_unit on the output node's own voltage
+(a negative β, the − compartment's +β₋ ∇ℓ, is why it is a VCCS and not a
+resistor). Node voltages map to normalized states as s = v / V_fs.
+
+Public API::
+
+    NodalPhysics(kind, v_fs_v, g_unit_s, g_min_s, g_leak_s, clamp_lo_v, clamp_hi_v,
+                 diode_drop_v, diode_is_a, diode_n, temperature_k)
+    LayeredWeights(theta0, thetas, bias, g_pos=None, g_neg=None)   # realized matrices
+    weights_from_hardware(spec, hw, physics) -> (LayeredWeights, physics)
+    hopfield_circuit(sizes, physics) -> HopfieldCircuit             # topology (cached)
+    hopfield_values(hc, weights, x, beta=0, target=None) -> CircuitValues
+    solve_layers(sizes, physics, weights, x, *, beta, target) -> (layers+, layers-, op)
+    relax(spec, hw, x, key, *, nudge=(0, 0), target=None, clamp=(None, None),
+          state0=None, physics=None) -> layered.Equilibrium
+    hopfield_netlist(sizes, physics, weights, x, beta=0, target=None) -> Netlist
+
+Not realized: output clamping (contrastive/coupled learning; ``clamp`` raises
+AnasimError), the cross-entropy nudge, λ other than 0 and 1, and thermal or
+device read noise during relaxation (the DC point is noiseless; ``key`` is
+accepted for interface compatibility; thermal noise dynamics:
+:func:`anasim.circuits.nodal.simulate_transient`). ``relax`` is not jittable
+(it builds values in numpy around one jitted batched Newton solve).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from anasim.circuits.netlist import DEFAULT_GMIN, Netlist
+from anasim.circuits.nodal import Circuit, CircuitValues, OperatingPoint, solve_op
+from anasim.errors import AnasimError
+
+Array = jax.Array
+
+KINDS = ("resistive", "gyrator")
+
+
+@dataclass(frozen=True)
+class NodalPhysics:
+    """Physical parameters of a node-level Hopfield circuit (hashable).
+
+    Attributes:
+        kind: ``"resistive"`` (λ = 1) or ``"gyrator"`` (λ = 0).
+        v_fs_v: node voltage of normalized state 1 (V).
+        g_unit_s: conductance / transconductance of a unit weight (S).
+        g_min_s: floor conductance of each device of a differential pair (S)
+            (resistive; a crossbar device's G_min).
+        g_leak_s: leak conductance of each gyrator-circuit node (S); None
+            means g_unit_s, so that normalized couplings are the θ's.
+        clamp_lo_v, clamp_hi_v: where the diode clamps bite (V); the rails
+            sit one diode drop inside them.
+        diode_drop_v: the assumed diode drop placing the rails (V).
+        diode_is_a, diode_n: clamp diodes' saturation current (A) and ideality.
+        temperature_k: circuit temperature (K); ngspice's default 300.15 K.
+        gmin: conductance across every junction (S), as SPICE adds.
+        max_newton: Newton iteration budget.
+    """
+
+    kind: str = "resistive"
+    v_fs_v: float = 1.0
+    g_unit_s: float = 1e-4
+    g_min_s: float = 0.0
+    g_leak_s: float | None = None
+    clamp_lo_v: float = 0.0
+    clamp_hi_v: float = 1.0
+    diode_drop_v: float = 0.5
+    diode_is_a: float = 1e-14
+    diode_n: float = 1.0
+    temperature_k: float = 300.15
+    gmin: float = DEFAULT_GMIN
+    max_newton: int = 100
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise AnasimError(f"NodalPhysics.kind must be one of {KINDS}, got {self.kind!r}")
+        for name in ("v_fs_v", "g_unit_s", "diode_is_a", "diode_n", "temperature_k"):
+            if not float(getattr(self, name)) > 0:
+                raise AnasimError(f"NodalPhysics.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.g_min_s < 0 or (self.g_leak_s is not None and not self.g_leak_s > 0):
+            raise AnasimError("NodalPhysics: g_min_s must be ≥ 0 and g_leak_s > 0")
+        if not self.clamp_hi_v > self.clamp_lo_v:
+            raise AnasimError("NodalPhysics: clamp_hi_v must exceed clamp_lo_v")
+
+    @property
+    def leak_s(self) -> float:
+        return self.g_unit_s if self.g_leak_s is None else self.g_leak_s
+
+    @property
+    def rail_hi_v(self) -> float:
+        return self.clamp_hi_v - self.diode_drop_v
+
+    @property
+    def rail_lo_v(self) -> float:
+        return self.clamp_lo_v + self.diode_drop_v
+
+
+@dataclass(frozen=True)
+class LayeredWeights:
+    """Realized couplings in normalized units (numpy arrays).
+
+    theta0: (n_1, n_in) input projection; thetas: θ_k (n_{k+1}, n_k);
+    backward: realized backward blocks (n_k, n_{k+1}) (gyrator: −θ_kᵀ);
+    self_coupling: diagonal of the realized matrix over layers 1…L, (N,)
+    (a gyrator array's −output conductance); bias: (N,) stacked biases;
+    g_pos/g_neg: optional per-coupling conductance pairs (S), same shapes as
+    (theta0, *thetas), used as is by the resistive circuit (a crossbar's G⁺, G⁻).
+    """
+
+    theta0: np.ndarray
+    thetas: tuple
+    bias: np.ndarray
+    backward: tuple = ()
+    self_coupling: np.ndarray | None = None
+    g_pos: tuple | None = None
+    g_neg: tuple | None = None
+
+
+# --- topology ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HopfieldCircuit:
+    """A node-level Hopfield topology and where its layers live.
+
+    ``circuit``: the :class:`Circuit`; ``layer_nodes[c][k]``: node indices of
+    layer k+1 in copy c (resistive: c = 0 the p nodes, 1 the m nodes;
+    gyrator: c = 0 compartment +, 1 compartment −).
+    """
+
+    sizes: tuple
+    physics: NodalPhysics
+    circuit: Circuit
+    layer_nodes: tuple
+
+
+class _Builder:
+    def __init__(self):
+        self.names: list[str] = []
+        self.el = {k: [] for k in "RDVIG"}
+
+    def node(self, name: str) -> int:
+        self.names.append(name)
+        return len(self.names) - 1
+
+
+@functools.lru_cache(maxsize=32)
+def hopfield_circuit(sizes: tuple, physics: NodalPhysics) -> HopfieldCircuit:
+    """The topology for layer ``sizes`` (n_in, n_1, …, n_L) (cached)."""
+    sizes = tuple(int(n) for n in sizes)
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise AnasimError(f"hopfield_circuit: sizes must list ≥ 2 positive layer sizes, got {sizes}")
+    b = _Builder()
+    GND = -1  # placeholder for ground, fixed up below
+    L = len(sizes) - 1
+    if physics.kind == "resistive":
+        xp = [b.node(f"x{j}") for j in range(sizes[0])]
+        xm = [b.node(f"x{j}n") for j in range(sizes[0])]
+        rails = [b.node(n) for n in ("rail_hi", "rail_lo", "rail_hin", "rail_lon")]
+        p = [[b.node(f"l{k + 1}_{i}") for i in range(n)] for k, n in enumerate(sizes[1:])]
+        m = [[b.node(f"l{k + 1}_{i}n") for i in range(n)] for k, n in enumerate(sizes[1:])]
+        for j in range(sizes[0]):
+            b.el["V"] += [(xp[j], GND), (xm[j], GND)]
+        b.el["V"] += [(r, GND) for r in rails]
+        lower_p, lower_m = [xp] + p[:-1], [xm] + m[:-1]
+        for k in range(L):  # coupling k: lower layer k → upper layer k+1
+            for i in range(sizes[k + 1]):
+                for j in range(sizes[k]):
+                    b.el["R"] += [(p[k][i], lower_p[k][j]), (m[k][i], lower_m[k][j]),   # G⁺
+                                  (p[k][i], lower_m[k][j]), (m[k][i], lower_p[k][j])]   # G⁻
+        rh, rl, rhn, rln = rails
+        for k in range(L):
+            for i in range(sizes[k + 1]):
+                b.el["D"] += [(p[k][i], rh), (rl, p[k][i]), (m[k][i], rln), (rhn, m[k][i])]
+                b.el["I"] += [(GND, p[k][i]), (GND, m[k][i])]
+        for i in range(sizes[-1]):
+            b.el["G"] += [(GND, p[-1][i], p[-1][i], GND), (GND, m[-1][i], m[-1][i], GND)]
+        copies = (p, m)
+    else:
+        xs = [b.node(f"x{j}") for j in range(sizes[0])]
+        rails = [b.node(n) for n in ("rail_hi", "rail_lo")]
+        cp = [[b.node(f"l{k + 1}_{i}") for i in range(n)] for k, n in enumerate(sizes[1:])]
+        cm = [[b.node(f"l{k + 1}_{i}m") for i in range(n)] for k, n in enumerate(sizes[1:])]
+        b.el["V"] += [(x, GND) for x in xs] + [(r, GND) for r in rails]
+        rh, rl = rails
+        for own, other in ((cp, cm), (cm, cp)):
+            for i in range(sizes[1]):      # θ_0 x
+                for j in range(sizes[0]):
+                    b.el["G"].append((GND, own[0][i], xs[j], GND))
+            for k in range(L - 1):         # gyrators, driven by the other compartment
+                for i in range(sizes[k + 2]):
+                    for j in range(sizes[k + 1]):
+                        b.el["G"].append((GND, own[k + 1][i], other[k][j], GND))   # (1+ε)θ v_lower
+                for j in range(sizes[k + 1]):
+                    for i in range(sizes[k + 2]):
+                        b.el["G"].append((GND, own[k][j], other[k + 1][i], GND))   # −θᵀ v_upper
+            for k in range(L):             # self terms (output conductance), then nudge self terms
+                for i in range(sizes[k + 1]):
+                    b.el["G"].append((GND, own[k][i], own[k][i], GND))
+            for i in range(sizes[-1]):
+                b.el["G"].append((GND, own[-1][i], own[-1][i], GND))
+            for k in range(L):
+                for i in range(sizes[k + 1]):
+                    b.el["R"].append((own[k][i], GND))
+                    b.el["D"] += [(own[k][i], rh), (rl, own[k][i])]
+                    b.el["I"].append((GND, own[k][i]))
+        copies = (cp, cm)
+    n = len(b.names)
+
+    def fix(t):
+        return tuple(n if k == GND else k for k in t)
+
+    kinds = {k: tuple(fix(t) for t in v) for k, v in b.el.items()}
+    circuit = Circuit(node_names=tuple(b.names), resistors=kinds["R"], diodes=kinds["D"],
+                      vsources=kinds["V"], isources=kinds["I"], vccs=kinds["G"],
+                      temperature_k=float(physics.temperature_k), gmin=float(physics.gmin))
+    layer_nodes = tuple(tuple(np.asarray(layer, np.int64) for layer in copy) for copy in copies)
+    return HopfieldCircuit(sizes=sizes, physics=physics, circuit=circuit, layer_nodes=layer_nodes)
+
+
+# --- values --------------------------------------------------------------------------------
+
+def _pairs(weights: LayeredWeights, physics: NodalPhysics):
+    mats = (weights.theta0,) + tuple(weights.thetas)
+    if weights.g_pos is not None:
+        return [np.asarray(g, np.float64) for g in weights.g_pos], [np.asarray(g, np.float64) for g in weights.g_neg]
+    gp = [physics.g_min_s + physics.g_unit_s * np.maximum(np.asarray(w, np.float64), 0) for w in mats]
+    gn = [physics.g_min_s + physics.g_unit_s * np.maximum(-np.asarray(w, np.float64), 0) for w in mats]
+    return gp, gn
+
+
+def hopfield_values(hc: HopfieldCircuit, weights: LayeredWeights, x, beta=0.0, target=None,
+                    ) -> CircuitValues:
+    """Element values for inputs ``x`` (batch, n_in) (normalized), a batch of circuits.
+
+    ``beta``: scalar or (batch,) signed nudge per circuit (resistive) or a pair
+    (β₊, β₋) (gyrator: one per compartment copy); ``target``: (batch, n_L).
+    """
+    ph, sizes = hc.physics, hc.sizes
+    x = np.atleast_2d(np.asarray(x, np.float64))
+    B = x.shape[0]
+    if x.shape[1] != sizes[0]:
+        raise AnasimError(f"hopfield circuit: x must have shape (batch, {sizes[0]}), got {x.shape}")
+    y = np.zeros((B, sizes[-1])) if target is None else np.broadcast_to(
+        np.asarray(target, np.float64), (B, sizes[-1]))
+    L = len(sizes) - 1
+    vfs, gu = ph.v_fs_v, ph.g_unit_s
+    bias = np.asarray(weights.bias, np.float64).reshape(-1)
+    offs = np.concatenate([[0], np.cumsum(sizes[1:])])
+    c = hc.circuit
+    n_d = len(c.diodes)
+    if ph.kind == "resistive":
+        beta = np.broadcast_to(np.asarray(beta, np.float64), (B,))
+        gp, gn = _pairs(weights, ph)
+        g = np.concatenate([np.stack([gp[k], gp[k], gn[k], gn[k]], -1).reshape(-1) for k in range(L)])
+        v = np.concatenate([np.stack([x * vfs, -x * vfs], -1).reshape(B, -1),
+                            np.broadcast_to([ph.rail_hi_v, ph.rail_lo_v, -ph.rail_hi_v, -ph.rail_lo_v], (B, 4))], 1)
+        i_node = np.broadcast_to(bias * gu * vfs, (B, len(bias))).copy()
+        i_node[:, offs[-2]:] += beta[:, None] * gu * vfs * y
+        i = np.stack([i_node, -i_node], -1).reshape(B, -1)
+        gm_out = np.repeat(-beta * gu, 2 * sizes[-1]).reshape(B, -1)
+        return CircuitValues(g=np.broadcast_to(g, (B, len(g))),
+                             c=np.zeros((B, 0)), i_s=np.full(n_d, ph.diode_is_a), n=np.full(n_d, ph.diode_n),
+                             v=v, i=i, gm=gm_out)
+    # gyrator: two compartment copies
+    bp, bm = (beta if isinstance(beta, tuple) else (beta, beta))
+    signed = [np.broadcast_to(np.asarray(bp, np.float64), (B,)), -np.broadcast_to(np.asarray(bm, np.float64), (B,))]
+    N = int(offs[-1])
+    selfc = np.zeros(N) if weights.self_coupling is None else np.asarray(weights.self_coupling, np.float64)
+    gm_parts, i_parts = [], []
+    for cidx in range(2):
+        parts = [np.broadcast_to(np.asarray(weights.theta0, np.float64).reshape(-1) * gu, (B, sizes[1] * sizes[0]))]
+        for k in range(L - 1):
+            parts.append(np.broadcast_to(np.asarray(weights.thetas[k], np.float64).reshape(-1) * gu, (B, sizes[k + 2] * sizes[k + 1])))
+            parts.append(np.broadcast_to(np.asarray(weights.backward[k], np.float64).reshape(-1) * gu, (B, sizes[k + 1] * sizes[k + 2])))
+        parts.append(np.broadcast_to(selfc * gu, (B, N)))
+        parts.append(np.repeat(-signed[cidx] * gu, sizes[-1]).reshape(B, -1))
+        gm_parts += parts
+        inj = np.broadcast_to(bias * gu * vfs, (B, N)).copy()
+        inj[:, offs[-2]:] += signed[cidx][:, None] * gu * vfs * y
+        i_parts.append(inj)
+    return CircuitValues(g=np.full((B, len(c.resistors)), ph.leak_s), c=np.zeros((B, 0)),
+                         i_s=np.full(n_d, ph.diode_is_a), n=np.full(n_d, ph.diode_n),
+                         v=np.concatenate([x * vfs, np.broadcast_to([ph.rail_hi_v, ph.rail_lo_v], (B, 2))], 1),
+                         i=np.concatenate(i_parts, 1), gm=np.concatenate(gm_parts, 1))
+
+
+def solve_layers(sizes, physics: NodalPhysics, weights: LayeredWeights, x, *, beta=0.0, target=None,
+                 raise_on_failure: bool = True):
+    """Solve the circuit(s); returns (layers of copy 0, layers of copy 1, OperatingPoint).
+
+    Layers are normalized states v / V_fs, each (batch, n_k). Resistive:
+    copy 1 holds the m nodes *negated* (equal to copy 0 by symmetry).
+    """
+    hc = hopfield_circuit(tuple(sizes), physics)
+    vals = hopfield_values(hc, weights, x, beta, target)
+    op = solve_op(hc.circuit, vals, max_iter=physics.max_newton, raise_on_failure=raise_on_failure)
+    v = np.asarray(op.voltages) / physics.v_fs_v
+    sign = -1.0 if physics.kind == "resistive" else 1.0
+    c0 = tuple(v[:, idx] for idx in hc.layer_nodes[0])
+    c1 = tuple(sign * v[:, idx] for idx in hc.layer_nodes[1])
+    return c0, c1, op
+
+
+def hopfield_netlist(sizes, physics: NodalPhysics, weights: LayeredWeights, x, beta=0.0, target=None,
+                     title: str = "anasim layered Hopfield circuit") -> Netlist:
+    """The netlist of one circuit (x of shape (n_in,) or (1, n_in)) for ngspice or a file."""
+    hc = hopfield_circuit(tuple(sizes), physics)
+    vals = hopfield_values(hc, weights, np.atleast_2d(x)[:1], beta, target)
+    one = jax.tree_util.tree_map(lambda a: np.asarray(a)[0] if np.ndim(a) == 2 else np.asarray(a), vals)
+    return hc.circuit.to_netlist(one, title=title)
+
+
+# --- from a built chip ------------------------------------------------------------------------
+
+def _kind_for(spec) -> str:
+    if spec.asymmetric or spec.lam not in (0.0, 1.0):
+        raise AnasimError(f"nodal relax: a node-level circuit realizes lam = 1 (resistive) or lam = 0 "
+                          f"(gyrator), got lam = {spec.lam!r}")
+    return "resistive" if spec.lam == 1.0 else "gyrator"
+
+
+def weights_from_hardware(spec, hw, physics: NodalPhysics | None = None):
+    """Realized matrices of a chip from :func:`anasim.circuits.layered.build`, and the physics
+    to use (``physics.kind`` from λ; a resistive crossbar's own conductances and
+    g_unit = (G_max − G_min)/w_max when the profile's coupling is one)."""
+    from anasim.circuits.layered import effective_matrices
+
+    kind = _kind_for(spec)
+    physics = physics or NodalPhysics(kind=kind)
+    if physics.kind != kind:
+        physics = replace(physics, kind=kind)
+    eff = effective_matrices(spec, hw)
+    offs = eff.offsets
+    L = spec.n_layers
+    thetas = tuple(eff.W[offs[k + 1]:offs[k + 2], offs[k]:offs[k + 1]] for k in range(L - 1))
+    backward = tuple(eff.W[offs[k]:offs[k + 1], offs[k + 1]:offs[k + 2]] for k in range(L - 1))
+    g_pos = g_neg = None
+    dev = hw.profile.coupling
+    states = (hw.input_state,) + tuple(hw.forward)
+    if kind == "resistive" and all(hasattr(s, "g") and np.ndim(s.g) == 3 for s in states):
+        g_pos = tuple(np.asarray(s.g[0], np.float64) for s in states)
+        g_neg = tuple(np.asarray(s.g[1], np.float64) for s in states)
+        physics = replace(physics, g_unit_s=float(dev.g_range / dev.w_max), g_min_s=float(dev.g_min_s))
+    weights = LayeredWeights(theta0=np.asarray(eff.theta0), thetas=thetas, bias=eff.bias, backward=backward,
+                             self_coupling=np.diag(eff.W).copy(), g_pos=g_pos, g_neg=g_neg)
+    return weights, physics
+
+
+def relax(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None, None), state0=None,
+          physics: NodalPhysics | None = None):
+    """Equilibrium of the node-level circuit of ``spec`` on chip ``hw``: the same
+    call and result type as :func:`anasim.circuits.layered.relax`.
+
+    ``nudge = (β₊, β₋)`` with the squared cost (module docstring); λ = 1 gives
+    the resistive circuit (each compartment its own solve), λ = 0 the gyrator
+    circuit (both compartments in one cross-coupled solve). ``iterations`` are
+    Newton iterations, ``residual`` the max KCL residual in amperes, and
+    ``a_plus``/``a_minus`` equal the states (node voltages have no separate
+    pre-activation). ``key`` and ``state0`` are unused (noiseless DC point).
+    """
+    from anasim.circuits.layered import Equilibrium
+
+    del key, state0
+    if clamp[0] is not None or clamp[1] is not None:
+        raise AnasimError("nodal relax: output clamping is not realized by the node-level circuits")
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2 or x.shape[1] != spec.n_in:
+        raise AnasimError(f"relax: x must have shape (batch, {spec.n_in}), got {x.shape}")
+    bp, bm = (float(nudge[0]), float(nudge[1]))
+    nudged = bp != 0.0 or bm != 0.0
+    if nudged and target is None:
+        raise AnasimError("relax: a nudge needs target (batch, n_out)")
+    if nudged and spec.cost != "squared":
+        raise AnasimError("nodal relax: only the squared cost's nudge is realized (a linear current injection)")
+    weights, physics = weights_from_hardware(spec, hw, physics)
+    B = x.shape[0]
+    if physics.kind == "resistive":
+        if nudged:
+            xx = np.concatenate([x, x])
+            beta = np.concatenate([np.full(B, bp), np.full(B, -bm)])
+            tt = np.concatenate([np.asarray(target), np.asarray(target)])
+            c0, _, op = solve_layers(spec.sizes, physics, weights, xx, beta=beta, target=tt)
+            sp = tuple(s[:B] for s in c0)
+            sm = tuple(s[B:] for s in c0)
+            its = np.maximum(op.iterations[:B], op.iterations[B:])
+            res = np.maximum(op.residual[:B], op.residual[B:])
+        else:
+            sp, _, op = solve_layers(spec.sizes, physics, weights, x)
+            sm, its, res = sp, op.iterations, op.residual
+    else:
+        sp, sm, op = solve_layers(spec.sizes, physics, weights, x, beta=(bp, bm), target=target)
+        its, res = op.iterations, op.residual
+    dt = jnp.dtype(spec.dtype)
+    to = lambda t: tuple(jnp.asarray(a, dt) for a in t)  # noqa: E731
+    return Equilibrium(
+        s_plus=to(sp), s_minus=to(sm), a_plus=to(sp), a_minus=to(sm),
+        iterations=jnp.int32(np.max(its)), residual=jnp.asarray(np.max(res), dt),
+        residual_per_sample=jnp.asarray(res, dt), trace=-jnp.ones(spec.max_iters, dt),
+        converged=jnp.bool_(True), diverged=jnp.bool_(False), oscillating=jnp.bool_(False))
