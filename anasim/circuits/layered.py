@@ -34,8 +34,14 @@ current, as a sample-and-hold input stage does. With the ideal profile the
 engine is exactly the mathematical dynamics (tests check it against
 :func:`fixed_point_map`).
 
-Convergence is measured, not assumed: :class:`Equilibrium` carries the
-iterations used, the final residual max |s_t − s_{t−1}|, its trace, and the
+Convergence is measured, not assumed: every iteration measures the
+fixed-point residual r = max |f(target_k) − s_k| (target_k the undamped
+pre-activation a layer is driven towards; with the synchronous schedule on
+the ideal profile this is exactly max |f(W s + θ_0 x + b) − s| of the current
+state; with ``async`` the odd layers see the freshly updated even ones, a
+Gauss–Seidel residual). The engine stops when r ≤ tol and returns the state r
+was measured on. :class:`Equilibrium` carries the iterations used, the final
+residual, its trace, and the
 flags ``converged`` (residual ≤ tol), ``diverged`` (non-finite or
 |a| > 1e6 pre-activation) and ``oscillating`` (budget spent while the residual
 stopped decaying: a limit cycle, or a noise floor above ``tol``).
@@ -67,7 +73,7 @@ Public API::
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import jax
@@ -175,14 +181,34 @@ def init_params(spec: CircuitSpec, key: Array, dtype=None) -> Params:
 
     ``dtype`` defaults to the spec's engine dtype.
     """
-    dtype = jnp.dtype(dtype or spec.dtype)
+    return _init_params_jit(_shape_spec(spec), key, str(jnp.dtype(dtype or spec.dtype)),
+                            jnp.asarray(spec.init_scale, jnp.dtype(dtype or spec.dtype)))
+
+
+def _static_spec(spec: CircuitSpec) -> CircuitSpec:
+    """The spec with every field that does not shape a computation set to a constant,
+    so that jitted functions compile once per circuit shape (η, tol and init_scale
+    are passed as traced values)."""
+    return replace(spec, eta=1.0, tol=0.0, init_scale=1.0, device="", name="", training=(), source="")
+
+
+def _shape_spec(spec: CircuitSpec) -> CircuitSpec:
+    """Only what fixes the parameter and device shapes (sizes, structure class,
+    backward realization, dtype): the static key of init/build/reprogram."""
+    return CircuitSpec(sizes=spec.sizes, lam="asymmetric" if spec.asymmetric else 0.0,
+                       backward=spec.backward, dtype=spec.dtype)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _init_params_jit(spec: CircuitSpec, key: Array, dtype: str, init_scale: Array) -> Params:
+    dtype = jnp.dtype(dtype)
     sizes = spec.sizes
     L = spec.n_layers
     keys = jax.random.split(key, 2 * L)
 
     def uniform(k, shape, fan_in):
-        a = spec.init_scale / np.sqrt(fan_in)
-        return jax.random.uniform(k, shape, dtype, -a, a)
+        a = init_scale / np.sqrt(fan_in)
+        return a * jax.random.uniform(k, shape, dtype, -1.0, 1.0)
 
     theta0 = uniform(keys[0], (sizes[1], sizes[0]), sizes[0])
     thetas = tuple(uniform(keys[k], (sizes[k + 1], sizes[k]), sizes[k]) for k in range(1, L))
@@ -285,6 +311,11 @@ def build(spec: CircuitSpec, profile: DeviceProfile, params: Params, key: Array)
     _check_realization(spec, profile)
     if spec.asymmetric and len(params.backward) != spec.n_layers - 1:
         raise AnasimError("build: lam = \"asymmetric\" needs Params.backward (one ψ_k per coupling)")
+    return _build_jit(_shape_spec(spec), profile, params, key)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _build_jit(spec: CircuitSpec, profile: DeviceProfile, params: Params, key: Array) -> Hardware:
     dev = profile.coupling
     sizes = spec.sizes
     L = spec.n_layers
@@ -312,7 +343,12 @@ def build(spec: CircuitSpec, profile: DeviceProfile, params: Params, key: Array)
 
 def reprogram(spec: CircuitSpec, hw: Hardware, params: Params, key: Array) -> Hardware:
     """Write ``params`` into the same chip (shadow-copy mode): new programming
-    errors from ``key``, same fabricated instances."""
+    errors from ``key``, same fabricated instances. Jitted (``spec`` static)."""
+    return _reprogram_jit(_shape_spec(spec), hw, params, key)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _reprogram_jit(spec: CircuitSpec, hw: Hardware, params: Params, key: Array) -> Hardware:
     input_state, forward, backward, biases = _program_all(
         spec, hw.profile, params, key, hw.input_inst, hw.forward_inst, hw.backward_inst)
     return Hardware(input_state=input_state, forward=forward, backward=backward, biases=biases,
@@ -333,7 +369,8 @@ class Equilibrium:
         a_plus, a_minus: the pre-activations (pass the Equilibrium as
             ``state0`` to warm-start a later relaxation).
         iterations: iterations used (int32 scalar).
-        residual: final max |s_t − s_{t−1}| over layers, compartments, batch.
+        residual: final fixed-point residual max |f(target) − s| over layers,
+            compartments and batch (module docstring), normalized state units.
         residual_per_sample: the same per sample, shape (batch,).
         trace: residual after each iteration, shape (max_iters,); entries from
             index ``iterations`` on are −1 (not run).
@@ -452,19 +489,21 @@ def relax(spec: CircuitSpec, hw: Hardware, x: Array, key: Array, *, nudge=(0.0, 
     zero = jnp.zeros((batch, spec.n_out), dtype)
     cp = zero if clamp_p is None else jnp.asarray(clamp_p, dtype)
     cm = zero if clamp_m is None else jnp.asarray(clamp_m, dtype)
-    return _relax_jit(spec, C, clamp_p is not None, clamp_m is not None, hw, x, key,
-                      jnp.asarray(beta_p, dtype), jnp.asarray(beta_m, dtype), target, cp, cm, a0)
+    # Only what shapes the computation is static; η and tol are traced, so specs
+    # that differ in them (or in name, training options, …) share one compilation.
+    return _relax_jit(_static_spec(spec), C, clamp_p is not None, clamp_m is not None, hw, x, key,
+                      jnp.asarray(beta_p, dtype), jnp.asarray(beta_m, dtype), target, cp, cm, a0,
+                      jnp.asarray(spec.eta, dtype), jnp.asarray(spec.tol, dtype))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, cm, a0):
+def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, cm, a0, eta, tol):
     dtype = jnp.dtype(spec.dtype)
     L = spec.n_layers
     dev = hw.profile.coupling
     dac = hw.profile.dac
     lam = spec.lam_mix
     lbar = 1.0 - lam
-    eta = spec.eta
     acts = [activation(n) for n in spec.activations]
     skip_backward = (C == 1 and lam == 0.5 and not spec.asymmetric)
 
@@ -507,8 +546,9 @@ def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, 
             s[-1] = jnp.where(clamp_mask, clamps, s[-1])
         return s
 
-    def update_layers(layers, a_list, s_list, keys):
-        """New pre-activations of ``layers`` (0-based) from the current states."""
+    def update_layers(layers, a_list, s_list, keys, res):
+        """New pre-activations of ``layers`` (0-based) from the current states,
+        and each layer's fixed-point residual max |f(target) − s| per sample."""
         new_a = list(a_list)
         for j in layers:
             kf, kb, kd1, kd2 = jax.random.split(keys[j], 4)
@@ -525,6 +565,10 @@ def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, 
                 g = cost_grad(spec, s_list[-1], target[None])
                 total = total + signs * betas * g
             new_a[j] = ((1.0 - eta) * a_list[j] + eta * total).astype(dtype)
+            gap = jnp.abs(acts[j](total) - s_list[j])
+            if j == L - 1 and any_clamp:
+                gap = jnp.where(clamp_mask, 0.0, gap)      # a clamped layer is not a variable
+            res[j] = jnp.max(gap, axis=(0, 2))
         return new_a
 
     if spec.schedule == "sync":
@@ -535,14 +579,13 @@ def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, 
         phases = [p for p in phases if p]
 
     def one_iteration(a_list, i):
-        s_old = states(a_list)
         keys = jax.random.split(jax.random.fold_in(k_loop, i), L)
-        s_cur = s_old
+        s_cur = states(a_list)
+        res = [None] * L
         for p in phases:
-            a_list = update_layers(p, a_list, s_cur, keys)
+            a_list = update_layers(p, a_list, s_cur, keys, res)
             s_cur = states(a_list)
-        diff = jnp.stack([jnp.max(jnp.abs(s_cur[k] - s_old[k]), axis=(0, 2)) for k in range(L)])
-        res_ps = jnp.max(diff, axis=0)                     # (B,)
+        res_ps = jnp.max(jnp.stack(res), axis=0)                     # (B,)
         amax = jnp.max(jnp.stack([jnp.max(jnp.abs(a)) for a in a_list]))
         bad = ~jnp.isfinite(amax) | (amax > DIVERGENCE_LIMIT) | ~jnp.all(jnp.isfinite(res_ps))
         return a_list, res_ps, bad
@@ -551,22 +594,25 @@ def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, 
     trace0 = -jnp.ones((spec.max_iters,), dtype)
 
     def cond(carry):
-        i, a_list, res_ps, trace, bad = carry
+        i, a_list, a_meas, res_ps, trace, bad = carry
         res = jnp.max(res_ps)
-        return (i < spec.max_iters) & ~bad & ~((i > 0) & (res <= spec.tol))
+        return (i < spec.max_iters) & ~bad & ~((i > 0) & (res <= tol))
 
     def body(carry):
-        i, a_list, res_ps, trace, bad = carry
-        a_list, res_ps, bad = one_iteration(list(a_list), i)
+        i, a_list, _, res_ps, trace, bad = carry
+        a_new, res_ps, bad = one_iteration(list(a_list), i)
         trace = trace.at[i].set(jnp.max(res_ps))
-        return i + 1, tuple(a_list), res_ps, trace, bad
+        # keep the state the residual was measured on: that is the one returned
+        return i + 1, tuple(a_new), a_list, res_ps, trace, bad
 
-    init = (jnp.asarray(0, jnp.int32), tuple(a0), jnp.full((batch,), jnp.inf, dtype), trace0,
-            jnp.asarray(False))
-    iters, a_fin, res_ps, trace, bad = jax.lax.while_loop(cond, body, init)
+    init = (jnp.asarray(0, jnp.int32), tuple(a0), tuple(a0), jnp.full((batch,), jnp.inf, dtype),
+            trace0, jnp.asarray(False))
+    iters, a_last, a_fin, res_ps, trace, bad = jax.lax.while_loop(cond, body, init)
+    # a diverged run returns its last state, so the non-finite values are visible
+    a_fin = tuple(jnp.where(bad, al, af) for al, af in zip(a_last, a_fin))
     s_fin = states(list(a_fin))
     residual = jnp.max(res_ps)
-    converged = (residual <= spec.tol) & ~bad
+    converged = (residual <= tol) & ~bad
     # Oscillation: budget spent, and the last quarter of the trace did not bring the
     # residual below 0.9× the best value before it (no decay: a cycle or a noise floor).
     idx = jnp.arange(spec.max_iters)

@@ -31,7 +31,7 @@ key)::
     eta = 0.5                           # damping in (0, 1]
     schedule = "async"                  # sync | async
     max_iters = 100                     # iteration budget per relaxation
-    tol = 1e-4                          # stop when max |Δs| < tol (0: fixed budget)
+    tol = 1e-4                          # stop when max |f(target) − s| ≤ tol (0: fixed budget)
     dtype = "float32"                   # float32 | float64
 
     [training]                          # free-form, validated by the learning code
@@ -83,8 +83,8 @@ class CircuitSpec:
         schedule: ``"sync"`` (all layers per iteration) or ``"async"``
             (even layers, then odd layers, per iteration).
         max_iters: iteration budget of one relaxation.
-        tol: convergence tolerance on max |s_t − s_{t−1}| (normalized state
-            units); 0 runs the full budget.
+        tol: convergence tolerance on the fixed-point residual
+            max |f(target) − s| (normalized state units); 0 runs the full budget.
         backward: backward realization (module docstring).
         cost: ``"squared"`` (ℓ = ½‖s_L − y‖²) or ``"cross_entropy"``
             (ℓ = −Σ y log softmax(s_L)).
