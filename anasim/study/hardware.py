@@ -137,11 +137,41 @@ def device_profile(config: Mapping):
         from anasim.devices.profile import ideal_profile
 
         return ideal_profile()
+    from anasim import devices
+
+    if hasattr(devices, "profile_from_dict"):
+        # A fixed source label: profiles are static jit arguments (see _through_loader).
+        return devices.profile_from_dict(dev, source="sweep point (device)", default_name="device")
+    return _through_loader(devices.load_profile, dev, "device")
+
+
+def complete_device(config: dict) -> None:
+    """Fill each device table of ``config["device"]`` with its model's defaults.
+
+    A profile file lists only what differs from the model's defaults; listing
+    them all makes every parameter of the parts present sweepable by path and
+    recorded in the result's attributes. Only tables already present are
+    completed (an ideal profile stays ideal).
+    """
+    dev = config.get("device")
+    if not isinstance(dev, dict) or not dev:
+        return
     try:
-        from anasim.devices import load_profile
+        from anasim.devices.profile import CONVERTERS, COUPLINGS
     except ImportError:
-        raise AnasimError("base.device: loading device profiles needs anasim.devices.load_profile") from None
-    return _through_loader(load_profile, dev, "device")
+        return
+    for name, cls in {**COUPLINGS, **CONVERTERS}.items():
+        table = dev.get(name)
+        if not isinstance(table, dict) or not dataclasses.is_dataclass(cls):
+            continue
+        for f in dataclasses.fields(cls):
+            if f.name in table or f.default is dataclasses.MISSING:
+                continue
+            v = f.default
+            if isinstance(v, tuple):
+                v = list(v)
+            if isinstance(v, (bool, int, float, str, list)):
+                table[f.name] = v
 
 
 def _data(source: str):
@@ -352,6 +382,7 @@ if _train_defaults_value is not None:
         defaults=_train_defaults_value,
         validate=_validate_train,
         aliases=_ALIASES,
+        complete=complete_device,
         description="on-device training run (anasim.learning.controller.train); per-epoch metrics",
     ), replace=True)
 
@@ -364,6 +395,7 @@ register_measurement(Measurement(
     defaults={"lipschitz_estimate": {"n_pairs": 8, "ascent_steps": 10}},
     validate=_validate_build,
     aliases=_ALIASES,
+    complete=complete_device,
     description="Lipschitz bounds and empirical estimate of the untrained chip as built",
 ), replace=True)
 
@@ -376,6 +408,7 @@ register_measurement(Measurement(
     defaults={"relaxation_stats": {"batch": 64, "data": "subset"}},
     validate=_validate_build,
     aliases=_ALIASES,
+    complete=complete_device,
     description="free relaxation statistics of the untrained chip on test images",
 ), replace=True)
 
@@ -386,5 +419,6 @@ register_measurement(Measurement(
     defaults={"alignment": {"beta": 0.05, "batch": 16, "data": "subset"}},
     validate=_validate_alignment,
     aliases=_ALIASES,
+    complete=complete_device,
     description="cosine of the dyadic update on the hardware with the ideal circuit's exact gradient",
 ), replace=True)

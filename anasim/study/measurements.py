@@ -39,7 +39,10 @@ class Measurement:
     ``validate(config)`` raises :class:`AnasimError` for a bad configuration;
     ``version`` is part of every point's identity, so bumping it invalidates
     stored points computed by an older implementation; ``aliases`` maps short
-    parameter names to full paths (``rule.beta`` → ``circuit.training.beta``).
+    parameter names to full paths (``rule.beta`` → ``circuit.training.beta``);
+    ``complete(config)`` fills in, in place, the defaults a loaded file leaves
+    implicit (a device model's parameters), so they can be swept and are
+    recorded as attributes.
     """
 
     name: str
@@ -50,6 +53,7 @@ class Measurement:
     version: int = 1
     description: str = field(default="", compare=False)
     aliases: Mapping[str, str] = field(default_factory=dict, compare=False)
+    complete: Callable[[Config], None] | None = field(default=None, compare=False)
 
     def __hash__(self) -> int:
         return hash((self.name, self.version))

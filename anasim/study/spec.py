@@ -229,6 +229,9 @@ def parse_sweep(data: Mapping[str, Any], source: str = "", text: str = "") -> Sw
             cdir = _circuit_dir(base.get("circuit"), basedir)
             cfg["device"] = _load_root("device", dev, f"{where}: key 'base.circuit' (its 'device')", cdir,
                                        extra=[cdir.parent])
+    for m in measurements:
+        if m.complete is not None:
+            m.complete(cfg)
     seed = data.get("seed", 0)
     _check_seed(seed, f"{where}: key 'seed'")
     cfg["seed"] = seed
@@ -469,8 +472,11 @@ def resolve_path(cfg: Mapping, raw: str, key: str, aliases: Mapping[str, str] | 
         return hits[0]
     if len(hits) > 1:
         raise AnasimError(f"{key}: ambiguous parameter path '{raw}' (write one of {', '.join(hits)})")
-    known = ", ".join(sorted(_leaf_paths(cfg))[:12])
-    raise AnasimError(f"{key}: unknown parameter path '{raw}' (known paths include: {known}, ...)")
+    leaves = sorted(_leaf_paths(cfg))
+    # Suggest the keys of the table the path names, if it exists somewhere.
+    near = [p for p in leaves if f".{parts[0]}." in f".{p}"] if len(parts) > 1 else []
+    known = ", ".join((near or leaves)[:12]) + (", ..." if len(near or leaves) > 12 else "")
+    raise AnasimError(f"{key}: unknown parameter path '{raw}' (known: {known})")
 
 
 def _all_paths(cfg: Mapping, prefix: str = "") -> list[str]:
@@ -529,11 +535,58 @@ def _load_root(root: str, value: Any, key: str, basedir: Path, extra: Sequence[P
     candidates = [basedir / value, Path(value)] + [Path(d) / value for d in extra]
     for p in candidates:
         if p.is_file():
-            try:
-                return tomllib.loads(p.read_text())
-            except tomllib.TOMLDecodeError as err:
-                raise AnasimError(f"{key}: {p} is not valid TOML ({err})") from None
+            data = _read_toml(p, key)
+            if root == "device":
+                data = _inline_includes(data, p, key, ())
+                # A profile's default name is its file's stem; keep it with the table.
+                prof = data.setdefault("profile", {})
+                if isinstance(prof, dict):
+                    prof.setdefault("name", p.stem)
+            return data
     raise AnasimError(f"{key}: no such file '{value}' (looked in {basedir} and the working directory)")
+
+
+def _read_toml(p: Path, key: str) -> dict:
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise AnasimError(f"{key}: {p} is not valid TOML ({str(err).splitlines()[0]})") from None
+
+
+def _inline_includes(data: dict, path: Path, key: str, stack: tuple[str, ...]) -> dict:
+    """A profile's ``include = [...]`` files merged in (theirs first, table by table; this file wins).
+
+    Inlined so every parameter of the profile is visible (and sweepable) in the
+    point configuration, and the point does not depend on files it names.
+    """
+    inc = data.get("include", [])
+    if isinstance(inc, str):
+        inc = [inc]
+    if not isinstance(inc, list):
+        return data
+    merged: dict = {}
+    for name in inc:
+        if not isinstance(name, str):
+            return data  # malformed: leave it to the profile loader to report
+        sub_path = path.parent / name
+        if not sub_path.is_file():
+            sub_path = Path(name)
+        if not sub_path.is_file() or str(sub_path.resolve()) in stack:
+            return data  # missing or cyclic: the profile loader reports it
+        sub = _inline_includes(_read_toml(sub_path, key), sub_path, key, stack + (str(path.resolve()),))
+        for k, v in sub.items():
+            if isinstance(v, dict) and isinstance(merged.get(k), dict):
+                merged[k].update(v)
+            else:
+                merged[k] = copy.deepcopy(v)
+    for k, v in data.items():
+        if k == "include":
+            continue
+        if isinstance(v, dict) and isinstance(merged.get(k), dict):
+            merged[k].update(v)
+        else:
+            merged[k] = copy.deepcopy(v)
+    return merged
 
 
 def _merge(dst: dict, src: Mapping) -> None:
