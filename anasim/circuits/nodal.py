@@ -422,34 +422,66 @@ def _residual(c: Circuit, lay: _Layout, vals: CircuitValues, z, vfull, diode_i):
     return res
 
 
+def _gather_index(c: Circuit, lay: _Layout) -> np.ndarray:
+    """Static positions: full node voltages = concat(free unknowns, fixed values, [0])[index]."""
+    nf = len(lay.free)
+    pos = np.full(c.n_nodes + 1, nf + len(lay.fixed), np.int64)  # ground → the trailing 0
+    pos[lay.free] = np.arange(nf)
+    pos[lay.fixed] = nf + np.arange(len(lay.fixed))
+    return pos
+
+
 def _newton_dense(c: Circuit, vals: CircuitValues, z0, *, max_iter: int, reltol: float, vntol: float):
-    """Newton with junction limiting on one circuit (vmapped by the caller)."""
+    """Newton with junction limiting on one circuit (vmapped by the caller).
+
+    The linear elements enter as a fixed matrix A and offset b0 (F_lin(z) = A z + b0),
+    so an iteration only stamps the diodes and solves one LU.
+    """
     lay = c.layout
     vt = thermal_voltage(c.temperature_k)
     J_lin = _linear_system(c, lay, vals)
+    A = J_lin[:-1, :-1]
+    nf = len(lay.free)
+    pos = _gather_index(c, lay)
+    vfix = lay.fixed_sign * vals.v[lay.fixed_src] if len(lay.fixed) else jnp.zeros(0)
+
+    def full(z):
+        return jnp.concatenate([z[:nf], vfix, jnp.zeros(1)])[pos]
+
+    z_zero = jnp.zeros(lay.size)
+    b0 = _residual(c, lay, vals, z_zero, full(z_zero), jnp.zeros(len(c.diodes)))
     has_d = bool(c.diodes)
     if has_d:
         da, dk = _idx(c.diodes, 0, 2), _idx(c.diodes, 1, 2)
         ca, ck = lay.col[da], lay.col[dk]
-        d_rows, d_cols = np.concatenate([ca, ck, ca, ck]), np.concatenate([ca, ck, ck, ca])
+        # a junction with one terminal fixed (rail, ground) stamps only a diagonal entry:
+        # add those as a diagonal; scatter only junctions between two unknowns
+        both = np.flatnonzero((ca < lay.size) & (ck < lay.size))
+        d_rows = np.concatenate([ca[both], ck[both]])
+        d_cols = np.concatenate([ck[both], ca[both]])
+        d_inj = np.concatenate([ca, ck])
         vte = vals.n * vt
         vcrit = vte * jnp.log(vte / (math.sqrt(2.0) * vals.i_s))
-    nf = len(lay.free)
 
     def step(z, vd_old):
-        vfull = _full_voltages(c, lay, vals, z)
-        J = J_lin
+        J = A
+        F = A @ z + b0
         if has_d:
+            vfull = full(z)
             vd_raw = vfull[da] - vfull[dk]
             vd, limited = _pnjlim(vd_raw, vd_old, vte, vcrit)
             i_d, g_d = _diode_iv(vd, vals.i_s, vte, c.gmin)
             # companion model: current at the limited point, slope g_d
             i_lin = i_d + g_d * (vd_raw - vd)
-            J = J.at[d_rows, d_cols].add(jnp.concatenate([g_d, g_d, -g_d, -g_d]))
+            both_g = jnp.concatenate([g_d, g_d])
+            diag = jnp.zeros(lay.size + 1).at[d_inj].add(both_g)[:-1]
+            J = J_lin[:-1, :-1] + jnp.diag(diag)
+            if len(both):
+                J = J.at[d_rows, d_cols].add(-both_g[np.concatenate([both, both])])
+            F = F + jnp.zeros(lay.size + 1).at[d_inj].add(jnp.concatenate([i_lin, -i_lin]))[:-1]
         else:
-            vd, limited, i_lin = vd_old, jnp.zeros((0,), bool), jnp.zeros((0,))
-        F = _residual(c, lay, vals, z, vfull, i_lin)
-        dz = _lu_solve(J[:-1, :-1], -F)
+            vd, limited = vd_old, jnp.zeros((0,), bool)
+        dz = _lu_solve(J, -F)
         return z + dz, vd, dz, jnp.any(limited)
 
     def cond(carry):

@@ -365,27 +365,48 @@ def _kind_for(spec) -> str:
 def weights_from_hardware(spec, hw, physics: NodalPhysics | None = None):
     """Realized matrices of a chip from :func:`anasim.circuits.layered.build`, and the physics
     to use (``physics.kind`` from λ; a resistive crossbar's own conductances and
-    g_unit = (G_max − G_min)/w_max when the profile's coupling is one)."""
-    from anasim.circuits.layered import effective_matrices
-
+    g_unit = (G_max − G_min)/w_max when the profile's coupling is one; a gyrator
+    array's forward (1+ε)∘θ, backward −θᵀ and output conductances)."""
     kind = _kind_for(spec)
     physics = physics or NodalPhysics(kind=kind)
     if physics.kind != kind:
         physics = replace(physics, kind=kind)
-    eff = effective_matrices(spec, hw)
-    offs = eff.offsets
-    L = spec.n_layers
-    thetas = tuple(eff.W[offs[k + 1]:offs[k + 2], offs[k]:offs[k + 1]] for k in range(L - 1))
-    backward = tuple(eff.W[offs[k]:offs[k + 1], offs[k + 1]:offs[k + 2]] for k in range(L - 1))
-    g_pos = g_neg = None
     dev = hw.profile.coupling
+    L = spec.n_layers
+    gyr = hasattr(dev, "forward") and hasattr(dev, "backward") and hasattr(dev, "output_conductance")
+
+    def fwd(state):
+        return np.asarray(dev.forward(state) if gyr else dev.effective(state), np.float64)
+
+    def bwd(k):
+        if spec.backward in ("copy", "independent"):
+            return np.asarray(dev.effective(hw.backward[k]), np.float64)
+        if gyr:
+            return np.asarray(dev.backward(hw.forward[k]), np.float64)  # −θᵀ
+        return fwd(hw.forward[k]).T
+
+    theta0 = fwd(hw.input_state)
+    thetas = tuple(fwd(hw.forward[k]) for k in range(L - 1))
+    backward = tuple(bwd(k) for k in range(L - 1))
+    sizes = spec.sizes
+    offs = np.concatenate([[0], np.cumsum(sizes[1:])]).astype(int)
+    self_c = np.zeros(int(offs[-1]))
+    if gyr:  # each OTA output loads its own node: −G on the diagonal
+        _, g_b = dev.output_conductance(hw.input_state)
+        self_c[offs[0]:offs[1]] -= np.asarray(g_b, np.float64)
+        for k in range(L - 1):
+            g_a, g_b = dev.output_conductance(hw.forward[k])
+            self_c[offs[k]:offs[k + 1]] -= np.asarray(g_a, np.float64)
+            self_c[offs[k + 1]:offs[k + 2]] -= np.asarray(g_b, np.float64)
+    bias = np.concatenate([np.asarray(b, np.float64).reshape(-1) for b in hw.biases])
+    g_pos = g_neg = None
     states = (hw.input_state,) + tuple(hw.forward)
-    if kind == "resistive" and all(hasattr(s, "g") and np.ndim(s.g) == 3 for s in states):
-        g_pos = tuple(np.asarray(s.g[0], np.float64) for s in states)
-        g_neg = tuple(np.asarray(s.g[1], np.float64) for s in states)
+    if kind == "resistive" and all(hasattr(st, "g") and np.ndim(st.g) == 3 for st in states):
+        g_pos = tuple(np.asarray(st.g[0], np.float64) for st in states)
+        g_neg = tuple(np.asarray(st.g[1], np.float64) for st in states)
         physics = replace(physics, g_unit_s=float(dev.g_range / dev.w_max), g_min_s=float(dev.g_min_s))
-    weights = LayeredWeights(theta0=np.asarray(eff.theta0), thetas=thetas, bias=eff.bias, backward=backward,
-                             self_coupling=np.diag(eff.W).copy(), g_pos=g_pos, g_neg=g_neg)
+    weights = LayeredWeights(theta0=theta0, thetas=thetas, bias=bias, backward=backward,
+                             self_coupling=self_c, g_pos=g_pos, g_neg=g_neg)
     return weights, physics
 
 

@@ -1,0 +1,75 @@
+"""DC operating point of 1000 resistive Hopfield circuits (~100 nodes each): anasim vs ngspice.
+
+Every circuit is the layered resistive Hopfield circuit (differential conductance
+pairs, diode clamps to rails; sizes 20-20-10, 104 nodes, 2400 resistors, 120
+diodes) with its own random weights and input. The same netlists go to ngspice
+(one process, each circuit sourced and solved with ``op`` in turn, tight
+tolerances). anasim solves all 1000 in one batched Newton solve (JAX, float64).
+Prints both times, the ratio and the largest node-voltage difference, all from
+this one run. The first anasim call (JIT compilation) is timed separately.
+
+    .venv/bin/python benchmarks/nodal_vs_ngspice.py [--n 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import anasim  # noqa: F401
+from anasim.circuits import ngspice
+from anasim.circuits.nodal import solve_op
+from anasim.circuits.resistive_hopfield import (
+    LayeredWeights, NodalPhysics, hopfield_circuit, hopfield_values)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1000, help="number of circuits")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    sizes = (20, 20, 10)
+    ph = NodalPhysics(kind="resistive", g_min_s=1e-6)
+    hc = hopfield_circuit(sizes, ph)
+    rng = np.random.default_rng(args.seed)
+    n = args.n
+    # per-circuit weights: a batch of conductance pairs (every circuit its own chip)
+    th0 = rng.uniform(-1, 1, (n, 20, 20))
+    th1 = rng.uniform(-1, 1, (n, 10, 20))
+    x = rng.uniform(0, 1, (n, 20))
+    vals = [hopfield_values(hc, LayeredWeights(theta0=th0[k], thetas=(th1[k],), bias=np.zeros(30)), x[k:k + 1])
+            for k in range(n)]
+    import jax
+    batch = jax.tree_util.tree_map(lambda *a: np.concatenate([np.atleast_2d(v) if v.ndim == 2 else v[None]
+                                                              for v in a]), *vals)
+    c = hc.circuit
+    print(f"circuit: {c.n_nodes} nodes, {len(c.resistors)} resistors, {len(c.diodes)} diodes, "
+          f"{len(c.vsources)} sources, {c.layout.size} unknowns after eliminating grounded sources")
+
+    t0 = time.perf_counter()
+    solve_op(c, batch)  # compiles for this batch shape
+    t_compile = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    op = solve_op(c, batch)
+    t_anasim = time.perf_counter() - t0
+
+    nets = [c.to_netlist(jax.tree_util.tree_map(lambda a: a[k], batch)) for k in range(n)]
+    t0 = time.perf_counter()
+    refs = ngspice.run_op(nets)
+    t_ngspice = time.perf_counter() - t0
+
+    worst = 0.0
+    for k in range(n):
+        d = op.as_dict(k)
+        worst = max(worst, max(abs(d[name] - refs[k][name]) for name in refs[k] if name in d))
+    print(f"anasim : {t_anasim:8.3f} s for {n} circuits ({1e3 * t_anasim / n:.3f} ms each; "
+          f"first call incl. JIT {t_compile:.2f} s), Newton iterations "
+          f"{int(op.iterations.min())}-{int(op.iterations.max())}")
+    print(f"ngspice: {t_ngspice:8.3f} s for {n} circuits ({1e3 * t_ngspice / n:.3f} ms each, one process)")
+    print(f"ratio ngspice/anasim: {t_ngspice / t_anasim:.1f}x   max |v_anasim - v_ngspice| = {worst:.2e} V")
+
+
+if __name__ == "__main__":
+    main()

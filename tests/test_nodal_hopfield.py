@@ -1,0 +1,168 @@
+"""Node-level layered Hopfield circuits: ngspice, closed forms in the linear
+region, the (skew-)Lipschitz bound, and the relax() interface."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import anasim  # noqa: F401
+from anasim.circuits import layered, ngspice
+from anasim.circuits.resistive_hopfield import (
+    LayeredWeights, NodalPhysics, hopfield_netlist, relax, solve_layers, weights_from_hardware)
+from anasim.circuits.spec import CircuitSpec
+from anasim.devices.gyrator import GyratorArray
+from anasim.devices.profile import DeviceProfile
+from anasim.errors import AnasimError
+
+SIZES = (4, 6, 3)
+N = sum(SIZES[1:])
+
+
+def _weights(rng, scale=0.8, gyrator=False):
+    th0 = rng.uniform(-scale, scale, (SIZES[1], SIZES[0]))
+    th1 = rng.uniform(-scale, scale, (SIZES[2], SIZES[1]))
+    eps = rng.uniform(-0.2, 0.2, th1.shape) if gyrator else 0.0
+    return LayeredWeights(theta0=th0, thetas=((1 + eps) * th1,), bias=rng.uniform(-0.1, 0.1, N),
+                          backward=(-th1.T,), self_coupling=np.zeros(N))
+
+
+@pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
+@pytest.mark.parametrize("kind", ["resistive", "gyrator"])
+def test_hopfield_netlists_match_ngspice(kind):
+    rng = np.random.default_rng(3)
+    ph = NodalPhysics(kind=kind, g_min_s=1e-6 if kind == "resistive" else 0.0)
+    w = _weights(rng, scale=2.0, gyrator=kind == "gyrator")  # strong: clamps past the knee
+    w = LayeredWeights(**{**w.__dict__, "bias": rng.uniform(-20, 20, N)})
+    x = rng.uniform(0, 1, (4, SIZES[0]))
+    y = rng.uniform(0, 1, (4, SIZES[-1]))
+    beta = 0.3 if kind == "resistive" else (0.3, 0.2)
+    _, _, op = solve_layers(SIZES, ph, w, x, beta=beta, target=y)
+    nets = [hopfield_netlist(SIZES, ph, w, x[k], beta=beta, target=y[k:k + 1]) for k in range(2)]
+    refs = ngspice.run_op(nets)
+    for k in range(2):
+        ours = op.as_dict(k)
+        for node, v in refs[k].items():
+            if node in ours:
+                assert abs(ours[node] - v) <= max(1e-6 * abs(v), 1e-6), (node, ours[node], v)
+    # some clamp diode is forward-biased near or past its knee (rails at 0.5 V, ±0.5 V)
+    assert max(max(abs(r[n]) for n in r if n.startswith("l")) for r in refs) > 0.95
+
+
+def _linear_physics(kind):
+    # clamp diodes with I_s so small they never conduct: the circuit is linear
+    return NodalPhysics(kind=kind, diode_is_a=1e-40, g_min_s=2e-6 if kind == "resistive" else 0.0)
+
+
+def test_gyrator_circuit_linear_region_is_the_dyadic_fixed_point():
+    """s± = W_off s∓ + diag(W) s± + θ0 x + b ± β±(y − s±)[out]  (λ = 0, leak = g_unit)."""
+    rng = np.random.default_rng(4)
+    w = _weights(rng, scale=0.6, gyrator=True)
+    w = LayeredWeights(**{**w.__dict__, "self_coupling": -rng.uniform(0, 0.1, N)})
+    x = rng.uniform(0, 1, (4, SIZES[0]))
+    y = rng.uniform(0, 1, (4, SIZES[-1]))
+    bp, bm = 0.4, 0.25
+    ph = _linear_physics("gyrator")
+    sp, sm, _ = solve_layers(SIZES, ph, w, x, beta=(bp, bm), target=y)
+    gj = ph.gmin / ph.g_unit_s  # the junctions' gmin to the rails (2 per node)
+    rails = gj * (ph.rail_hi_v + ph.rail_lo_v) / ph.v_fs_v
+    W = np.zeros((N, N))
+    W[SIZES[1]:, :SIZES[1]] = w.thetas[0]
+    W[:SIZES[1], SIZES[1]:] = w.backward[0]
+    D = np.diag(w.self_coupling)
+    out = np.zeros(N)
+    out[SIZES[1]:] = 1.0
+    I = (1 + 2 * gj) * np.eye(N)
+    A = np.block([[I - D + bp * np.diag(out), -W], [-W, I - D - bm * np.diag(out)]])
+    for k in range(4):
+        u = np.zeros(N)
+        u[:SIZES[1]] = w.theta0 @ x[k]
+        u = u + w.bias + rails
+        yy = np.zeros(N)
+        yy[SIZES[1]:] = y[k]
+        s = np.linalg.solve(A, np.concatenate([u + bp * yy, u - bm * yy]))
+        np.testing.assert_allclose(np.concatenate([sp[0][k], sp[1][k]]), s[:N], rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(np.concatenate([sm[0][k], sm[1][k]]), s[N:], rtol=1e-7, atol=1e-9)
+
+
+def test_resistive_circuit_linear_region_and_mirror_symmetry():
+    """p nodes: Σ_j w_ij s_j − d_i s_i + b_i = 0 with d_i = Σ_j (G⁺+G⁻)/g_unit (all neighbours),
+    and the m nodes carry exactly −v."""
+    rng = np.random.default_rng(5)
+    ph = _linear_physics("resistive")
+    w = _weights(rng, scale=0.7)
+    x = rng.uniform(0, 1, (4, SIZES[0]))
+    sp, sm, _ = solve_layers(SIZES, ph, w, x)
+    gmin_u = ph.g_min_s / ph.g_unit_s
+    W = np.zeros((N, N))
+    W[SIZES[1]:, :SIZES[1]] = w.thetas[0]
+    W = W + W.T
+    deg = np.abs(W).sum(1) + 2 * gmin_u * (W != 0).sum(1)
+    deg[:SIZES[1]] += np.abs(w.theta0).sum(1) + 2 * gmin_u * SIZES[0]
+    # a tiny junction leak gmin per diode (4 per neuron, 2 on each node, rails at ±0.5 V)
+    gj = ph.gmin / ph.g_unit_s
+    for k in range(4):
+        u = np.zeros(N)
+        u[:SIZES[1]] = w.theta0 @ x[k]
+        u = u + w.bias
+        s = np.linalg.solve(np.diag(deg + 2 * gj) - W, u + gj * (ph.rail_hi_v + ph.rail_lo_v) / ph.v_fs_v)
+        np.testing.assert_allclose(np.concatenate([sp[0][k], sp[1][k]]), s, rtol=1e-9, atol=1e-12)
+    for a, b in zip(sp, sm):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+def _gyrator_chip(eps, eps_sigma, seed=0):
+    spec = CircuitSpec(sizes=SIZES, lam=0.0, backward="gyrator", dtype="float64", init_scale=3.0)
+    prof = DeviceProfile(name="gyr", coupling=GyratorArray(w_max=2.0, epsilon=eps, epsilon_sigma=eps_sigma))
+    params = layered.init_params(spec, jax.random.PRNGKey(seed))
+    return spec, prof, layered.build(spec, prof, params, jax.random.PRNGKey(seed + 1))
+
+
+@pytest.mark.parametrize("eps,eps_sigma", [(0.0, 0.0), (0.3, 0.1)])
+def test_gyrator_network_obeys_lipschitz_bound_from_effective(eps, eps_sigma):
+    """‖s(x1) − s(x2)‖ ≤ ‖θ0 (x1 − x2)‖ / (1 − λ_max(sym W)), W the realized matrix from
+    the device's ``effective()`` (node equation s − W s + clamp(s) = θ0 x + b, clamp monotone):
+    at ε = 0, sym W = 0 and the bound is ‖θ0 Δx‖ (skew-symmetric)."""
+    spec, prof, hw = _gyrator_chip(eps, eps_sigma)
+    dev = prof.coupling
+    W = np.asarray(dev.effective(hw.forward[0]), np.float64)  # layers 1, 2 block matrix
+    lam_max = float(np.linalg.eigvalsh(0.5 * (W + W.T)).max())
+    if eps == 0.0:
+        assert abs(lam_max) < 1e-12
+    else:
+        assert 0.05 < lam_max < 1.0
+    theta0 = np.asarray(dev.forward(hw.input_state), np.float64)
+    rng = np.random.default_rng(1)
+    x1 = rng.uniform(0, 1, (24, SIZES[0]))
+    x2 = np.clip(x1 + rng.normal(0, 0.3, x1.shape), 0, 1)
+    xs = np.stack([x1, x2], 1).reshape(-1, 4, SIZES[0])  # batches of 4: one compiled solve
+    s = np.concatenate([np.concatenate([np.asarray(a) for a in relax(spec, hw, xb, None).s_plus], 1)
+                        for xb in xs]).reshape(24, 2, -1)
+    ds = np.linalg.norm(s[:, 0] - s[:, 1], axis=1)
+    bound = np.linalg.norm((x1 - x2) @ theta0.T, axis=1) / (1.0 - lam_max)
+    ratio = ds / bound
+    assert ratio.max() <= 1.0 + 1e-6
+    # the nonlinearity is active: some states sit outside [0, 1] by the soft clamp or at it
+    assert (s > 0.9).any() or (s < 0.1).any()
+
+
+def test_relax_interface_resistive_free_and_nudged():
+    spec = CircuitSpec(sizes=SIZES, lam=1.0, dtype="float64", init_scale=2.0)
+    prof = DeviceProfile()
+    hw = layered.build(spec, prof, layered.init_params(spec, jax.random.PRNGKey(0)), jax.random.PRNGKey(1))
+    x2 = np.random.default_rng(0).uniform(0, 1, (2, SIZES[0]))
+    x = np.concatenate([x2, x2])
+    y = np.full((2, SIZES[-1]), 0.8)
+    free = relax(spec, hw, x, jax.random.PRNGKey(2))
+    assert isinstance(free, layered.Equilibrium)
+    assert [a.shape for a in free.s_plus] == [(4, SIZES[1]), (4, SIZES[2])]
+    np.testing.assert_array_equal(free.s_plus[1], free.s_minus[1])
+    nud = relax(spec, hw, x2, jax.random.PRNGKey(2), nudge=(0.5, 0.5), target=y)
+    err_free = np.abs(np.asarray(free.output)[:2] - y)
+    assert (np.abs(np.asarray(nud.s_plus[1]) - y) < err_free).all()     # pulled towards y
+    assert (np.abs(np.asarray(nud.s_minus[1]) - y) > err_free).all()    # pushed away
+    with pytest.raises(AnasimError, match="clamp"):
+        relax(spec, hw, x2, None, clamp=(y, None))
+    with pytest.raises(AnasimError, match="lam = 1.*lam = 0"):
+        relax(CircuitSpec(sizes=SIZES, lam=0.5), hw, x2, None)
