@@ -113,7 +113,7 @@ def run_noise(netlist: Netlist | str, output: str, source: str, frequency_hz: fl
         f = repr(float(frequency_hz))
         lines = ["* anasim ngspice noise driver", ".control", "set numdgt=15", f"source {path}",
                  f"noise v({output}) {source} lin 1 {f} {f}", "setplot noise1",
-                 f"echo {_MARK} 0", "print onoise_spectrum[0]", ".endc", ".end"]
+                 f"echo {_MARK} 0", "print onoise_spectrum", ".endc", ".end"]
         out = _run("\n".join(lines) + "\n", work, timeout)
     res = _collect(out, 1, "noise")[0]
     for k, v in res.items():

@@ -798,58 +798,84 @@ class Transient:
     voltages: Array
 
 
-@functools.partial(jax.jit, static_argnames=("c", "n_steps", "every", "method", "noise"))
+def _incidence(c: Circuit, lay: _Layout, pairs) -> np.ndarray:
+    """(n_free, n_elements) matrix: +1 where an element's first node is a free node, −1 second."""
+    nf = len(lay.free)
+    P = np.zeros((nf, len(pairs)))
+    for j, (a, b) in enumerate(pairs):
+        if lay.col[a] < nf:
+            P[lay.col[a], j] += 1.0
+        if lay.col[b] < nf:
+            P[lay.col[b], j] -= 1.0
+    return P
+
+
 def _transient(c: Circuit, vals: CircuitValues, v0, key, dt, *, n_steps, every, method, noise):
+    """One trajectory (vmapped by the caller): free node voltages every ``every`` steps."""
     lay = c.layout
-    f = lay.free
-    nf = len(f)
+    nf = len(lay.free)
     vt = thermal_voltage(c.temperature_k)
-    # capacitance and linear conductance matrices over the free nodes
     n1 = c.n_nodes + 1
     Cm = jnp.zeros((n1, n1))
     if c.capacitors:
         a, b = _idx(c.capacitors, 0, 2), _idx(c.capacitors, 1, 2)
         Cm = Cm.at[a, a].add(vals.c).at[b, b].add(vals.c).at[a, b].add(-vals.c).at[b, a].add(-vals.c)
-    Cf = Cm[jnp.ix_(f, f)]
-    J = _linear_system(c, lay, vals)[:nf, :nf]  # linear conductances and VCCS among free nodes
-    Cinv = jnp.linalg.inv(Cf)
-    if method == "implicit":
-        step_mat = jnp.linalg.inv(Cf + dt * J)
-    R = np.asarray(c.resistors, np.int64).reshape(-1, 2)
-    noise_amp = jnp.sqrt(2.0 * K_BOLTZMANN * c.temperature_k * vals.g * dt)  # A·√s → charge per step
+    Cf = Cm[jnp.ix_(lay.free, lay.free)]
+    A = _linear_system(c, lay, vals)[:nf, :nf]  # conductances and VCCS among free nodes
+    pos = _gather_index(c, lay)
+    vfix = lay.fixed_sign * vals.v[lay.fixed_src] if len(lay.fixed) else jnp.zeros(0)
+
+    def full(v):
+        return jnp.concatenate([v, vfix, jnp.zeros(1)])[pos]
+
+    b0 = _residual(c, lay, vals, jnp.zeros(lay.size), full(jnp.zeros(nf)), jnp.zeros(len(c.diodes)))
     if c.diodes:
         da, dk = _idx(c.diodes, 0, 2), _idx(c.diodes, 1, 2)
+        Pd = jnp.asarray(_incidence(c, lay, c.diodes))
         vte = vals.n * vt
+    Pr = jnp.asarray(_incidence(c, lay, c.resistors))
+    # Johnson–Nyquist: a current √(2 k_B T g) ξ(t) across each resistor (two-sided density
+    # 2 k_B T g, one-sided 4 k_B T g); over one step it moves the charge √(2 k_B T g dt) N(0, 1)
+    noise_amp = jnp.sqrt(2.0 * K_BOLTZMANN * c.temperature_k * vals.g * dt)
+    M = jnp.linalg.inv(Cf + dt * A) if method == "implicit" else jnp.linalg.inv(Cf)
 
-    def currents(v_free, key):
-        """Currents leaving each free node (A), deterministic part, and noise charge (C)."""
-        vfull = _full_voltages(c, lay, vals, jnp.concatenate([v_free, jnp.zeros(lay.size - nf)]))
+    def drift(v):
+        F = A @ v + b0
         if c.diodes:
-            i_d, _ = _diode_iv(vfull[da] - vfull[dk], vals.i_s, vte, c.gmin)
-        else:
-            i_d = jnp.zeros((0,))
-        F = _residual(c, lay, vals, jnp.zeros(lay.size), vfull, i_d)[:nf]
-        q = jnp.zeros(n1)
-        if noise and len(R):
-            xi = noise_amp * jax.random.normal(key, (len(R),))
-            q = q.at[R[:, 0]].add(xi).at[R[:, 1]].add(-xi)  # noise current injected a→b
-        return F, q[f]
+            vf = full(v)
+            i_d, _ = _diode_iv(vf[da] - vf[dk], vals.i_s, vte, c.gmin)
+            F = F + Pd @ i_d
+        return F
 
-    def one(v, key):
-        F, q = currents(v, key)
+    def one(v, xi):
+        q = Pr @ (noise_amp * xi) if noise else 0.0
         if method == "euler_maruyama":
-            return v + Cinv @ (-dt * F + q)
-        # drift-implicit for the linear part: (C + dt J) v' = C v − dt (F − J v) + q
-        return step_mat @ (Cf @ v - dt * (F - J @ v) + q)
+            return v + M @ (q - dt * drift(v))
+        # drift-implicit in the linear part: (C + dt A) v' = C v − dt (F(v) − A v) + q
+        return M @ (Cf @ v - dt * (drift(v) - A @ v) + q)
 
-    def sample(v, key):
-        keys = jax.random.split(key, every)
-        v, _ = jax.lax.scan(lambda vv, k: (one(vv, k), None), v, keys)
+    def sample(v, k):
+        xi = jax.random.normal(k, (every, len(c.resistors)))
+        v, _ = jax.lax.scan(lambda vv, x: (one(vv, x), None), v, xi)
         return v, v
 
-    keys = jax.random.split(key, n_steps // every)
-    _, traj = jax.lax.scan(sample, v0, keys)
+    _, traj = jax.lax.scan(sample, v0, jax.random.split(key, n_steps // every))
     return traj
+
+
+@functools.partial(jax.jit, static_argnames=("c", "n_steps", "every", "method", "noise"))
+def _transient_batched(c: Circuit, vals: CircuitValues, v0, keys, dt, *, n_steps, every, method, noise):
+    """Trajectories of a batch, as all node voltages (batch, samples, n_nodes)."""
+    lay = c.layout
+    pos = _gather_index(c, lay)
+
+    def one(vv, v_, k):
+        traj = _transient(c, vv, v_, k, dt, n_steps=n_steps, every=every, method=method, noise=noise)
+        vfix = lay.fixed_sign * vv.v[lay.fixed_src] if len(lay.fixed) else jnp.zeros(0)
+        rest = jnp.broadcast_to(jnp.concatenate([vfix, jnp.zeros(1)]), (traj.shape[0], len(lay.fixed) + 1))
+        return jnp.concatenate([traj, rest], axis=1)[:, pos[:-1]]
+
+    return jax.vmap(one)(vals, v0, keys)
 
 
 def simulate_transient(c: Circuit, key: Array, *, dt: float, n_steps: int, values: CircuitValues | None = None,
@@ -871,7 +897,7 @@ def simulate_transient(c: Circuit, key: Array, *, dt: float, n_steps: int, value
         n_steps: number of steps (a multiple of ``every``).
         values: element values, leading axes are a batch (vmapped).
         v0: start voltages of the free nodes (*batch, n_free); default the
-            noiseless DC operating point is *not* computed: zeros.
+            noiseless DC operating point (so no burn-in from a cold start).
         every: keep one sample every ``every`` steps.
         noise: False for the deterministic RC transient.
     """
@@ -896,14 +922,13 @@ def simulate_transient(c: Circuit, key: Array, *, dt: float, n_steps: int, value
     batch = vals.batch_shape
     nb = int(np.prod(batch, dtype=np.int64))
     flat = jax.tree_util.tree_map(lambda a: a.reshape((nb,) + a.shape[len(batch):]), vals)
-    v0 = jnp.zeros((nb, nf)) if v0 is None else jnp.broadcast_to(jnp.asarray(v0, jnp.float64),
-                                                                 batch + (nf,)).reshape(nb, nf)
+    if v0 is None:  # start at the noiseless DC operating point
+        op = solve_op(c, vals)
+        v0 = np.asarray(op.voltages)[..., lay.free]
+    v0 = np.broadcast_to(np.asarray(v0, np.float64), batch + (nf,)).reshape(nb, nf)
     keys = jax.random.split(key, nb)
-    run = functools.partial(_transient, c, n_steps=n_steps, every=every, method=method, noise=noise)
-    traj = jax.vmap(lambda vv, v_, k: run(vv, v_, k, dt))(flat, v0, keys)  # (nb, samples, nf)
-    ns = traj.shape[1]
-    full = jax.vmap(lambda vv, tr: jax.vmap(lambda z: _full_voltages(
-        c, lay, vv, jnp.concatenate([z, jnp.zeros(lay.size - nf)]))[:-1])(tr))(flat, traj)
+    full = _transient_batched(c, flat, v0, keys, dt, n_steps=n_steps, every=every, method=method, noise=noise)
+    ns = full.shape[1]
     times = dt * every * np.arange(1, ns + 1)
     return Transient(node_names=c.node_names, times=times, voltages=full.reshape(batch + (ns, c.n_nodes)))
 
