@@ -26,8 +26,9 @@ Non-idealities:
 * drift ``G(t) = G(t0) (t / t0)^−ν`` (``drift_nu`` mean, ``drift_nu_sigma`` per-device
   spread; see :meth:`ResistiveCrossbar.drift`),
 * in-situ write response (:meth:`ResistiveCrossbar.apply_update`): a requested
-  change is split half to each device of the pair (``G⁺`` up, ``G⁻`` down for a
-  positive update); each device moves by ``gain_p · Δ · (G_max_dev − G)/(G_max_dev − G_min)``
+  change of ``G⁺ − G⁻`` first depresses the opposite device down to ``G_min`` and
+  potentiates the own device with the rest (so one device of a pair stays near
+  ``G_min`` and an ideal device adds the update exactly); each device moves by ``gain_p · Δ · (G_max_dev − G)/(G_max_dev − G_min)``
   when potentiated and ``gain_d · Δ · (G − G_min)/(G_max_dev − G_min)`` when depressed
   (soft bounds; without them the step is ``gain · Δ``), rounded to whole pulses of one
   level when ``bits > 0``, times ``1 + cycle_noise · ξ`` (cycle-to-cycle), and the
@@ -206,8 +207,14 @@ class ResistiveCrossbar:
         g = state.g
         dt = g.dtype
         g_max = state.instance.g_max.astype(dt)
-        half = 0.5 * jnp.asarray(dw, dt) * (self.g_range / self.w_max)
-        req = jnp.stack([half, -half])  # requested change per device (S)
+        dg = jnp.asarray(dw, dt) * (self.g_range / self.w_max)  # requested change of G⁺ − G⁻ (S)
+        # The pair keeps one device near G_min: an increment first lowers the
+        # opposite device down to G_min, then raises its own with the rest.
+        room_neg, room_pos = g[1] - self.g_min_s, g[0] - self.g_min_s
+        take_neg = jnp.minimum(jnp.maximum(dg, 0), room_neg)
+        take_pos = jnp.minimum(jnp.maximum(-dg, 0), room_pos)
+        req = jnp.stack([jnp.maximum(dg, 0) - take_neg - take_pos,
+                         jnp.maximum(-dg, 0) - take_pos - take_neg])  # requested change per device (S)
         span = g_max - self.g_min_s
         if self.soft_bounds:
             up = self.gain_potentiation * (g_max - g) / span
