@@ -68,25 +68,25 @@ def _close(ours: dict, ref: dict) -> float:
 def test_random_netlists_match_ngspice_dense_batched_and_sparse():
     rng = np.random.default_rng(7)
     nets, ours = [], []
-    for n_nodes in (25, 150):
-        base = random_netlist(rng, n_nodes)
-        c = Circuit.from_netlist(base)
-        # a batch of value sets on one topology: resample sources and conductances
-        b = 3
-        vals = c.values
-        scale = jnp.asarray(rng.uniform(0.5, 2.0, (b, len(c.resistors))))
-        vsrc = jnp.asarray(rng.uniform(-3, 3, (b, len(c.vsources))))
-        batch_vals = CircuitValues(g=vals.g * scale, c=vals.c, i_s=vals.i_s, n=vals.n, v=vsrc,
-                                   i=vals.i, gm=vals.gm)
-        op = solve_op(c, batch_vals)
-        for k in range(b):
-            one = jax.tree_util.tree_map(lambda a: a[k] if a.ndim == 2 else a, batch_vals)
-            nets.append(c.to_netlist(one))
-            ours.append(op.as_dict(k))
-        if n_nodes == 150:
-            sp = solve_op(c, method="sparse")
-            nets.append(c.to_netlist())
-            ours.append(sp.as_dict())
+    # one topology of 120 nodes with a batch of value sets (one compiled solve) ...
+    base = random_netlist(rng, 120)
+    c = Circuit.from_netlist(base)
+    b = 3
+    vals = c.values
+    scale = rng.uniform(0.5, 2.0, (b, len(c.resistors)))
+    vsrc = rng.uniform(-3, 3, (b, len(c.vsources)))
+    batch_vals = CircuitValues(g=vals.g * scale, c=vals.c, i_s=vals.i_s, n=vals.n, v=vsrc,
+                               i=vals.i, gm=vals.gm)
+    op = solve_op(c, batch_vals)
+    for k in range(b):
+        one = jax.tree_util.tree_map(lambda a: a[k] if a.ndim == 2 else a, batch_vals)
+        nets.append(c.to_netlist(one))
+        ours.append(op.as_dict(k))
+    # ... and the sparse path on it and on a smaller (30-node) and a larger (300-node) network
+    for net in (base, random_netlist(rng, 30), random_netlist(rng, 300, n_gyr=10)):
+        cc = Circuit.from_netlist(net)
+        nets.append(cc.to_netlist())
+        ours.append(solve_op(cc, method="sparse").as_dict())
     refs = ngspice.run_op(nets)
     for k, (o, r) in enumerate(zip(ours, refs)):
         assert _close(o, r) <= 1.0, f"circuit {k}: ratio {_close(o, r)}"

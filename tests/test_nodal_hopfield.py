@@ -112,39 +112,51 @@ def test_resistive_circuit_linear_region_and_mirror_symmetry():
         np.testing.assert_allclose(a, b, atol=1e-12)
 
 
-def _gyrator_chip(eps, eps_sigma, seed=0):
-    spec = CircuitSpec(sizes=SIZES, lam=0.0, backward="gyrator", dtype="float64", init_scale=3.0)
-    prof = DeviceProfile(name="gyr", coupling=GyratorArray(w_max=2.0, epsilon=eps, epsilon_sigma=eps_sigma))
-    params = layered.init_params(spec, jax.random.PRNGKey(seed))
-    return spec, prof, layered.build(spec, prof, params, jax.random.PRNGKey(seed + 1))
-
-
 @pytest.mark.parametrize("eps,eps_sigma", [(0.0, 0.0), (0.3, 0.1)])
 def test_gyrator_network_obeys_lipschitz_bound_from_effective(eps, eps_sigma):
     """‖s(x1) − s(x2)‖ ≤ ‖θ0 (x1 − x2)‖ / (1 − λ_max(sym W)), W the realized matrix from
     the device's ``effective()`` (node equation s − W s + clamp(s) = θ0 x + b, clamp monotone):
     at ε = 0, sym W = 0 and the bound is ‖θ0 Δx‖ (skew-symmetric)."""
-    spec, prof, hw = _gyrator_chip(eps, eps_sigma)
-    dev = prof.coupling
-    W = np.asarray(dev.effective(hw.forward[0]), np.float64)  # layers 1, 2 block matrix
+    dev = GyratorArray(w_max=2.0, epsilon=eps, epsilon_sigma=eps_sigma)
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    rng = np.random.default_rng(1)
+    st0 = dev.program(dev.fabricate(keys[0], (SIZES[1], SIZES[0])), keys[1],
+                      rng.uniform(-1.5, 1.5, (SIZES[1], SIZES[0])))
+    st1 = dev.program(dev.fabricate(keys[2], (SIZES[2], SIZES[1])), keys[3],
+                      rng.uniform(-1.5, 1.5, (SIZES[2], SIZES[1])))
+    theta0 = np.asarray(dev.forward(st0), np.float64)
+    w = LayeredWeights(theta0=theta0, thetas=(np.asarray(dev.forward(st1)),), bias=np.zeros(N),
+                       backward=(np.asarray(dev.backward(st1)),), self_coupling=np.zeros(N))
+    W = np.asarray(dev.effective(st1), np.float64)  # layers 1, 2 block matrix
     lam_max = float(np.linalg.eigvalsh(0.5 * (W + W.T)).max())
     if eps == 0.0:
         assert abs(lam_max) < 1e-12
     else:
         assert 0.05 < lam_max < 1.0
-    theta0 = np.asarray(dev.forward(hw.input_state), np.float64)
-    rng = np.random.default_rng(1)
     x1 = rng.uniform(0, 1, (24, SIZES[0]))
     x2 = np.clip(x1 + rng.normal(0, 0.3, x1.shape), 0, 1)
     xs = np.stack([x1, x2], 1).reshape(-1, 4, SIZES[0])  # batches of 4: one compiled solve
-    s = np.concatenate([np.concatenate([np.asarray(a) for a in relax(spec, hw, xb, None).s_plus], 1)
-                        for xb in xs]).reshape(24, 2, -1)
+    ph = NodalPhysics(kind="gyrator")
+    s = np.concatenate([np.concatenate(solve_layers(SIZES, ph, w, xb)[0], 1) for xb in xs]).reshape(24, 2, -1)
     ds = np.linalg.norm(s[:, 0] - s[:, 1], axis=1)
     bound = np.linalg.norm((x1 - x2) @ theta0.T, axis=1) / (1.0 - lam_max)
     ratio = ds / bound
     assert ratio.max() <= 1.0 + 1e-6
-    # the nonlinearity is active: some states sit outside [0, 1] by the soft clamp or at it
-    assert (s > 0.9).any() or (s < 0.1).any()
+    # the clamps are active: some states sit at or beyond a clamp level
+    assert (s > 0.95).any() or (s < 0.05).any()
+
+
+def test_relax_interface_gyrator_chip():
+    spec = CircuitSpec(sizes=SIZES, lam=0.0, backward="gyrator", dtype="float64", init_scale=2.0)
+    prof = DeviceProfile(name="gyr", coupling=GyratorArray(w_max=2.0, epsilon=0.1))
+    hw = layered.build(spec, prof, layered.init_params(spec, jax.random.PRNGKey(0)), jax.random.PRNGKey(1))
+    x = np.random.default_rng(2).uniform(0, 1, (4, SIZES[0]))
+    eq = relax(spec, hw, x, None)
+    w, ph = weights_from_hardware(spec, hw)
+    np.testing.assert_allclose(w.backward[0], -np.asarray(hw.forward[0].theta).T)
+    sp, _, _ = solve_layers(SIZES, ph, w, x)
+    np.testing.assert_allclose(np.asarray(eq.s_plus[1]), sp[1])
+    np.testing.assert_array_equal(np.asarray(eq.s_plus[1]), np.asarray(eq.s_minus[1]))
 
 
 def test_relax_interface_resistive_free_and_nudged():

@@ -24,7 +24,8 @@ def test_rc_stationary_variance_is_kT_over_C():
                          gm=np.zeros((chains, 0)))
     tau = r * c
     a = 0.02  # dt g / C
-    tr = simulate_transient(circ, jax.random.PRNGKey(0), dt=a * tau, n_steps=1500, every=50, values=vals)
+    tr = simulate_transient(circ, jax.random.PRNGKey(0), dt=a * tau, n_steps=1500, every=50, values=vals,
+                            v0=np.zeros((chains, 1)))
     v = np.asarray(tr.voltages)[:, 4:, 0]  # drop 4 τ of burn-in (starts at the DC point); samples 1 τ apart
     var = v.var()
     expected = K_BOLTZMANN * T / c
@@ -50,8 +51,11 @@ C3 a b 0.5p
     circ = Circuit.from_netlist(parse_netlist(text))
     chains = 400
     vals = jax.tree_util.tree_map(lambda a: np.broadcast_to(np.asarray(a), (chains,) + np.shape(a)), circ.values)
+    ia, ib = circ.node_index("a"), circ.node_index("b")
+    v_dc = np.zeros(circ.n_nodes)
+    v_dc[[ia, ib]] = [0.3 * 8 / 10, 0.3 * 3 / 10]  # the divider's DC point
     tr = simulate_transient(circ, jax.random.PRNGKey(1), dt=1e-10, n_steps=1200, every=40, values=vals,
-                            method="implicit")
+                            method="implicit", v0=v_dc[circ.layout.free])
     ia, ib = circ.node_index("a"), circ.node_index("b")
     v = np.asarray(tr.voltages)[:, 3:][..., [ia, ib]].reshape(-1, 2)
     cov = np.cov(v.T)

@@ -453,6 +453,8 @@ def relax(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None, None)
             sm, its, res = sp, op.iterations, op.residual
     else:
         sp, sm, op = solve_layers(spec.sizes, physics, weights, x, beta=(bp, bm), target=target)
+        if not nudged:
+            sm = sp  # the copies agree (unique operating point); make s⁺ = s⁻ exact as the engine does
         its, res = op.iterations, op.residual
     dt = jnp.dtype(spec.dtype)
     to = lambda t: tuple(jnp.asarray(a, dt) for a in t)  # noqa: E731
