@@ -117,3 +117,14 @@ def test_ngspice_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(AnasimError, match="ngspice not found"):
         ngspice.run_op(["t\nR1 a 0 1\n.end\n"])
+
+
+@pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
+def test_example_netlists_match_ngspice():
+    paths = ["circuits/resistive-hopfield-small.cir", "circuits/gyrator-hopfield-small.cir"]
+    nets = [read_netlist(p) for p in paths]
+    refs = ngspice.run_op(nets)
+    for net, ref in zip(nets, refs):
+        ours = solve_op(Circuit.from_netlist(net), method="sparse").as_dict()
+        for node, v in ours.items():
+            assert abs(v - ref[node]) <= max(1e-6 * abs(ref[node]), 1e-6), (net.source, node)
