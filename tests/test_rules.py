@@ -48,8 +48,8 @@ def _slope(betas, errs):
 
 @pytest.mark.parametrize(
     "lam, act",
-    [(0.0, sigmoid), (0.5, sigmoid), (1.0, sigmoid), (0.3, sigmoid), (0.0, hard_sigmoid), (1.0, hard_sigmoid)],
-    ids=["skew-sigmoid", "ff-sigmoid", "sym-sigmoid", "0.3-sigmoid", "skew-hard", "sym-hard"],
+    [(0.0, sigmoid), (0.5, sigmoid), (1.0, sigmoid), (0.3, sigmoid), (0.0, hard_sigmoid)],
+    ids=["skew-sigmoid", "ff-sigmoid", "sym-sigmoid", "0.3-sigmoid", "skew-hard"],
 )
 def test_dyadic_matches_implicit_gradient_for_every_lambda(lam, act):
     p, x, y = _circuit()

@@ -52,6 +52,24 @@ def _row(epoch: int, m: dict) -> str:
     return "  ".join(out)
 
 
+def _enable_compilation_cache() -> None:
+    """Keep compiled relaxations between runs (``$ANASIM_JAX_CACHE``, default
+    ``~/.cache/anasim/jax``; set it empty to disable): a second run of the same
+    circuit and device skips the compilation that dominates short runs."""
+    import os  # noqa: PLC0415
+
+    import jax  # noqa: PLC0415
+
+    path = os.environ.get("ANASIM_JAX_CACHE", str(Path.home() / ".cache" / "anasim" / "jax"))
+    if not path:
+        return
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", path)
+    except OSError:
+        pass  # a read-only home only costs the cache
+
+
 def run_train(args) -> int:
     from anasim.circuits import load_circuit  # noqa: PLC0415
     from anasim.data import load_fashion_mnist  # noqa: PLC0415
@@ -64,6 +82,7 @@ def run_train(args) -> int:
             raise AnasimError(f"--{name.replace('_', '-')}: expected a positive integer, got {v}")
     spec = load_circuit(args.circuit)
     profile = load_profile_for(spec, args.device)
+    _enable_compilation_cache()
     cfg = config_from_spec(
         spec, epochs=args.epochs, rule=args.rule, beta=args.beta, learning_rate=args.lr,
         batch_size=args.batch_size, seed=args.seed, train_size=args.train_size,

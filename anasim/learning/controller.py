@@ -186,6 +186,12 @@ def config_from_spec(spec: CircuitSpec, **overrides) -> TrainConfig:
     return cfg
 
 
+# Fabrication and programming are hundreds of small array operations: compiled
+# once they run in milliseconds, op by op they compile one kernel at a time.
+_init_jit = jax.jit(circuits.init_params, static_argnums=(0,))
+_build_jit = jax.jit(circuits.build, static_argnums=(0, 1))
+
+
 def _physics(spec: CircuitSpec) -> CircuitSpec:
     """The spec without its labels and [training] table: what the compiled
     relaxation depends on (so runs that differ only in training options share
@@ -342,16 +348,17 @@ class _StepKind:
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _train_step(spec, cfg, params, opt_state, hw, hw2, mult, x, y, beta, lr, key):
     k_prog, k_prog2, k_phase, k_write = jax.random.split(key, 4)
-    if cfg.write_mode == "shadow":
-        hw = circuits.reprogram(spec, hw, params, k_prog)
-        if cfg.phases == "twin":
-            hw2 = circuits.reprogram(spec, hw2, params, k_prog2)
     upd, iters, pred = _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, k_phase)
     grads = _to_params(upd, spec.asymmetric, params)
     updates, opt_state = _OPTIMIZER.update(grads, _with_lr(opt_state, lr), params)
-    updates = jax.tree_util.tree_map(lambda u, m: u * m, updates, mult)
+    updates = jax.tree_util.tree_map(lambda u, m, q: (u * m).astype(q.dtype), updates, mult, params)
     params = optax.apply_updates(params, updates)
-    if cfg.write_mode == "in-situ":
+    if cfg.write_mode == "shadow":
+        # the digital copy is written whole into the chip, with fresh programming errors
+        hw = circuits.reprogram(spec, hw, params, k_prog)
+        if cfg.phases == "twin":
+            hw2 = circuits.reprogram(spec, hw2, params, k_prog2)
+    else:
         hw = _write_in_situ(spec, hw, updates, k_write)
         if cfg.phases == "twin":
             hw2 = _write_in_situ(spec, hw2, updates, jax.random.fold_in(k_write, 1))
@@ -373,6 +380,10 @@ def _write_in_situ(spec, hw, updates: Params, key):
         back_upd = tuple(updates.backward)
     backward = tuple(dev.apply_update(hw.backward[k], keys[L + k], back_upd[k]) for k in range(len(hw.backward)))
     biases = tuple(b + u.astype(b.dtype) for b, u in zip(hw.biases, updates.biases))
+    # keep the chip's dtype (the relaxation's loop carry must not change type)
+    dtype = jnp.dtype(spec.dtype)
+    input_state, forward, backward = jax.tree_util.tree_map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, (input_state, forward, backward))
     return dataclasses.replace(hw, input_state=input_state, forward=forward, backward=backward, biases=biases)
 
 
@@ -558,13 +569,13 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
     if steps < 1:
         raise AnasimError(f"training.batch_size = {cfg.batch_size} exceeds the {n} training examples")
     dtype = jnp.dtype(spec.dtype)
+    physics = _physics(spec)
     root = jax.random.PRNGKey(cfg.seed)
     k_init, k_build, k_twin, k_run = jax.random.split(root, 4)
-    params = circuits.init_params(spec, k_init)
-    hw = circuits.build(spec, profile, params, k_build)
-    hw2 = circuits.build(spec, profile, params, k_twin) if cfg.phases == "twin" else hw
+    params = _init_jit(physics, k_init)
+    hw = _build_jit(physics, profile, params, k_build)
+    hw2 = _build_jit(physics, profile, params, k_twin) if cfg.phases == "twin" else hw
     kind = _StepKind(cfg.rule, cfg.write_mode, cfg.phases)
-    physics = _physics(spec)
     schedule = make_lr(cfg, steps)
     opt_state = _init_opt_state(cfg, params)
     mult = _layer_multipliers(spec, cfg, params)
