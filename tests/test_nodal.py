@@ -157,3 +157,19 @@ def test_convergence_failure_names_node():
 def test_bad_topology_is_reported():
     with pytest.raises(AnasimError, match="two grounded voltage sources"):
         Circuit.from_netlist(parse_netlist("x\nV1 a 0 1\nV2 a 0 2\nR1 a 0 1k\n.end\n", "x.cir"))
+
+
+def test_diode_clamp_tends_to_the_ideal_clamp_as_n_shrinks():
+    """A source of 2 V through 1 kΩ into a node clamped by a diode to a 0.5 V rail: the node
+    sits one junction drop n V_T ln(I/I_s + 1) above the rail, which vanishes with n: the
+    ideal clamp v = min(V, V_rail) is the limit."""
+    text = "clamp\nV1 in 0 2\nR1 in a 1k\nD1 a r dm\nVr r 0 0.5\n.model dm D(IS=1e-14 N=1)\n.end\n"
+    c = Circuit.from_netlist(parse_netlist(text))
+    ns = np.array([1.0, 0.1, 0.01])
+    vals = CircuitValues(g=c.values.g, c=c.values.c, i_s=c.values.i_s, n=ns[:, None], v=c.values.v,
+                         i=c.values.i, gm=c.values.gm)
+    v = solve_op(c, vals).voltages[:, c.node_index("a")]
+    vt = thermal_voltage(300.15)
+    i = (2.0 - v) / 1e3
+    np.testing.assert_allclose(v - 0.5, ns * vt * np.log((i - 1e-12 * (v - 0.5)) / 1e-14 + 1), rtol=1e-9)
+    assert abs(v[-1] - 0.5) < 0.01 and v[0] - 0.5 > 0.5

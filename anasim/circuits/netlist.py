@@ -27,6 +27,11 @@ Names are case-insensitive and stored lower-case (as ngspice reports them);
 ``t g meg k m mil u n p f`` (``m`` is milli, ``meg`` mega); letters after
 the suffix are ignored (``10kOhm``, ``1uF``).
 
+Diode model parameters other than IS and N are rejected. The temperature
+(``.temp`` or ``.options temp=``) sets V_T = k_B T / q; I_s is taken at that
+temperature as given (``tnom`` is not read: the writer sets ``tnom = temp``
+so that ngspice does not rescale I_s either).
+
 Any error names the file, the line number and what was expected, as an
 :class:`~anasim.errors.AnasimError`.
 """

@@ -71,7 +71,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from anasim.circuits.netlist import DEFAULT_GMIN, Netlist
-from anasim.circuits.nodal import Circuit, CircuitValues, OperatingPoint, solve_op
+from anasim.circuits.nodal import Circuit, CircuitValues, solve_op
 from anasim.errors import AnasimError
 
 Array = jax.Array
