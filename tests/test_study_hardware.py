@@ -103,3 +103,20 @@ def test_value_outside_the_circuit_loaders_range_fails_before_work():
     with pytest.raises(AnasimError, match="rule.beta"):
         parse_sweep({"measurement": "train", "base": {"circuit": TINY},
                      "parameters": {"rule.beta": [0.1, -0.1]}})
+
+
+def test_device_parameters_are_sweepable_and_range_checked_by_the_profile_loader():
+    circuit = dict(TINY, network=dict(TINY["network"], backward="copy"))
+    base = {"circuit": circuit, "device": {"profile": {"name": "slm"}, "slm": {"bits": 8}}}
+    # A model parameter the profile leaves at its default is still a known path.
+    spec = parse_sweep({"measurement": "lipschitz", "base": base,
+                        "parameters": {"slm.pixel_gain_sigma": [0.0, 0.1]}})
+    assert spec.axes[0].path == "device.slm.pixel_gain_sigma"
+    assert json.loads(spec.base_json)["device"]["slm"]["bits"] == 8
+    for params, key in [({"slm.bits": [4, 40]}, "slm.bits"),
+                        ({"slm.pixel_gain_sigma": [0.1, 0.9]}, "slm.pixel_gain_sigma"),
+                        ({"slm.bitz": [4]}, "slm.bitz")]:
+        with pytest.raises(AnasimError) as info:
+            parse_sweep({"measurement": "lipschitz", "base": base, "parameters": params}, source="s.toml")
+        msg = str(info.value)
+        assert "\n" not in msg and f"parameters.{key}" in msg
