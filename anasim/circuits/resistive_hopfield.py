@@ -18,7 +18,10 @@ end-to-end analog neural networks with equilibrium propagation", 2020)
 
     the Hopfield fixed point with weights (G⁺ − G⁻)/g_unit, normalized by each
     node's total conductance (the leak a passive network cannot avoid).
-    Coupling is reciprocal by construction: W = Wᵀ for free.
+    Coupling is reciprocal by construction: W = Wᵀ for free. Being passive,
+    the network attenuates: node voltages stay within the input range and
+    shrink from layer to layer (Kendall et al. place bidirectional amplifiers
+    between layers for gain; they are not modelled here).
 ``gyrator`` (λ = 0, skew-symmetric)
     Single-ended nodes with a leak g_leak to ground; the couplings are
     gyrators (two VCCS): current (1+ε)θ v_lower into the upper layer and
