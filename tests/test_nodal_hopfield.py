@@ -178,3 +178,22 @@ def test_relax_interface_resistive_free_and_nudged():
         relax(spec, hw, x2, None, clamp=(y, None))
     with pytest.raises(AnasimError, match="lam = 1.*lam = 0"):
         relax(CircuitSpec(sizes=SIZES, lam=0.5), hw, x2, None)
+
+
+@pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
+def test_relax_on_resistive_crossbar_uses_its_conductances_and_matches_ngspice():
+    from anasim.devices.resistive import ResistiveCrossbar
+
+    spec = CircuitSpec(sizes=SIZES, lam=1.0, dtype="float64")
+    dev = ResistiveCrossbar(g_min_s=10e-6, g_max_s=100e-6, prog_noise=(0.02, 0.0, 0.0))
+    hw = layered.build(spec, DeviceProfile(name="rram", coupling=dev),
+                       layered.init_params(spec, jax.random.PRNGKey(3)), jax.random.PRNGKey(4))
+    w, ph = weights_from_hardware(spec, hw)
+    np.testing.assert_array_equal(w.g_pos[1], np.asarray(hw.forward[0].g[0]))
+    assert ph.g_unit_s == pytest.approx((100e-6 - 10e-6) / dev.w_max)
+    x = np.random.default_rng(5).uniform(0, 1, (4, SIZES[0]))
+    eq = relax(spec, hw, x, None)
+    ref = ngspice.run_op([hopfield_netlist(SIZES, ph, w, x[k]) for k in range(2)])
+    for k in range(2):
+        for i in range(SIZES[2]):
+            assert float(eq.s_plus[1][k, i]) == pytest.approx(ref[k][f"l2_{i}"] / ph.v_fs_v, abs=1e-9)
