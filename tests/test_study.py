@@ -311,3 +311,23 @@ def test_cli_sweep_json_and_dry_run(tmp_path, capsys):
 
 def test_measurement_registry_names_builtin():
     assert get_measurement("synthetic") is SYNTHETIC
+
+
+def test_report_sweep_draws_the_standard_plots(tmp_path):
+    from anasim.study.plots import report_sweep
+
+    spec = parse_sweep({
+        "measurement": "synthetic",
+        "parameters": {"bits": [2, 4], "noise": [0.0, 0.3], "epochs": [2, 3], "seed": [0, 1]},
+    })
+    res = run_sweep(spec, tmp_path / "r.nc", progress=False)
+    paths = report_sweep(tmp_path / "r.nc")
+    assert [p.name for p in paths] == ["r.png", "r-heatmap.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_final_epoch_is_the_last_finished_one():
+    from anasim.study.plots import _final
+
+    da = xr.DataArray([[1.0, 2.0, np.nan], [4.0, 5.0, 6.0]], dims=("epochs", "epoch"))
+    np.testing.assert_array_equal(_final(da).values, [2.0, 6.0])
