@@ -23,9 +23,10 @@ A sweep spec is a TOML file (or the equivalent dict)::
 A parameter is a dotted path into the *resolved configuration*, a nested dict
 whose roots are ``seed``, ``device`` (the parsed profile TOML), ``circuit`` (the
 parsed circuit TOML) and any other table of ``[base]`` or of the measurements'
-defaults (``train``, ``rule``, ...). A path may omit its root when the rest
-names exactly one key: ``slm.bits`` means ``device.slm.bits`` if only the
-profile has an ``[slm]`` table. Overrides are applied to the parsed TOML dicts;
+defaults. A path may be shortened to a unique suffix (``slm.bits`` for
+``device.slm.bits``, ``lam`` for ``circuit.network.lam``), to a root plus a
+unique suffix under it (``circuit.lam``), or to an alias a measurement declares
+(``rule.beta`` for ``circuit.training.beta``). Overrides are applied to the parsed TOML dicts;
 the owners' loaders then validate each point (see
 :mod:`anasim.study.measurements`), so a value outside a device's allowed range
 is reported before any point is computed.
