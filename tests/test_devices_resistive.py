@@ -98,13 +98,20 @@ _updates = st.lists(
     min_size=1, max_size=12)
 
 
+_DEVICES = [
+    ResistiveCrossbar(w_max=0.5, g_min_s=50e-6, g_max_s=225e-6, bits=0, d2d_sigma=0.3,
+                      soft_bounds=True, gain_potentiation=1.3, gain_depression=0.4, cycle_noise=1.5),
+    ResistiveCrossbar(w_max=0.5, g_min_s=50e-6, g_max_s=225e-6, bits=3, d2d_sigma=0.3,
+                      soft_bounds=False, gain_potentiation=1.3, gain_depression=0.4, cycle_noise=1.5),
+    ResistiveCrossbar(w_max=0.5, g_min_s=50e-6, g_max_s=225e-6, bits=8),
+]
+
+
 @settings(max_examples=15)
-@given(seq=_updates, soft=st.booleans(), bits=st.sampled_from([0, 3, 8]), d2d=st.sampled_from([0.0, 0.3]),
-       cycle=st.sampled_from([0.0, 1.5]))
-def test_write_response_stays_inside_bounds(seq, soft, bits, d2d, cycle):
-    g_min, g_max = 50e-6, 225e-6
-    dev = ResistiveCrossbar(w_max=0.5, g_min_s=g_min, g_max_s=g_max, bits=bits, d2d_sigma=d2d,
-                            soft_bounds=soft, gain_potentiation=1.3, gain_depression=0.4, cycle_noise=cycle)
+@given(seq=_updates, which=st.sampled_from([0, 1, 2]))
+def test_write_response_stays_inside_bounds(seq, which):
+    g_min = 50e-6
+    dev = _DEVICES[which]
     inst = dev.fabricate(jax.random.key(0), (4, 6))
     s = dev.program(inst, jax.random.key(1), jnp.zeros((4, 6)))
     g_dev_max = np.asarray(inst.g_max)

@@ -21,7 +21,7 @@ def _w(shape, scale=0.3, seed=1, dtype=jnp.float64):
 
 
 @settings(max_examples=10)
-@given(bits=st.integers(1, 10), er=st.floats(2.0, 1000.0), scale=st.floats(0.01, 2.0),
+@given(bits=st.sampled_from([1, 3, 10]), er=st.sampled_from([2.0, 20.0]), scale=st.floats(0.01, 2.0),
        seed=st.integers(0, 1000))
 def test_levels_and_no_negative_transmission(bits, er, scale, seed):
     dev = SLMCrossbar(w_max=0.5, bits=bits, extinction_ratio=er)
@@ -36,7 +36,7 @@ def test_levels_and_no_negative_transmission(bits, er, scale, seed):
 
 
 @settings(max_examples=10)
-@given(bits=st.integers(1, 12), er=st.floats(2.0, 1e4), seed=st.integers(0, 1000))
+@given(bits=st.sampled_from([1, 3, 10]), er=st.sampled_from([2.0, 20.0, 1e4]), seed=st.integers(0, 1000))
 def test_quantization_error_at_most_half_lsb(bits, er, seed):
     dev = SLMCrossbar(w_max=0.5, bits=bits, extinction_ratio=er)
     w_lim = 0.5 * (1 - 1 / er)  # representable range of |w|
