@@ -36,4 +36,3 @@ def describe(cls) -> list[dict]:
         out.append(dict(name=f.name, default=None if f.default is MISSING else f.default,
                         unit=m.get("unit", ""), lo=m.get("lo"), hi=m.get("hi"), doc=m.get("doc", "")))
     return out
-
