@@ -207,8 +207,17 @@ def _run_dask(measurements, todo, store, bar, write_nc, workers, scheduler) -> N
         client = Client(cluster)
     futures = {}
     try:
+        # Points that differ only in their seed usually share compiled code (the
+        # circuit spec and device profile are static arguments of jitted
+        # functions): prefer one worker per such group, so each worker compiles
+        # fewer configurations. Idle workers may still take any point.
+        addrs = sorted(client.scheduler_info().get("workers", {}))
+        groups: dict[str, int] = {}
         for k, cfg in todo.items():
-            fut = client.submit(evaluate, measurements, cfg, key=f"anasim-point-{k}", pure=False)
+            group = json.dumps({a: b for a, b in cfg.items() if a != "seed"}, sort_keys=True)
+            gi = groups.setdefault(group, len(groups))
+            where = {"workers": [addrs[gi % len(addrs)]], "allow_other_workers": True} if addrs else {}
+            fut = client.submit(evaluate, measurements, cfg, key=f"anasim-point-{k}", pure=False, **where)
             futures[fut] = (k, cfg)
         for fut in as_completed(futures):
             k, cfg = futures[fut]
