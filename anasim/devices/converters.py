@@ -30,6 +30,7 @@ and with ``bits = 0, clip = false`` the identity (the :class:`IdealConverter`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import jax
@@ -147,9 +148,10 @@ class ADC(_ConverterBase):
             c = jnp.clip(code, 0, top).astype(jnp.int32)
             d = instance.dnl.astype(dt)
             pad = jnp.concatenate([jnp.zeros(d.shape[:-1] + (1,), dt), d, jnp.zeros(d.shape[:-1] + (1,), dt)], -1)
-            b = jnp.broadcast_to(pad, c.shape + (pad.shape[-1],))
-            upper = jnp.take_along_axis(b, (c + 1)[..., None], -1)[..., 0]  # boundary above code c
-            lower = jnp.take_along_axis(b, c[..., None], -1)[..., 0]  # boundary below code c
+            flat = _flat_index(pad.shape, c)  # entry of code c of each element's own channel
+            table = pad.reshape(-1)
+            upper = table[flat + 1]  # boundary above code c
+            lower = table[flat]  # boundary below code c
             code = c + (u >= c + 0.5 + upper) - (u < c - 0.5 + lower)
             code = code.astype(dt)
         if self.clip:
@@ -182,11 +184,18 @@ class DAC(_ConverterBase):
             if self.dnl_lsb:
                 d = instance.dnl.astype(dt)
                 d = jnp.concatenate([d, jnp.zeros(d.shape[:-1] + (1,), dt)], -1)  # one entry per code
-                b = jnp.broadcast_to(d, code.shape + (d.shape[-1],))
                 c = jnp.clip(code, 0, top).astype(jnp.int32)
-                level = level + jnp.take_along_axis(b, c[..., None], -1)[..., 0]
+                level = level + d.reshape(-1)[_flat_index(d.shape, c)]
             x = self.v_min + level * self.lsb
         return self._analog_errors(instance, x, key)
+
+
+def _flat_index(table_shape: tuple[int, ...], code: Array) -> Array:
+    """Index into a flattened per-channel table ``(*shape, K)`` of entry ``code`` for
+    each element of ``code (..., *shape)`` (a gather, no batch-sized copy of the table)."""
+    ch_shape, k = table_shape[:-1], table_shape[-1]
+    channel = jnp.arange(math.prod(ch_shape), dtype=jnp.int32).reshape(ch_shape)
+    return channel * k + code
 
 
 def ideal_quantize(x, bits: int, v_min: float = 0.0, v_max: float = 1.0):
