@@ -145,3 +145,27 @@ def test_profile_from_dict_defaults_and_extinction_inf():
     p = profile_from_dict({"slm": {"extinction_ratio": math.inf}}, source="inline")
     assert p.coupling.t_min == 0.0 and p.name == "inline"
     assert profile_from_dict({}).coupling == IdealCoupling()
+
+
+@pytest.mark.parametrize("name", ["slm-10bit", "reram", "gyrator-gmc", "slm-10bit-adc8"])
+def test_shipped_parts_follow_the_contract_in_float32_under_jit(name):
+    p = load_profile(DEVICES / f"{name}.toml")
+    dev = p.coupling
+    n_out, n_in = 5, 7
+    w = (0.1 * jax.random.normal(jax.random.key(0), (n_out, n_in))).astype(jnp.float32)
+    x = jax.random.uniform(jax.random.key(1), (3, n_in), jnp.float32)
+
+    @jax.jit
+    def run(w, x, key):
+        k = jax.random.split(key, 6)
+        s = dev.program(dev.fabricate(k[0], (n_out, n_in)), k[1], w)
+        y = dev.mvm(s, x, k[2])
+        back = dev.mvm_t(s, y, k[3]) if hasattr(dev, "mvm_t") else x
+        conv = p.adc.convert(p.adc.fabricate(k[4], (n_out,)), jnp.clip(y, 0, 1), k[5])
+        return y, back, conv
+
+    y, back, conv = run(w, x, jax.random.key(2))
+    assert y.shape == (3, n_out) and back.shape == (3, n_in) and conv.shape == (3, n_out)
+    assert y.dtype == back.dtype == conv.dtype == jnp.float32
+    y2 = run(w, x, jax.random.key(2))[0]
+    assert np.array_equal(np.asarray(y), np.asarray(y2))
