@@ -1,1 +1,28 @@
-"""anasim.learning (DESIGN.md §2)."""
+"""On-device learning (DESIGN.md §5).
+
+* :mod:`anasim.learning.rules` -- local rules: equilibrium states in, per-coupling
+  gradient estimates out (dyadic for any λ, EP P/N/C, CL, CpL P/N/C);
+* :mod:`anasim.learning.controller` -- the training loop on a chip: program →
+  DAC → relax → ADC → rule → optimizer → write (shadow or in-situ), twin chips,
+  physical cost accounting, netCDF metrics, HDF5 checkpoints;
+* :mod:`anasim.learning.plots` -- learning curves.
+"""
+
+from anasim.learning import rules
+from anasim.learning.controller import (
+    RULE_NAMES,
+    TrainConfig,
+    TrainResult,
+    checkpoint_path,
+    config_from_spec,
+    evaluate,
+    history_dataset,
+    local_update,
+    train,
+)
+from anasim.learning.plots import plot_learning_curves
+
+__all__ = [
+    "RULE_NAMES", "TrainConfig", "TrainResult", "checkpoint_path", "config_from_spec", "evaluate",
+    "history_dataset", "local_update", "plot_learning_curves", "rules", "train",
+]
