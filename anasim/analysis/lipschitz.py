@@ -58,11 +58,13 @@ Public API::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 
 from anasim.circuits.layered import EffectiveCircuit, activation, effective_matrices
 
@@ -123,16 +125,36 @@ def _unit_eta(eff: EffectiveCircuit) -> float:
     # active units. For Re μ ≤ 0 (skew-dominated W), |1 − η + ημ|² ≤
     # (1 − η)² + η²‖WD‖² < 1 iff η < 2/(1 + ‖WD‖²); take half of that. For a
     # strong symmetric part no damping is guaranteed: the residual is reported.
-    nrm = float(np.linalg.norm(eff.W * eff.gains[None, :], 2))
+    WD = eff.W * eff.gains[None, :]
+    nrm = float(np.sqrt(max(_extreme_eigenvalue(WD.T @ WD, largest=True), 0.0)))
     return float(min(1.0, 1.0 / (1.0 + nrm ** 2)))
 
 
+def _extreme_eigenvalue(M: np.ndarray, largest: bool) -> float:
+    """One end of the spectrum of a symmetric matrix (LAPACK subset solver, exact
+    to rounding; Lanczos is no faster here: the ends are clustered)."""
+    n = M.shape[0]
+    if not np.any(M):
+        return 0.0
+    idx = [n - 1, n - 1] if largest else [0, 0]
+    return float(scipy.linalg.eigvalsh(M, subset_by_index=idx, check_finite=False)[0])
+
+
+def _inverse_norm(A: np.ndarray) -> float:
+    """‖A^{-1}‖₂ = 1/σ_min(A) by a dense SVD (LAPACK, exact to rounding)."""
+    sv = scipy.linalg.svdvals(A, check_finite=False)
+    return float(np.inf if sv[-1] == 0 else 1.0 / sv[-1])
+
+
 def linearized_bound(eff: EffectiveCircuit) -> LinearizedBound:
-    """Høier et al. eq. 17 on the realized matrices (float64 SVD/solve)."""
+    """Høier et al. eq. 17 on the realized matrices (float64).
+
+    ``hidden`` = ‖(I − W)^{-1}‖₂ = 1/σ_min(I − W) (dense SVD); ``output`` from
+    one linear solve.
+    """
     N = eff.W.shape[0]
     A = np.eye(N) - eff.W
-    sv = np.linalg.svd(A, compute_uv=False)
-    hidden = float(np.inf if sv[-1] == 0 else 1.0 / sv[-1])
+    hidden = _inverse_norm(A)
     offs = eff.offsets
     n1 = eff.sizes[1]
     rhs = np.zeros((N, eff.theta0.shape[1]))
@@ -148,21 +170,27 @@ def linearized_bound(eff: EffectiveCircuit) -> LinearizedBound:
 def general_bound(eff: EffectiveCircuit) -> GeneralBound:
     """L ≤ 1/λ_min(D^{-1} − sym W) (module docstring); inf where it does not hold."""
     sym = 0.5 * (eff.W + eff.W.T)
-    lam_max = float(np.linalg.eigvalsh(sym)[-1])
-    margin = float(np.linalg.eigvalsh(np.diag(1.0 / eff.gains) - sym)[0])
+    lam_max = _extreme_eigenvalue(sym, largest=True)
+    if np.all(eff.gains == 1.0):
+        margin = 1.0 - lam_max
+    else:
+        margin = _extreme_eigenvalue(np.diag(1.0 / eff.gains) - sym, largest=False)
     current = 1.0 / margin if margin > 0 else float("inf")
     theta_norm = float(np.linalg.norm(eff.theta0, 2))
     return GeneralBound(lam_max_sym=lam_max, margin=margin, current=current,
                         input=current * theta_norm)
 
 
-def _layer_activation(eff: EffectiveCircuit):
-    offs = eff.offsets
-    fs = [activation(a) for a in eff.activations]
+def _stacked_activation(activations: tuple, offsets: tuple):
+    fs = [activation(a) for a in activations]
 
     def f(a):
-        return jnp.concatenate([fs[k](a[..., offs[k]:offs[k + 1]]) for k in range(len(fs))], axis=-1)
+        return jnp.concatenate([fs[k](a[..., offsets[k]:offsets[k + 1]]) for k in range(len(fs))], axis=-1)
     return f
+
+
+def _layer_activation(eff: EffectiveCircuit):
+    return _stacked_activation(tuple(eff.activations), eff.offsets)
 
 
 def _currents(eff: EffectiveCircuit, x: Array) -> Array:
@@ -191,10 +219,14 @@ def relax_effective(eff: EffectiveCircuit, x: Array, *, eta: float | None = None
     W = jnp.asarray(eff.W, jnp.float64)
     x = jnp.asarray(x, jnp.float64)
     u = _currents(eff, x)
-    return _relax_dense(W, u, _layer_activation(eff), eta, max_iters, tol)
+    return _relax_dense(W, u, tuple(eff.activations), eff.offsets, jnp.asarray(eta, jnp.float64),
+                        int(max_iters), jnp.asarray(tol, jnp.float64))
 
 
-def _relax_dense(W, u, f, eta, max_iters, tol):
+@functools.partial(jax.jit, static_argnums=(2, 3, 5))
+def _relax_dense(W, u, activations, offsets, eta, max_iters, tol):
+    f = _stacked_activation(activations, offsets)
+
     def cond(c):
         i, a, res = c
         return (i < max_iters) & (res > tol)
@@ -302,11 +334,13 @@ def empirical_estimate(eff: EffectiveCircuit, key: Array, *, x: Array | None = N
 
 def lipschitz_report(spec, hw, key: Array, *, x: Array | None = None, n_pairs: int = 16,
                      ascent_steps: int = 20) -> dict:
-    """All bounds and the empirical estimate for a built chip, as a JSON-ready dict."""
+    """All bounds and the empirical estimate for a built chip, as a JSON-ready dict
+    (``n_pairs = 0``: bounds only, ``"empirical": None``)."""
     eff = effective_matrices(spec, hw)
     lin = linearized_bound(eff)
     gen = general_bound(eff)
-    emp = empirical_estimate(eff, key, x=x, n_pairs=n_pairs, ascent_steps=ascent_steps)
+    emp = (empirical_estimate(eff, key, x=x, n_pairs=n_pairs, ascent_steps=ascent_steps)
+           if n_pairs > 0 else None)
     return {
         "circuit": spec.name,
         "device": hw.profile.name,
@@ -314,5 +348,5 @@ def lipschitz_report(spec, hw, key: Array, *, x: Array | None = None, n_pairs: i
         "sizes": list(spec.sizes),
         "linearized": asdict(lin),
         "general": asdict(gen),
-        "empirical": asdict(emp),
+        "empirical": asdict(emp) if emp is not None else None,
     }

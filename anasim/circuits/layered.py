@@ -81,6 +81,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from anasim.circuits.spec import CircuitSpec
+from anasim.devices import nonlinearity
 from anasim.devices.profile import DeviceProfile
 from anasim.errors import AnasimError, ConvergenceError, ProfileError
 
@@ -93,27 +94,15 @@ DIVERGENCE_LIMIT = 1e6
 
 # --- neuron nonlinearities -------------------------------------------------------
 
-def _hard_sigmoid(a):
-    return jnp.clip(a, 0.0, 1.0)
-
-
-def _tempered_hard_sigmoid(a):
-    return jnp.clip(0.5 * a, 0.0, 1.0)
-
-
-def _relu(a):
-    return jnp.maximum(a, 0.0)
-
-
 def _identity(a):
     return a
 
 
 _ACTIVATIONS: dict[str, tuple[Callable, float]] = {
     # name: (f, gain g) with f(a) = P(g a), P a projection onto a box/orthant
-    "hard_sigmoid": (_hard_sigmoid, 1.0),
-    "tempered_hard_sigmoid": (_tempered_hard_sigmoid, 0.5),
-    "relu": (_relu, 1.0),
+    "hard_sigmoid": (nonlinearity.hard_sigmoid, 1.0),
+    "tempered_hard_sigmoid": (nonlinearity.tempered_hard_sigmoid, 0.5),
+    "relu": (nonlinearity.relu, 1.0),
     "identity": (_identity, 1.0),
 }
 
@@ -534,6 +523,8 @@ def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, 
             return dev.mvm_t(hw.forward[k], -v, kk)
         return dev.mvm(hw.backward[k], v, kk)
 
+    leaks = _leaks(spec, hw)
+
     betas = jnp.stack([beta_p, beta_m])[:C].reshape(C, 1, 1)
     signs = jnp.asarray([-1.0, 1.0], dtype)[:C].reshape(C, 1, 1)
     clamps = jnp.stack([cp, cm])[:C]
@@ -561,6 +552,8 @@ def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, 
                 d = dac.convert(hw.dac[j + 2], s_list[j + 1], kd2)
                 total = total + backward_read(j, mix_backward(d), kb)
             total = total + hw.biases[j]
+            if leaks is not None:
+                total = total - leaks[j] * s_list[j]
             if j == L - 1:
                 g = cost_grad(spec, s_list[-1], target[None])
                 total = total + signs * betas * g
@@ -708,7 +701,9 @@ class EffectiveCircuit:
     Attributes:
         W: recurrent matrix over the stacked layers s_1 … s_L, shape (N, N),
             N = Σ n_k; block (k+1, k) is the realized θ_k, block (k, k+1) the
-            realized backward direction times (2λ − 1) (ψ_k for asymmetric).
+            realized backward direction times (2λ − 1) (ψ_k for asymmetric);
+            the diagonal holds −G, the output conductances that load the
+            nodes (gyrator OTAs; 0 for other devices).
         theta0: realized input projection, shape (n_1, n_in).
         bias: stacked biases, shape (N,).
         sizes: (n_in, n_1, …, n_L).
@@ -730,7 +725,36 @@ class EffectiveCircuit:
 
 
 def _effective(dev, state) -> np.ndarray:
+    # a gyrator array's effective() is the block matrix of both layers; its
+    # forward (b ← a) block is what mvm realizes
+    if hasattr(dev, "forward") and hasattr(dev, "output_conductance"):
+        return np.asarray(dev.forward(state), np.float64)
     return np.asarray(dev.effective(state), np.float64)
+
+
+def _leaks(spec: CircuitSpec, hw: Hardware) -> list | None:
+    """Output conductance loading each node of layers 1 … L (normalized), or None.
+
+    A gyrator's OTAs each load their output node with g_out; a node carries
+    one OTA output per link, so layer k sees the sum over its couplings. The
+    current −G_k s_k adds to the node's pre-activation.
+    """
+    dev = hw.profile.coupling
+    if not hasattr(dev, "output_conductance"):
+        return None
+    L = spec.n_layers
+    leaks = [jnp.zeros((n,), jnp.dtype(spec.dtype)) for n in spec.sizes[1:]]
+    _, g_b = dev.output_conductance(hw.input_state)
+    leaks[0] = leaks[0] + g_b
+    for k in range(L - 1):
+        g_a, g_b = dev.output_conductance(hw.forward[k])
+        leaks[k] = leaks[k] + g_a
+        leaks[k + 1] = leaks[k + 1] + g_b
+    for k in range(len(hw.backward)):
+        g_a, g_b = dev.output_conductance(hw.backward[k])   # programmed (n_k, n_{k+1}): b = lower
+        leaks[k] = leaks[k] + g_b
+        leaks[k + 1] = leaks[k + 1] + g_a
+    return [jnp.asarray(v, jnp.dtype(spec.dtype)) for v in leaks]
 
 
 def _effective_backward(dev, mode: str, hw: Hardware, k: int) -> np.ndarray:
@@ -759,6 +783,9 @@ def effective_matrices(spec: CircuitSpec, hw: Hardware) -> EffectiveCircuit:
         c0, c1 = offs[k], offs[k + 1]              # layer k+1
         W[r0:r1, c0:c1] = _effective(dev, hw.forward[k])
         W[c0:c1, r0:r1] = coef * _effective_backward(dev, hw.backward_mode, hw, k)
+    leaks = _leaks(spec, hw)
+    if leaks is not None:
+        W -= np.diag(np.concatenate([np.asarray(v, np.float64) for v in leaks]))
     gains = np.concatenate([np.full(n, activation_gain(a)) for n, a in zip(sizes[1:], spec.activations)])
     bias = np.concatenate([np.asarray(b, np.float64) for b in hw.biases])
     return EffectiveCircuit(W=W, theta0=_effective(dev, hw.input_state), bias=bias, sizes=sizes,
