@@ -130,6 +130,12 @@ def circuit_spec(config: Mapping):
     return _through_loader(load_circuit, circ, "circuit")
 
 
+def _physics_only(spec):
+    """The spec without its [training] table: the spec is a static jit argument,
+    and points that differ only in training options must share compiled code."""
+    return dataclasses.replace(spec, training=())
+
+
 def device_profile(config: Mapping):
     """The point's :class:`~anasim.devices.profile.DeviceProfile` (``{}``: ideal)."""
     dev = config.get("device") or {}
@@ -232,7 +238,7 @@ def _train(config: Mapping) -> dict:
     profile = device_profile(config)
     cfg = _train_config(config, spec)
     train_set, test_set = _data(cfg.data)
-    res = train(spec, profile, cfg, train_set, test_set, progress=False)
+    res = train(_physics_only(spec), profile, cfg, train_set, test_set, progress=False)
     # wall_s is left out: a result must not depend on where or when it ran.
     return {k: np.asarray(res.history[k], np.float64) for k in _TRAIN_OUTPUTS}
 
@@ -246,7 +252,7 @@ def _lipschitz(config: Mapping) -> dict:
     from anasim import circuits
     from anasim.analysis.lipschitz import lipschitz_report
 
-    spec = circuit_spec(config)
+    spec = _physics_only(circuit_spec(config))
     profile = device_profile(config)
     opt = config["lipschitz_estimate"]
     k_init, k_build, k_est = jax.random.split(jax.random.PRNGKey(config["seed"]), 3)
@@ -273,7 +279,7 @@ def _relaxation(config: Mapping) -> dict:
 
     from anasim import circuits
 
-    spec = circuit_spec(config)
+    spec = _physics_only(circuit_spec(config))
     profile = device_profile(config)
     opt = config["relaxation_stats"]
     _, test_set = _data(str(opt["data"]))
@@ -328,7 +334,7 @@ def _alignment(config: Mapping) -> dict:
     from anasim.analysis.gradients import reference_gradient
     from anasim.learning import rules
 
-    spec = circuit_spec(config)
+    spec = _physics_only(circuit_spec(config))
     profile = device_profile(config)
     opt = config["alignment"]
     beta = float(opt["beta"])
