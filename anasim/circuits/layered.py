@@ -196,7 +196,7 @@ def _init_params_jit(spec: CircuitSpec, key: Array, dtype: str, init_scale: Arra
     keys = jax.random.split(key, 2 * L)
 
     def uniform(k, shape, fan_in):
-        a = init_scale / np.sqrt(fan_in)
+        a = init_scale / float(np.sqrt(fan_in))   # a Python float keeps the dtype
         return a * jax.random.uniform(k, shape, dtype, -1.0, 1.0)
 
     theta0 = uniform(keys[0], (sizes[1], sizes[0]), sizes[0])

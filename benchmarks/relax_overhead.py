@@ -1,0 +1,74 @@
+"""Time per relaxation iteration ÷ time of its bare matrix products.
+
+The 4×500 dyadic network (784-500-500-500-500-10, λ = 0, circuits/skew-4x500*.toml),
+batch 256, both compartments (centered nudging β = 0.05), a fixed budget of
+iterations, on the ideal and on the 10-bit SLM profile. The bare products are
+the same matrix products one iteration of the engine performs (per coupling θ_k
+one forward and one backward product on the 2 × 256 compartment rows), in a
+jitted ``fori_loop`` of the same length, nothing else. Each time is the best of
+several runs, measured in this one run. Run: ``python benchmarks/relax_overhead.py``.
+"""
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from anasim.circuits import build, init_params, load_circuit, relax
+from anasim.devices import load_profile
+
+ROOT = Path(__file__).resolve().parent.parent
+ITERS = 40
+REPEATS = 5
+BATCH = 256
+
+
+def best_time(fn) -> float:
+    jax.block_until_ready(fn())          # compile
+    best = np.inf
+    for _ in range(REPEATS):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def bare_products(thetas, rows: int):
+    """The engine's products per iteration: θ_k s_k and θ_kᵀ s_{k+1} for every k."""
+    @jax.jit
+    def run(states):
+        def body(_, s):
+            s = list(s)
+            new = list(s)
+            for k, th in enumerate(thetas):
+                new[k + 1] = new[k + 1] + 1e-6 * (s[k] @ th.T)
+                new[k] = new[k] + 1e-6 * (s[k + 1] @ th)
+            return tuple(new)
+        return jax.lax.fori_loop(0, ITERS, body, states)
+    states = tuple(jnp.full((rows, th.shape[1]), 0.5, jnp.float32) for th in thetas) + (
+        jnp.full((rows, thetas[-1].shape[0]), 0.5, jnp.float32),)
+    return lambda: run(states)
+
+
+def main() -> None:
+    x = jax.random.uniform(jax.random.key(2), (BATCH, 784), jnp.float32)
+    y = jax.nn.one_hot(jnp.arange(BATCH) % 10, 10, dtype=jnp.float32)
+    print(f"784-500-500-500-500-10, lam = 0, batch {BATCH}, 2 compartments, {ITERS} iterations, "
+          f"best of {REPEATS}")
+    for name, circuit in (("ideal", "skew-4x500.toml"), ("slm-10bit", "skew-4x500-slm.toml")):
+        spec = load_circuit(ROOT / "circuits" / circuit)
+        spec = replace(spec, max_iters=ITERS, tol=0.0)
+        profile = load_profile(ROOT / "devices" / f"{name}.toml")
+        params = init_params(spec, jax.random.key(0))
+        hw = build(spec, profile, params, jax.random.key(1))
+        t_relax = best_time(lambda: relax(spec, hw, x, jax.random.key(3), nudge=(0.05, 0.05), target=y))
+        t_bare = best_time(bare_products(params.thetas, 2 * BATCH))
+        print(f"{name:10s} relaxation {1e3 * t_relax / ITERS:7.2f} ms/iteration, bare products "
+              f"{1e3 * t_bare / ITERS:7.2f} ms/iteration, ratio {t_relax / t_bare:.2f}")
+
+
+if __name__ == "__main__":
+    main()
