@@ -85,10 +85,10 @@ def subset():
 
 def test_in_situ_with_ideal_write_response_equals_shadow(subset):
     # In-situ writes through a perfect device must reduce exactly to the shadow copy.
-    profile = dataclasses.replace(ideal_profile(), name="additive", coupling=_AdditiveIdeal())
+    additive = dataclasses.replace(ideal_profile(), name="additive", coupling=_AdditiveIdeal())
     spec_s, spec_i = _small_spec(0.0), _small_spec(0.0, write_mode="in-situ")
-    shadow = train(spec_s, profile, config_from_spec(spec_s), *subset, progress=False)
-    insitu = train(spec_i, profile, config_from_spec(spec_i), *subset, progress=False)
+    shadow = train(spec_s, ideal_profile(), config_from_spec(spec_s), *subset, progress=False)
+    insitu = train(spec_i, additive, config_from_spec(spec_i), *subset, progress=False)
     ws = effective_matrices(spec_s, shadow.hardware)
     wi = effective_matrices(spec_i, insitu.hardware)
     np.testing.assert_allclose(wi.theta0, np.asarray(shadow.params.theta0), atol=1e-5)
