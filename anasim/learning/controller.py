@@ -26,7 +26,11 @@ Physical cost per step: device iterations (summed over phases), simulated
 hardware time = Σ_phases iterations × batch × ``profile.loop_time_s`` (one
 example at a time through the loop, as the optical and resistive circuits
 process one input vector per relaxation) and energy = MACs per iteration ×
-iterations × batch × ``profile.energy_per_mac_j``.
+iterations × batch × ``profile.energy_per_mac_j``, with the MACs of a
+two-compartment iteration (an upper bound for the one-compartment free phase).
+Every step relaxes the free phase first (its output scores the running train
+accuracy: a nudged state has seen the target) and starts the nudged or clamped
+phase from it.
 
 Reproducibility: every random draw comes from a key derived from
 (seed, epoch, step) and the data order from (seed, epoch), so a run killed
@@ -282,26 +286,30 @@ def local_update(spec: CircuitSpec, cfg: TrainConfig, hw, x, y, key, *, beta: fl
 def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
     """Relax every phase, read through the ADC, apply the rule.
 
-    Returns (update dict, iterations summed over phases, mean-output prediction
-    for the running train accuracy, number of relaxations)."""
+    Returns (update dict, iterations summed over all relaxations, the free
+    phase's output for the running train accuracy)."""
     k1, k2, k3, k4 = jax.random.split(key, 4)
     lam = spec.lam_mix
     second = hw2 if cfg.phases == "twin" else hw
+    # The free phase comes first on every chip: its output is the prediction the
+    # running train accuracy is scored on (a nudged state has seen the target),
+    # and the nudged relaxation starts from it, as EP's second phase does.
+    eq_f = circuits.relax(spec, hw, x, k1)
     if cfg.rule == "dyadic" or cfg.rule.startswith("ep"):
         nud = {"dyadic": (beta, beta), "ep-centered": (beta, beta),
                "ep-positive": (beta, 0.0), "ep-negative": (0.0, beta)}[cfg.rule]
         if cfg.phases == "twin":
-            eq_a = circuits.relax(spec, hw, x, k1, nudge=(nud[0], 0.0), target=y)
-            eq_b = circuits.relax(spec, second, x, k2, nudge=(0.0, nud[1]), target=y)
+            eq_f2 = circuits.relax(spec, second, x, jax.random.fold_in(k1, 1))
+            eq_a = circuits.relax(spec, hw, x, k2, nudge=(nud[0], 0.0), target=y, state0=eq_f)
+            eq_b = circuits.relax(spec, second, x, jax.random.fold_in(k2, 1), nudge=(0.0, nud[1]), target=y,
+                                  state0=eq_f2)
             sp, _ = circuits.read_states(hw, eq_a, k3)
             _, sm = circuits.read_states(second, eq_b, k4)
-            iters = eq_a.iterations + eq_b.iterations
-            pred = 0.5 * (eq_a.s_minus[-1] + eq_b.s_plus[-1])  # the un-nudged compartments
+            iters = eq_f.iterations + eq_f2.iterations + eq_a.iterations + eq_b.iterations
         else:
-            eq = circuits.relax(spec, hw, x, k1, nudge=nud, target=y)
+            eq = circuits.relax(spec, hw, x, k2, nudge=nud, target=y, state0=eq_f)
             sp, sm = circuits.read_states(hw, eq, k3)
-            iters = eq.iterations
-            pred = eq.output
+            iters = eq_f.iterations + eq.iterations
         if cfg.rule == "dyadic":
             upd = rules.dyadic(x, sp, sm, beta, lam)
         elif cfg.rule == "ep-centered":
@@ -310,9 +318,8 @@ def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
             upd = rules.ep_positive(x, sm, sp, beta)       # s⁻ is the free phase
         else:
             upd = rules.ep_negative(x, sm, sp, beta)       # s⁺ is the free phase
-        return upd, iters, pred
-    # Clamped rules: a free phase first (it gives o*), then the clamped phase(s).
-    eq_f = circuits.relax(spec, hw, x, k1)
+        return upd, iters, eq_f.output
+    # Clamped rules: the free phase gives o*, then the clamped phase(s).
     s_free, _ = circuits.read_states(hw, eq_f, k3)
     o = s_free[-1]
     if cfg.rule == "cl":
@@ -321,7 +328,7 @@ def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
         c = {"cpl-p": (rules.coupled_clamp(o, y, beta), None),
              "cpl-n": (None, rules.coupled_clamp(o, y, -beta)),
              "cpl-c": (rules.coupled_clamp(o, y, beta), rules.coupled_clamp(o, y, -beta))}[cfg.rule]
-    eq_c = circuits.relax(spec, second, x, k2, clamp=c)
+    eq_c = circuits.relax(spec, second, x, k2, clamp=c, state0=eq_f)
     cp, cm = circuits.read_states(second, eq_c, k4)
     iters = eq_f.iterations + eq_c.iterations
     if cfg.rule == "cl":
