@@ -22,7 +22,7 @@ from anasim.study import parse_sweep, run_sweep  # noqa: E402
 from anasim.study.plots import plot_vs_parameter  # noqa: E402
 
 SPEC = Path(__file__).resolve().parent / "sweep_beta.toml"
-QUICK_FIXED = {"train.epochs": 1, "training.train_size": 400, "training.test_size": 200,
+QUICK_FIXED = {"train.epochs": 1, "training.train_size": 2000, "training.test_size": 500,
                "network.sizes": [784, 32, 10]}
 QUICK_PARAMS = {"rule.beta": [0.02, 0.1, 0.5], "circuit.lam": [0.0, 1.0], "slm.bandwidth_hz": [25e6, 1e10],
                 "seed": [0]}

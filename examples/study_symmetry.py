@@ -23,7 +23,7 @@ from anasim.study import parse_sweep, run_sweep  # noqa: E402
 from anasim.study.plots import plot_vs_parameter  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-QUICK_FIXED = {"train.epochs": 1, "training.train_size": 400, "training.test_size": 200,
+QUICK_FIXED = {"train.epochs": 1, "training.train_size": 2000, "training.test_size": 500,
                "network.sizes": [784, 32, 10], "alignment.batch": 8}
 QUICK = {
     "sweep_symmetry.toml": {"circuit.lam": [0.0, 0.5, 1.0], "seed": [0]},
