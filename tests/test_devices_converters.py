@@ -12,7 +12,7 @@ from anasim.devices import ADC, DAC, IdealConverter
 KEY = jax.random.key(0)
 
 
-@settings(max_examples=25)
+@settings(max_examples=15)
 @given(bits=st.integers(1, 12), lo=st.floats(-2, 0.5), span=st.floats(0.1, 3),
        xs=st.lists(st.floats(0, 1), min_size=16, max_size=16))
 def test_quantization_error_at_most_half_lsb_inside_range(bits, lo, span, xs):

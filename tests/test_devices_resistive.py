@@ -107,7 +107,7 @@ _DEVICES = [
 ]
 
 
-@settings(max_examples=15)
+@settings(max_examples=10)
 @given(seq=_updates, which=st.sampled_from([0, 1, 2]))
 def test_write_response_stays_inside_bounds(seq, which):
     g_min = 50e-6

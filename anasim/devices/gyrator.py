@@ -95,6 +95,10 @@ class GyratorArray:
     bandwidth_hz: float = param(0.0, "Hz", 0.0, 1e12, "noise bandwidth Δf (0 = noiseless)")
     temperature_k: float = param(300.0, "K", 0.0, 1e4, "temperature")
 
+    def __post_init__(self):
+        if self.bits == 1:
+            raise ValueError("bits must be 0 (continuous) or >= 2 (levels symmetric around 0)")
+
     @property
     def current_unit_a(self) -> float:
         """Amperes per normalized current unit: ``g_max_s · v_fs_v / w_max``."""
@@ -122,7 +126,7 @@ class GyratorArray:
     def quantize(self, theta: Array) -> Array:
         theta = jnp.clip(theta, -self.w_max, self.w_max)
         if self.bits:
-            step = self.w_max / (2 ** (self.bits - 1) - 1) if self.bits > 1 else self.w_max
+            step = self.w_max / (2 ** (self.bits - 1) - 1)
             theta = step * jnp.round(theta / step)
         return theta
 
