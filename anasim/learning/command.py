@@ -73,7 +73,7 @@ def _enable_compilation_cache() -> None:
 def run_train(args) -> int:
     from anasim.circuits import load_circuit  # noqa: PLC0415
     from anasim.data import load_fashion_mnist  # noqa: PLC0415
-    from anasim.learning.controller import config_from_spec, train  # noqa: PLC0415
+    from anasim.learning.controller import check_run, config_from_spec, train  # noqa: PLC0415
     from anasim.learning.plots import plot_learning_curves  # noqa: PLC0415
 
     for name in ("epochs", "batch_size", "train_size", "test_size"):
@@ -88,10 +88,11 @@ def run_train(args) -> int:
         batch_size=args.batch_size, seed=args.seed, train_size=args.train_size,
         test_size=args.test_size, data=args.data, write_mode=args.write_mode, phases=args.phases)
     train_set, test_set = load_fashion_mnist(cfg.data or None)
+    check_run(spec, profile, cfg, train_set)
     human = not args.json
     if human:
-        n_tr = cfg.train_size or len(train_set)
-        n_te = cfg.test_size or len(test_set)
+        n_tr = min(cfg.train_size or len(train_set), len(train_set))
+        n_te = min(cfg.test_size or len(test_set), len(test_set))
         print(f"training {spec.name} ({'-'.join(map(str, spec.sizes))}, λ = {spec.lam}) on {profile.name}: "
               f"rule {cfg.rule}, β = {cfg.beta:g}, lr = {cfg.learning_rate:g}, batch {cfg.batch_size}, "
               f"{cfg.write_mode} writes, {n_tr} train / {n_te} test examples from {train_set.source}")

@@ -551,6 +551,14 @@ def load_checkpoint(path, fingerprint: str, templates: dict):
         return int(f.attrs["epoch"]), json.loads(f.attrs["history"]), out
 
 
+def check_run(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set: Split) -> None:
+    """Raise the error a run would hit (incompatible rule/structure/device, data size) before any work."""
+    _check_compatible(spec, cfg, profile)
+    if train_set.x.shape[1] != spec.n_in:
+        raise AnasimError(f"{spec.source or spec.name}: network.sizes[0] = {spec.n_in} but the data "
+                          f"have {train_set.x.shape[1]} inputs")
+
+
 def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set: Split, test_set: Split,
           *, out: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, on_epoch: Callable[[int, dict], None] | None = None
@@ -563,14 +571,11 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
     after this many epochs in total (as if killed; resumable). ``on_epoch``:
     called with (epoch, metrics) after each epoch.
     """
-    _check_compatible(spec, cfg, profile)
+    check_run(spec, profile, cfg, train_set)
     if cfg.train_size:
         train_set = Split(train_set.x[:cfg.train_size], train_set.y[:cfg.train_size], train_set.source)
     if cfg.test_size:
         test_set = Split(test_set.x[:cfg.test_size], test_set.y[:cfg.test_size], test_set.source)
-    if train_set.x.shape[1] != spec.n_in:
-        raise AnasimError(f"{spec.source or spec.name}: network.sizes[0] = {spec.n_in} but the data "
-                          f"have {train_set.x.shape[1]} inputs")
     n = len(train_set)
     steps = n // cfg.batch_size
     if steps < 1:
@@ -667,7 +672,7 @@ def _progress(total, desc, enabled):
 
 
 __all__ = [
-    "METRICS", "PHASE_MODES", "RULE_NAMES", "TrainConfig", "TrainResult", "WRITE_MODES", "checkpoint_path",
+    "METRICS", "PHASE_MODES", "RULE_NAMES", "TrainConfig", "TrainResult", "WRITE_MODES", "check_run", "checkpoint_path",
     "config_from_spec", "evaluate", "local_update", "history_dataset", "load_checkpoint", "make_lr", "make_optimizer",
     "save_checkpoint", "train",
 ]

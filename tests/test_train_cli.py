@@ -1,0 +1,31 @@
+"""`anasim train` / `anasim report`: argument errors and plots (no training run here)."""
+
+import numpy as np
+
+from anasim.circuits import CircuitSpec
+from anasim.cli import main
+from anasim.learning.controller import METRICS, TrainConfig, history_dataset
+
+
+def test_train_errors_are_one_line_exit_2(capsys):
+    assert main(["train", "--circuit", "circuits/does-not-exist.toml"]) == 2
+    assert main(["train", "--circuit", "circuits/skew-small.toml", "--epochs", "0"]) == 2
+    assert main(["train", "--circuit", "circuits/skew-small.toml", "--rule", "ep-centered", "--data", "subset"]) == 2
+    assert main(["train", "--circuit", "circuits/tiny.toml", "--data", "subset"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4
+    assert "does-not-exist.toml" in err[0] and "--epochs" in err[1]
+    assert "training.rule" in err[2] and "784 inputs" in err[3]
+
+
+def test_report_draws_learning_curves(tmp_path, capsys):
+    hist = {k: list(np.linspace(0.1, 0.5, 3)) for k in METRICS}
+    spec = CircuitSpec(sizes=(4, 3, 2), lam=0.0, name="t")
+    path = tmp_path / "run.nc"
+    history_dataset(hist, spec, TrainConfig(), "ideal").to_netcdf(path, engine="h5netcdf")
+    assert main(["report", str(path), "--out", str(tmp_path / "c.png")]) == 0
+    png = (tmp_path / "c.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    out = capsys.readouterr().out
+    assert "test acc" in out and out.count("\n") >= 4
+    assert main(["report", str(tmp_path / "missing.nc")]) == 2
