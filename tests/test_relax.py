@@ -75,7 +75,7 @@ def setup(spec, seed=0, batch=3):
     return params, hw, x
 
 
-@settings(max_examples=6)
+@settings(max_examples=4)
 @given(spec=layered_specs(init_scale=st.floats(0.2, 1.0), sizes=(4, 5, 4, 3)), seed=seeds())
 def test_sync_residual_is_the_fixed_point_residual(spec, seed):
     """With the sync schedule the reported residual is max|f(W s + θ0 x + b) − s| of the state returned."""
@@ -90,7 +90,7 @@ def test_sync_residual_is_the_fixed_point_residual(spec, seed):
     assert fp <= spec.tol
 
 
-@settings(max_examples=6)
+@settings(max_examples=4)
 @given(spec=layered_specs(init_scale=st.floats(0.2, 1.0), sizes=(4, 5, 4, 3)), seed=seeds())
 def test_async_fixed_point_satisfies_map(spec, seed):
     spec = replace(spec, schedule="async", tol=1e-10)
