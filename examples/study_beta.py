@@ -51,6 +51,8 @@ def main() -> None:
         plot_vs_parameter(ds.sel({"slm.bandwidth_hz": bw}), "test_accuracy", x="rule.beta",
                           hue="circuit.lam", ax=ax)
         ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(ds["rule.beta"].values, [f"{b:g}" for b in ds["rule.beta"].values])
         ax.set_title(f"detection bandwidth Δf = {bw:.3g} Hz")
     fig.tight_layout()
     png = Path(args.png or Path(args.out_dir) / f"study_beta{tag}.png")
