@@ -14,9 +14,22 @@ import jax
 # relaxation engines choose their own dtype explicitly (float32 by default).
 jax.config.update("jax_enable_x64", True)
 
+import importlib  # noqa: E402
+
 from anasim import devices  # noqa: E402
 from anasim.errors import AnasimError, ConvergenceError, ProfileError  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["AnasimError", "ConvergenceError", "ProfileError", "devices", "__version__"]
+# The heavier rooms (circuits compile, study pulls in dask) load on first use,
+# so `import anasim` stays quick for the CLI and for device-only work.
+_LAZY = ("analysis", "circuits", "data", "learning", "study", "testing")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return importlib.import_module(f"anasim.{name}")
+    raise AttributeError(f"module 'anasim' has no attribute {name!r}")
+
+
+__all__ = ["AnasimError", "ConvergenceError", "ProfileError", "devices", "__version__", *_LAZY]

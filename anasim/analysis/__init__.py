@@ -1,1 +1,7 @@
-"""anasim.analysis (DESIGN.md §2)."""
+"""Analysis of circuits as built (DESIGN.md §2).
+
+* :mod:`anasim.analysis.lipschitz` -- linearized and general Lipschitz bounds on
+  the devices' effective weights, and empirical estimates from relaxed equilibria;
+* :mod:`anasim.analysis.gradients` -- exact reference gradients of the ideal
+  circuit (implicit differentiation), against which every local rule is tested.
+"""
