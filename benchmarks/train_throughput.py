@@ -3,11 +3,14 @@ batch 64) on the ideal and the 10-bit SLM profiles, and its ratio to the bare
 matrix products of the same relaxation schedule.
 
 For each profile: one epoch to compile, then a timed epoch over ``--examples``
-training images (evaluation on 64 test images included). "Bare" is a jitted
+training images (the training steps only: program, relax free and nudged,
+read, rule, optimizer, write; the per-epoch evaluation is not counted). "Bare" is a jitted
 ``fori_loop`` doing exactly the products one training step needs -- the input
 projection once, then per iteration a forward and a backward product per coupling
 for both compartments (2 × batch rows) -- for the mean iteration count the
-training step used. Ratios come from one run on one machine.
+training step used (free + nudged phase; all counted with two compartments
+although the free phase runs one, so "bare" is generous and the ratio
+understates the overhead). Ratios come from one run on one machine.
 
     python benchmarks/train_throughput.py [--examples 640]
 """
@@ -61,7 +64,7 @@ def measure(spec_name: str, profile, examples: int, data) -> dict:
     spec = load_circuit(ROOT / "circuits" / spec_name)
     cfg = config_from_spec(spec, epochs=2, train_size=examples, test_size=64, batch_size=64, schedule="constant")
     r = train(spec, profile, cfg, *data, progress=False)
-    wall = r.history["wall_s"][1]
+    wall = r.history["train_wall_s"][1]   # the training steps only (no evaluation)
     iters = r.history["iterations"][1]
     steps = examples // cfg.batch_size
     bare = bare_step_seconds(spec.sizes, cfg.batch_size, int(round(iters)))

@@ -449,7 +449,7 @@ def _lipschitz(spec, hw) -> float:
 # --- the run -----------------------------------------------------------------------
 
 METRICS = ("train_accuracy", "train_loss", "test_accuracy", "test_loss", "lipschitz", "saturated",
-           "iterations", "hardware_time_s", "energy_j", "beta", "learning_rate", "wall_s")
+           "iterations", "hardware_time_s", "energy_j", "beta", "learning_rate", "wall_s", "train_wall_s")
 
 
 @dataclass
@@ -478,7 +478,7 @@ def history_dataset(history: dict, spec: CircuitSpec, cfg: TrainConfig, profile_
     import xarray as xr  # noqa: PLC0415
 
     epochs = np.arange(1, len(history.get("test_accuracy", [])) + 1)
-    units = {"hardware_time_s": "s", "energy_j": "J", "wall_s": "s", "iterations": "iterations",
+    units = {"hardware_time_s": "s", "energy_j": "J", "wall_s": "s", "train_wall_s": "s", "iterations": "iterations",
              "saturated": "fraction", "train_accuracy": "fraction", "test_accuracy": "fraction"}
     data = {k: ("epoch", np.asarray(history.get(k, [np.nan] * len(epochs)), np.float64),
                 {"units": units.get(k, "")}) for k in METRICS}
@@ -632,6 +632,8 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
                 bar.set_postfix(acc=f"{correct / ((step + 1) * cfg.batch_size):.3f}", it=it)
         if bar is not None:
             bar.close()
+        jax.block_until_ready(params)
+        t_train = time.perf_counter() - t0
         if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(params)):
             raise AnasimError(f"training diverged in epoch {epoch + 1}: non-finite weights "
                               f"(lower training.learning_rate or training.beta)")
@@ -643,7 +645,7 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
             "test_accuracy": ev["accuracy"], "test_loss": ev["loss"],
             "lipschitz": _lipschitz(spec, hw), "saturated": ev["saturated"],
             "iterations": iters_total / steps, "hardware_time_s": hw_time, "energy_j": energy,
-            "beta": beta, "learning_rate": lr, "wall_s": time.perf_counter() - t0,
+            "beta": beta, "learning_rate": lr, "wall_s": time.perf_counter() - t0, "train_wall_s": t_train,
         }
         for k in METRICS:
             history[k].append(float(metrics[k]))
