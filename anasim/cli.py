@@ -296,6 +296,17 @@ def _add_report(sub) -> Callable:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     def run(args) -> int:
+        from anasim.study import is_sweep_file
+
+        if is_sweep_file(args.result):
+            from anasim.study.plots import report_sweep
+
+            paths = [str(p) for p in report_sweep(args.result, args.out)]
+            if args.json:
+                _print_json({"result": args.result, "plots": paths})
+            else:
+                print("\n".join(f"wrote {p}" for p in paths))
+            return 0
         from anasim.learning.command import run_report
 
         return run_report(args)

@@ -331,3 +331,12 @@ def test_final_epoch_is_the_last_finished_one():
 
     da = xr.DataArray([[1.0, 2.0, np.nan], [4.0, 5.0, 6.0]], dims=("epochs", "epoch"))
     np.testing.assert_array_equal(_final(da).values, [2.0, 6.0])
+
+
+def test_report_command_recognizes_a_sweep_file(tmp_path, capsys):
+    spec = parse_sweep({"measurement": "synthetic", "parameters": {"bits": [2, 4], "seed": [0, 1]}})
+    run_sweep(spec, tmp_path / "s.nc", progress=False)
+    assert cli_main(["report", str(tmp_path / "s.nc"), "--json"]) == 0
+    plots = json.loads(capsys.readouterr().out)["plots"]
+    assert [Path(p).name for p in plots] == ["s.png"]
+    assert Path(plots[0]).stat().st_size > 1000
