@@ -10,7 +10,6 @@ one line per structure, one panel per noise level. Killed runs resume.
 from __future__ import annotations
 
 import argparse
-import tomllib
 from pathlib import Path
 
 import matplotlib
@@ -18,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from anasim.study import parse_sweep, run_sweep  # noqa: E402
+from anasim.study import load_sweep, run_sweep  # noqa: E402
 from anasim.study.plots import plot_vs_parameter  # noqa: E402
 
 SPEC = Path(__file__).resolve().parent / "sweep_beta.toml"
@@ -36,11 +35,8 @@ def main() -> None:
     ap.add_argument("--png", default=None)
     args = ap.parse_args()
     tag = "_quick" if args.quick else ""
-    data = tomllib.loads(SPEC.read_text())
-    if args.quick:
-        data["parameters"] = QUICK_PARAMS
-        data["fixed"].update(QUICK_FIXED)
-    spec = parse_sweep(data, source=str(SPEC), text=SPEC.read_text())
+    spec = (load_sweep(SPEC, parameters=QUICK_PARAMS, fixed=QUICK_FIXED) if args.quick
+            else load_sweep(SPEC))
     res = run_sweep(spec, Path(args.out_dir) / f"sweep_beta{tag}.nc", workers=args.workers)
     ds = res.dataset
     print(f"{res.out}: {res.points} points ({res.computed} computed) in {res.wall_s:.0f} s")

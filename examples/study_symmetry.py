@@ -11,7 +11,6 @@ short epoch), writes their netCDF results and one PNG. Killed runs resume.
 from __future__ import annotations
 
 import argparse
-import tomllib
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from anasim.study import parse_sweep, run_sweep  # noqa: E402
+from anasim.study import load_sweep, run_sweep  # noqa: E402
 from anasim.study.plots import plot_vs_parameter  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -32,12 +31,9 @@ QUICK = {
 
 
 def load(name: str, quick: bool):
-    path = HERE / name
-    data = tomllib.loads(path.read_text())
     if quick:
-        data["parameters"] = QUICK[name]
-        data.setdefault("fixed", {}).update(QUICK_FIXED)
-    return parse_sweep(data, source=str(path), text=path.read_text())
+        return load_sweep(HERE / name, parameters=QUICK[name], fixed=QUICK_FIXED)
+    return load_sweep(HERE / name)
 
 
 def main() -> None:

@@ -340,3 +340,16 @@ def test_report_command_recognizes_a_sweep_file(tmp_path, capsys):
     plots = json.loads(capsys.readouterr().out)["plots"]
     assert [Path(p).name for p in plots] == ["s.png"]
     assert Path(plots[0]).stat().st_size > 1000
+
+
+def test_load_sweep_overrides_replace_parameters_and_update_fixed(tmp_path):
+    from anasim.study import load_sweep
+
+    f = tmp_path / "s.toml"
+    f.write_text('measurement = "synthetic"\n[parameters]\nbits = [2, 4, 6]\nseed = [0, 1]\n'
+                 '[fixed]\nnoise = 0.1\n')
+    spec = load_sweep(f, parameters={"bits": [8]}, fixed={"epochs": 2})
+    assert [(a.name, a.values) for a in spec.axes] == [("bits", (8,))]
+    assert dict(spec.fixed) == {"synthetic.noise": 0.1, "synthetic.epochs": 2}
+    with pytest.raises(AnasimError, match="bits"):
+        load_sweep(f, parameters={"bits": []})

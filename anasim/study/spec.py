@@ -150,8 +150,14 @@ class SweepSpec:
 # --------------------------------------------------------------------------- loading
 
 
-def load_sweep(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep spec file (TOML). Raises AnasimError naming the key."""
+def load_sweep(path: str | Path, *, parameters: Mapping[str, Any] | None = None,
+               fixed: Mapping[str, Any] | None = None) -> SweepSpec:
+    """Read and validate a sweep spec file (TOML). Raises AnasimError naming the key.
+
+    ``parameters`` replaces the file's ``[parameters]`` table and ``fixed``
+    updates its ``[fixed]`` table (e.g. a smaller version of a study); the
+    result is validated like the file itself.
+    """
     p = Path(path)
     try:
         text = p.read_text()
@@ -161,6 +167,10 @@ def load_sweep(path: str | Path) -> SweepSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise AnasimError(f"{p}: not valid TOML ({err})") from None
+    if parameters is not None:
+        data["parameters"] = dict(parameters)
+    if fixed is not None:
+        data["fixed"] = {**data.get("fixed", {}), **fixed}
     return parse_sweep(data, source=str(p), text=text)
 
 
