@@ -28,6 +28,8 @@ def plot_learning_curves(ds, path: str | Path, title: str | None = None) -> Path
     path = Path(path)
     if "epoch" not in ds.dims:
         raise AnasimError(f"{ds.encoding.get('source', 'result')}: no 'epoch' dimension: not a training result")
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+
     epoch = np.asarray(ds["epoch"])
     panels = [p for p in _PANELS if any(v in ds for v in p[1])]
     cols = 3
@@ -39,6 +41,8 @@ def plot_learning_curves(ds, path: str | Path, title: str | None = None) -> Path
                 ax.plot(epoch, np.asarray(ds[v]), marker="o", label=v.replace("_", " "))
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        ax.ticklabel_format(axis="y", useOffset=False)  # a Lipschitz of 1.0042 reads as such
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if len(variables) > 1:
