@@ -44,7 +44,10 @@ was measured on. :class:`Equilibrium` carries the iterations used, the final
 residual, its trace, and the
 flags ``converged`` (residual ≤ tol), ``diverged`` (non-finite or
 |a| > 1e6 pre-activation) and ``oscillating`` (budget spent while the residual
-stopped decaying: a limit cycle, or a noise floor above ``tol``).
+stopped decaying: a limit cycle, or a noise floor above ``tol``). With temporal
+device noise the residual settles on such a floor; ``spec.stall_window`` = W > 0
+stops the relaxation there (no 10 % gain over W iterations) instead of spending
+the whole budget.
 :func:`check` raises :class:`~anasim.errors.ConvergenceError` on a bad one.
 
 Schedules: ``sync`` updates all layers from the previous states; ``async``
@@ -586,10 +589,23 @@ def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, 
     batch = x.shape[0]
     trace0 = -jnp.ones((spec.max_iters,), dtype)
 
+    idx = jnp.arange(spec.max_iters)
+
+    def no_gain(i, trace, window):
+        """The last ``window`` residuals did not fall below 0.9× the best before them."""
+        recent = (idx >= i - window) & (idx < i)
+        before = idx < i - window
+        best_recent = jnp.min(jnp.where(recent, trace, jnp.inf))
+        best_before = jnp.min(jnp.where(before, trace, jnp.inf))
+        return best_recent > 0.9 * best_before
+
     def cond(carry):
         i, a_list, a_meas, res_ps, trace, bad = carry
         res = jnp.max(res_ps)
-        return (i < spec.max_iters) & ~bad & ~((i > 0) & (res <= tol))
+        go = (i < spec.max_iters) & ~bad & ~((i > 0) & (res <= tol))
+        if spec.stall_window > 0:
+            go = go & ~((i >= 2 * spec.stall_window) & no_gain(i, trace, spec.stall_window))
+        return go
 
     def body(carry):
         i, a_list, _, res_ps, trace, bad = carry
@@ -607,14 +623,12 @@ def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, 
     residual = jnp.max(res_ps)
     converged = (residual <= tol) & ~bad
     # Oscillation: budget spent, and the last quarter of the trace did not bring the
-    # residual below 0.9× the best value before it (no decay: a cycle or a noise floor).
-    idx = jnp.arange(spec.max_iters)
-    window = jnp.maximum(iters // 4, 1)
-    recent = (idx >= iters - window) & (idx < iters)
-    before = idx < iters - window
-    best_recent = jnp.min(jnp.where(recent, trace, jnp.inf))
-    best_before = jnp.min(jnp.where(before, trace, jnp.inf))
-    oscillating = ~converged & ~bad & (iters >= 8) & (best_recent > 0.9 * best_before)
+    # residual below 0.9× the best value before it (no decay: a cycle or a noise floor);
+    # or the stall window stopped the run for the same reason.
+    stalled = no_gain(iters, trace, jnp.maximum(iters // 4, 1)) & (iters >= 8)
+    if spec.stall_window > 0:
+        stalled = stalled | ((iters >= 2 * spec.stall_window) & no_gain(iters, trace, spec.stall_window))
+    oscillating = ~converged & ~bad & stalled
     if C == 1:
         sp = sm = tuple(s[0] for s in s_fin)
         ap = am = tuple(a[0] for a in a_fin)

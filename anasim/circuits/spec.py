@@ -32,6 +32,7 @@ key)::
     schedule = "async"                  # sync | async
     max_iters = 100                     # iteration budget per relaxation
     tol = 1e-4                          # stop when max |f(target) − s| ≤ tol (0: fixed budget)
+    stall_window = 0                    # also stop at a noise floor: no 10 % gain in this many iterations (0: off)
     dtype = "float32"                   # float32 | float64
 
     [training]                          # free-form, validated by the learning code
@@ -85,6 +86,11 @@ class CircuitSpec:
         max_iters: iteration budget of one relaxation.
         tol: convergence tolerance on the fixed-point residual
             max |f(target) − s| (normalized state units); 0 runs the full budget.
+        stall_window: with temporal device noise the residual settles on a
+            noise floor that may lie above ``tol``; when ``stall_window`` = W > 0
+            the relaxation also stops once the last W iterations did not bring
+            the residual below 0.9× its best value before them (reported as
+            ``oscillating``: not converged, stationary). 0 turns this off.
         backward: backward realization (module docstring).
         cost: ``"squared"`` (ℓ = ½‖s_L − y‖²) or ``"cross_entropy"``
             (ℓ = −Σ y log softmax(s_L)).
@@ -106,6 +112,7 @@ class CircuitSpec:
     schedule: str = "async"
     max_iters: int = 100
     tol: float = 1e-4
+    stall_window: int = 0
     backward: str = "transpose"
     cost: str = "squared"
     init_scale: float = 1.0
@@ -153,6 +160,8 @@ class CircuitSpec:
             raise ProfileError(f"{where}: relaxation.max_iters must be ≥ 1, got {self.max_iters!r}")
         if not (float(self.tol) >= 0.0):
             raise ProfileError(f"{where}: relaxation.tol must be ≥ 0, got {self.tol!r}")
+        if int(self.stall_window) < 0:
+            raise ProfileError(f"{where}: relaxation.stall_window must be ≥ 0, got {self.stall_window!r}")
         if self.backward not in BACKWARDS:
             raise ProfileError(f"{where}: network.backward must be one of {BACKWARDS}, got {self.backward!r}")
         if self.cost not in COSTS:
@@ -164,6 +173,7 @@ class CircuitSpec:
         object.__setattr__(self, "eta", float(self.eta))
         object.__setattr__(self, "tol", float(self.tol))
         object.__setattr__(self, "max_iters", int(self.max_iters))
+        object.__setattr__(self, "stall_window", int(self.stall_window))
         object.__setattr__(self, "init_scale", float(self.init_scale))
 
     # --- derived quantities ------------------------------------------------------
@@ -202,7 +212,7 @@ _TOP = {"name": str, "description": str, "device": str, "network": dict, "relaxa
 _NETWORK = {"sizes": list, "lam": (float, int, str), "activation": (str, list), "backward": str,
             "cost": str, "init_scale": (float, int)}
 _RELAXATION = {"eta": (float, int), "schedule": str, "max_iters": int, "tol": (float, int),
-               "dtype": str}
+               "stall_window": int, "dtype": str}
 
 
 def _check_table(table: dict, allowed: dict, where: str, prefix: str) -> None:
@@ -293,6 +303,7 @@ def load_circuit(path: str | Path) -> CircuitSpec:
         schedule=rel.get("schedule", "async"),
         max_iters=rel.get("max_iters", 100),
         tol=rel.get("tol", 1e-4),
+        stall_window=rel.get("stall_window", 0),
         dtype=rel.get("dtype", "float32"),
         device=data.get("device", ""),
         name=data.get("name", path.stem),
