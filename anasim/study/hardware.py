@@ -375,22 +375,16 @@ _ALIASES = {
 
 _SCALAR = ()
 
-try:
-    _train_defaults_value = _train_defaults()
-except ImportError:  # the learning package is not importable: no training measurement
-    _train_defaults_value = None
-
-if _train_defaults_value is not None:
-    register_measurement(Measurement(
-        name="train",
-        fn=_train,
-        outputs={k: ("epoch",) for k in _TRAIN_OUTPUTS},
-        defaults=_train_defaults_value,
-        validate=_validate_train,
-        aliases=_ALIASES,
-        complete=complete_device,
-        description="on-device training run (anasim.learning.controller.train); per-epoch metrics",
-    ), replace=True)
+register_measurement(Measurement(
+    name="train",
+    fn=_train,
+    outputs={k: ("epoch",) for k in _TRAIN_OUTPUTS},
+    defaults=_train_defaults(),
+    validate=_validate_train,
+    aliases=_ALIASES,
+    complete=complete_device,
+    description="on-device training run (anasim.learning.controller.train); per-epoch metrics",
+), replace=True)
 
 register_measurement(Measurement(
     name="lipschitz",
