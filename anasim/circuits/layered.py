@@ -50,6 +50,19 @@ stops the relaxation there (no 10 % gain over W iterations) instead of spending
 the whole budget.
 :func:`check` raises :class:`~anasim.errors.ConvergenceError` on a bad one.
 
+Number formats (:func:`engine_dtypes`): float32/float64 run everything in that
+format. ``bfloat16``/``float16`` specs keep the layer states, the DAC and the
+coupling reads (and the programmed devices) in the reduced format while the
+pre-activation integrator, the residual and the convergence test stay float32;
+a reduced-precision relaxation therefore settles on a rounding floor (about
+1e-3 in bfloat16 for states in [0, 1]) and needs ``tol`` above it or a
+``stall_window``. A complex nudge (β₊ or β₋ a Python complex or complex array)
+runs the same engine on complex pre-activations and states (complex128 for a
+float64 spec, else complex64): the neuron nonlinearity is then continued
+analytically, so only the holomorphic ``sigmoid`` and ``identity`` are allowed,
+on ideal devices (clipping and quantization are not complex-analytic). The
+residual of a complex run is the modulus |f(target) − s|.
+
 Schedules: ``sync`` updates all layers from the previous states; ``async``
 updates the even layers, then the odd layers from the fresh even ones (a
 layer's inputs come only from its neighbours, which have the other parity), at
@@ -59,6 +72,7 @@ Public API::
 
     Params(theta0, thetas, biases, backward=())          # pytree
     init_params(spec, key, dtype=None) -> Params
+    param_dtype(spec), engine_dtypes(spec, complex_states=False)
     build(spec, profile, params, key) -> Hardware         # fabricate + program
     reprogram(spec, hw, params, key) -> Hardware          # a write (shadow copy)
     relax(spec, hw, x, key, *, nudge=(0., 0.), target=None,
@@ -76,6 +90,7 @@ Public API::
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -107,14 +122,21 @@ _ACTIVATIONS: dict[str, tuple[Callable, float]] = {
     "tempered_hard_sigmoid": (nonlinearity.tempered_hard_sigmoid, 0.5),
     "relu": (nonlinearity.relu, 1.0),
     "identity": (_identity, 1.0),
+    # logistic 1/(1 + e^{−a}) = P(a/4) with P(u) = 1/(1 + e^{−4u}) monotone, slope ≤ 1;
+    # analytic, so it also runs on complex pre-activations (holomorphic EP)
+    "sigmoid": (jax.nn.sigmoid, 0.25),
 }
+
+#: Activations that are holomorphic (complex-analytic) functions of the
+#: pre-activation: the only ones a complex-valued relaxation may use.
+HOLOMORPHIC_ACTIVATIONS = ("sigmoid", "identity")
 
 
 def activation(name: str) -> Callable[[Array], Array]:
     """The neuron nonlinearity ``name`` as an elementwise function of the pre-activation.
 
     hard_sigmoid = clip(a, 0, 1); tempered_hard_sigmoid = clip(a/2, 0, 1);
-    relu = max(a, 0); identity = a.
+    relu = max(a, 0); identity = a; sigmoid = 1/(1 + e^{−a}).
     """
     try:
         return _ACTIVATIONS[name][0]
@@ -144,6 +166,10 @@ def cost_grad(spec: CircuitSpec, s_out: Array, y: Array) -> Array:
     """∇ℓ with respect to s_L, shape (batch, n_L): s_L − y, or softmax(s_L) − y·Σy."""
     if spec.cost == "squared":
         return s_out - y
+    if jnp.iscomplexobj(s_out):
+        # softmax continued analytically: the real shift cancels in the ratio
+        e = jnp.exp(s_out - jnp.max(s_out.real, axis=-1, keepdims=True))
+        return e / jnp.sum(e, axis=-1, keepdims=True) * jnp.sum(y, axis=-1, keepdims=True) - y
     return jax.nn.softmax(s_out, axis=-1) * jnp.sum(y, axis=-1, keepdims=True) - y
 
 
@@ -168,31 +194,45 @@ class Params:
     backward: tuple = ()
 
 
+def param_dtype(spec: CircuitSpec):
+    """dtype of the parameters (the controller's shadow copy): the engine dtype,
+    float32 for the reduced-precision formats (updates would vanish in bfloat16)."""
+    return jnp.dtype("float32" if spec.low_precision else spec.dtype)
+
+
 def init_params(spec: CircuitSpec, key: Array, dtype=None) -> Params:
     """Random couplings U(−a, a), a = init_scale/√fan_in; zero biases.
 
-    ``dtype`` defaults to the spec's engine dtype.
+    ``dtype`` defaults to :func:`param_dtype` (the engine dtype, float32 for
+    bfloat16/float16 specs). With ``spec.asymmetry_angle`` = α (degrees) the
+    backward couplings are ψ_k = sin α · R_k + cos α · θ_kᵀ, R_k drawn like θ_k
+    (spec module docstring).
     """
-    return _init_params_jit(_shape_spec(spec), key, str(jnp.dtype(dtype or spec.dtype)),
-                            jnp.asarray(spec.init_scale, jnp.dtype(dtype or spec.dtype)))
+    dtype = jnp.dtype(dtype or param_dtype(spec))
+    angle = math.radians(spec.asymmetry_angle or 0.0)
+    return _init_params_jit(_shape_spec(spec), key, str(dtype), jnp.asarray(spec.init_scale, dtype),
+                            jnp.asarray(angle, dtype))
 
 
 def _static_spec(spec: CircuitSpec) -> CircuitSpec:
     """The spec with every field that does not shape a computation set to a constant,
     so that jitted functions compile once per circuit shape (η, tol and init_scale
     are passed as traced values)."""
-    return replace(spec, eta=1.0, tol=0.0, init_scale=1.0, device="", name="", training=(), source="")
+    return replace(spec, eta=1.0, tol=0.0, init_scale=1.0, device="", name="", training=(), source="",
+                   asymmetry_angle=None)
 
 
 def _shape_spec(spec: CircuitSpec) -> CircuitSpec:
     """Only what fixes the parameter and device shapes (sizes, structure class,
     backward realization, dtype): the static key of init/build/reprogram."""
+    # the angle itself is traced; only whether ψ is drawn at an angle is static
     return CircuitSpec(sizes=spec.sizes, lam="asymmetric" if spec.asymmetric else 0.0,
-                       backward=spec.backward, dtype=spec.dtype)
+                       backward=spec.backward, dtype=spec.dtype,
+                       asymmetry_angle=None if spec.asymmetry_angle is None else 0.0)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
-def _init_params_jit(spec: CircuitSpec, key: Array, dtype: str, init_scale: Array) -> Params:
+def _init_params_jit(spec: CircuitSpec, key: Array, dtype: str, init_scale: Array, angle: Array) -> Params:
     dtype = jnp.dtype(dtype)
     sizes = spec.sizes
     L = spec.n_layers
@@ -206,7 +246,11 @@ def _init_params_jit(spec: CircuitSpec, key: Array, dtype: str, init_scale: Arra
     thetas = tuple(uniform(keys[k], (sizes[k + 1], sizes[k]), sizes[k]) for k in range(1, L))
     biases = tuple(jnp.zeros((sizes[k],), dtype) for k in range(1, L + 1))
     backward = ()
-    if spec.asymmetric:
+    if spec.asymmetric and spec.asymmetry_angle is not None:
+        # R_k with θ_k's scale (fan-in n_k), mixed with θ_kᵀ at angle α
+        backward = tuple(jnp.sin(angle) * uniform(keys[L + k], (sizes[k], sizes[k + 1]), sizes[k])
+                         + jnp.cos(angle) * thetas[k - 1].T for k in range(1, L))
+    elif spec.asymmetric:
         backward = tuple(uniform(keys[L + k], (sizes[k], sizes[k + 1]), sizes[k + 1])
                          for k in range(1, L))
     return Params(theta0=theta0, thetas=thetas, biases=biases, backward=backward)
@@ -429,6 +473,43 @@ def _is_static_zero(b) -> bool:
     return isinstance(b, (int, float)) and not isinstance(b, bool) and b == 0
 
 
+def _is_complex(b) -> bool:
+    return isinstance(b, complex) or (hasattr(b, "dtype") and jnp.iscomplexobj(b))
+
+
+def engine_dtypes(spec: CircuitSpec, complex_states: bool = False) -> tuple:
+    """(state, integrator, residual) dtypes of a relaxation.
+
+    float32/float64: all three the spec's dtype. bfloat16/float16: states and
+    device reads in that format, pre-activation integrator and residual in
+    float32. Complex (holomorphic) runs: complex128 for a float64 spec,
+    complex64 otherwise, for states and integrator; the residual is real.
+    """
+    if complex_states:
+        real = jnp.dtype("float64" if spec.dtype == "float64" else "float32")
+        cplx = jnp.dtype("complex128" if spec.dtype == "float64" else "complex64")
+        return cplx, cplx, real
+    if spec.low_precision:
+        return jnp.dtype(spec.dtype), jnp.dtype("float32"), jnp.dtype("float32")
+    d = jnp.dtype(spec.dtype)
+    return d, d, d
+
+
+def _check_holomorphic(spec: CircuitSpec, hw: Hardware) -> None:
+    for name in spec.activations:
+        if name not in HOLOMORPHIC_ACTIVATIONS:
+            raise AnasimError(
+                f"relax: a complex nudge needs holomorphic activations {HOLOMORPHIC_ACTIVATIONS}; "
+                f"network.activation {name!r} is not complex-analytic")
+    prof = hw.profile
+    parts = {"coupling": prof.coupling, "dac": prof.dac, "adc": prof.adc}
+    for what, dev in parts.items():
+        if type(dev).__name__ not in ("IdealCoupling", "IdealConverter"):
+            raise AnasimError(
+                f"relax: a complex nudge needs ideal devices (profile {prof.name!r} has a {type(dev).__name__} "
+                f"{what}, whose clipping/quantization is not holomorphic)")
+
+
 def relax(spec: CircuitSpec, hw: Hardware, x: Array, key: Array, *, nudge=(0.0, 0.0),
           target: Array | None = None, clamp=(None, None), state0: Equilibrium | None = None
           ) -> Equilibrium:
@@ -440,7 +521,11 @@ def relax(spec: CircuitSpec, hw: Hardware, x: Array, key: Array, *, nudge=(0.0, 
         x: inputs in normalized units, shape (batch, n_in).
         key: PRNG key for the temporal noise of every device read.
         nudge: (β₊, β₋); the + compartment's output pre-activation gets
-            −β₊ ∇ℓ(s⁺), the − compartment's +β₋ ∇ℓ(s⁻).
+            −β₊ ∇ℓ(s⁺), the − compartment's +β₋ ∇ℓ(s⁻). Complex values (Python
+            complex or complex arrays) make the whole relaxation complex
+            (:func:`engine_dtypes`): holomorphic EP. That needs holomorphic
+            activations (``sigmoid``, ``identity``) and ideal devices, else
+            :class:`AnasimError`.
         target: y, shape (batch, n_L); required unless the nudge is (0, 0).
         clamp: (c₊, c₋), each None or (batch, n_L): fixes that compartment's
             output layer to the given values.
@@ -454,7 +539,11 @@ def relax(spec: CircuitSpec, hw: Hardware, x: Array, key: Array, *, nudge=(0.0, 
     beta_p, beta_m = nudge
     clamp_p, clamp_m = clamp
     free = _is_static_zero(beta_p) and _is_static_zero(beta_m) and clamp_p is None and clamp_m is None
-    dtype = jnp.dtype(spec.dtype)
+    cplx = _is_complex(beta_p) or _is_complex(beta_m)
+    if cplx:
+        _check_holomorphic(spec, hw)
+    sdt, adt, rdt = engine_dtypes(spec, cplx)
+    dtype = rdt if cplx else sdt          # inputs and targets are real
     x = jnp.asarray(x, dtype)
     if x.ndim != 2 or x.shape[1] != spec.n_in:
         raise AnasimError(f"relax: x must have shape (batch, {spec.n_in}), got {x.shape}")
@@ -472,25 +561,28 @@ def relax(spec: CircuitSpec, hw: Hardware, x: Array, key: Array, *, nudge=(0.0, 
     C = 1 if free else 2
     if state0 is not None:
         if C == 1:
-            a0 = tuple(jnp.asarray(a, dtype)[None] for a in state0.a_plus)
+            a0 = tuple(jnp.asarray(a, adt)[None] for a in state0.a_plus)
         else:
-            a0 = tuple(jnp.stack([jnp.asarray(p, dtype), jnp.asarray(m, dtype)])
+            a0 = tuple(jnp.stack([jnp.asarray(p, adt), jnp.asarray(m, adt)])
                        for p, m in zip(state0.a_plus, state0.a_minus))
     else:
-        a0 = tuple(jnp.zeros((C, batch, n), dtype) for n in spec.sizes[1:])
-    zero = jnp.zeros((batch, spec.n_out), dtype)
-    cp = zero if clamp_p is None else jnp.asarray(clamp_p, dtype)
-    cm = zero if clamp_m is None else jnp.asarray(clamp_m, dtype)
+        a0 = tuple(jnp.zeros((C, batch, n), adt) for n in spec.sizes[1:])
+    zero = jnp.zeros((batch, spec.n_out), sdt)
+    cp = zero if clamp_p is None else jnp.asarray(clamp_p, sdt)
+    cm = zero if clamp_m is None else jnp.asarray(clamp_m, sdt)
     # Only what shapes the computation is static; η and tol are traced, so specs
     # that differ in them (or in name, training options, …) share one compilation.
-    return _relax_jit(_static_spec(spec), C, clamp_p is not None, clamp_m is not None, hw, x, key,
-                      jnp.asarray(beta_p, dtype), jnp.asarray(beta_m, dtype), target, cp, cm, a0,
-                      jnp.asarray(spec.eta, dtype), jnp.asarray(spec.tol, dtype))
+    return _relax_jit(_static_spec(spec), C, clamp_p is not None, clamp_m is not None, cplx, hw, x, key,
+                      jnp.asarray(beta_p, adt), jnp.asarray(beta_m, adt), target, cp, cm, a0,
+                      jnp.asarray(spec.eta, rdt), jnp.asarray(spec.tol, rdt))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, cm, a0, eta, tol):
-    dtype = jnp.dtype(spec.dtype)
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _relax_jit(spec, C, has_cp, has_cm, cplx, hw, x, key, beta_p, beta_m, target, cp, cm, a0, eta, tol):
+    # sdt: states and device reads; adt: pre-activation integrator; rdt: residual
+    # (all the spec's dtype except for the reduced-precision and complex runs)
+    sdt, adt, rdt = engine_dtypes(spec, cplx)
+    low = spec.low_precision and not cplx
     L = spec.n_layers
     dev = hw.profile.coupling
     dac = hw.profile.dac
@@ -503,7 +595,7 @@ def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, 
     k_in, k_loop = jax.random.split(key)
     k_in1, k_in2 = jax.random.split(k_in)
     x_dac = dac.convert(hw.dac[0], x, k_in1)
-    inject = dev.mvm(hw.input_state, x_dac, k_in2).astype(dtype)          # (B, n_1)
+    inject = dev.mvm(hw.input_state, x_dac, k_in2).astype(adt)            # (B, n_1)
 
     def mix_forward(d):       # d: (C, B, n) DAC'd states → what the forward device sees
         if C == 1 or lam == 1.0:
@@ -529,13 +621,13 @@ def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, 
     leaks = _leaks(spec, hw)
 
     betas = jnp.stack([beta_p, beta_m])[:C].reshape(C, 1, 1)
-    signs = jnp.asarray([-1.0, 1.0], dtype)[:C].reshape(C, 1, 1)
+    signs = jnp.asarray([-1.0, 1.0], adt)[:C].reshape(C, 1, 1)
     clamps = jnp.stack([cp, cm])[:C]
     clamp_mask = jnp.asarray([has_cp, has_cm])[:C].reshape(C, 1, 1)
     any_clamp = has_cp or has_cm
 
     def states(a_list):
-        s = [acts[k](a_list[k]) for k in range(L)]
+        s = [acts[k](a_list[k]).astype(sdt) for k in range(L)]
         if any_clamp:
             s[-1] = jnp.where(clamp_mask, clamps, s[-1])
         return s
@@ -554,14 +646,17 @@ def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, 
             if j < L - 1 and not skip_backward:
                 d = dac.convert(hw.dac[j + 2], s_list[j + 1], kd2)
                 total = total + backward_read(j, mix_backward(d), kb)
-            total = total + hw.biases[j]
+            total = total.astype(adt) + hw.biases[j]
             if leaks is not None:
                 total = total - leaks[j] * s_list[j]
             if j == L - 1:
                 g = cost_grad(spec, s_list[-1], target[None])
                 total = total + signs * betas * g
-            new_a[j] = ((1.0 - eta) * a_list[j] + eta * total).astype(dtype)
-            gap = jnp.abs(acts[j](total) - s_list[j])
+            new_a[j] = ((1.0 - eta) * a_list[j] + eta * total).astype(adt)
+            # reduced precision: measure the gap on the float32 integrator's state,
+            # not on its rounded copy (whose rounding error alone exceeds tol)
+            s_now = acts[j](a_list[j]) if low else s_list[j]
+            gap = jnp.abs(acts[j](total) - s_now).astype(rdt)
             if j == L - 1 and any_clamp:
                 gap = jnp.where(clamp_mask, 0.0, gap)      # a clamped layer is not a variable
             res[j] = jnp.max(gap, axis=(0, 2))
@@ -587,7 +682,7 @@ def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, 
         return a_list, res_ps, bad
 
     batch = x.shape[0]
-    trace0 = -jnp.ones((spec.max_iters,), dtype)
+    trace0 = -jnp.ones((spec.max_iters,), rdt)
 
     idx = jnp.arange(spec.max_iters)
 
@@ -614,7 +709,7 @@ def _relax_jit(spec, C, has_cp, has_cm, hw, x, key, beta_p, beta_m, target, cp, 
         # keep the state the residual was measured on: that is the one returned
         return i + 1, tuple(a_new), a_list, res_ps, trace, bad
 
-    init = (jnp.asarray(0, jnp.int32), tuple(a0), tuple(a0), jnp.full((batch,), jnp.inf, dtype),
+    init = (jnp.asarray(0, jnp.int32), tuple(a0), tuple(a0), jnp.full((batch,), jnp.inf, rdt),
             trace0, jnp.asarray(False))
     iters, a_last, a_fin, res_ps, trace, bad = jax.lax.while_loop(cond, body, init)
     # a diverged run returns its last state, so the non-finite values are visible

@@ -26,6 +26,7 @@ key)::
     backward = "transpose"              # transpose | copy | gyrator | independent
     cost = "squared"                    # squared | cross_entropy
     init_scale = 1.0                    # θ ~ U(±init_scale/√fan_in), biases 0
+    asymmetry_angle = 45.0              # optional, lam = "asymmetric" only: ψ_k at this angle (degrees) to θ_kᵀ
 
     [relaxation]
     eta = 0.5                           # damping in (0, 1]
@@ -33,7 +34,7 @@ key)::
     max_iters = 100                     # iteration budget per relaxation
     tol = 1e-4                          # stop when max |f(target) − s| ≤ tol (0: fixed budget)
     stall_window = 0                    # also stop at a noise floor: no 10 % gain in this many iterations (0: off)
-    dtype = "float32"                   # float32 | float64
+    dtype = "float32"                   # float32 | float64 | bfloat16 | float16
 
     [training]                          # free-form, validated by the learning code
     epochs = 3
@@ -52,6 +53,20 @@ Backward realizations (how the θ_kᵀ direction is built):
 ``independent``
     a second device programmed with the independent ψ_k (only with
     ``lam = "asymmetric"``).
+
+Controlled asymmetry: with ``lam = "asymmetric"`` the independent backward
+couplings start, by default, as their own draw U(±init_scale/√n_{k+1}). With
+``network.asymmetry_angle = α`` (degrees, 0 ≤ α ≤ 180) they start instead as
+ψ_k = sin α · R_k + cos α · θ_kᵀ, R_k an independent draw with the scale of θ_k,
+so that the cosine between ψ_k and θ_kᵀ is cos α for large matrices (exactly
+θ_kᵀ at α = 0, unrelated at 90°, −θ_kᵀ at 180°). Studies sweep it as
+``circuit.asymmetry_angle`` (the key must be present in the circuit file).
+
+Reduced precision: ``bfloat16`` and ``float16`` run the relaxation's states and
+coupling reads (and the programmed devices) in that format, while the
+pre-activation integrator, the residual and the convergence test stay in
+float32 so that ``tol`` keeps its meaning; the parameters a controller keeps
+(the shadow copy) stay float32.
 """
 
 from __future__ import annotations
@@ -65,11 +80,13 @@ from typing import Any
 from anasim.errors import ProfileError
 
 #: Neuron nonlinearities a spec may name (see :mod:`anasim.circuits.layered`).
-ACTIVATIONS = ("hard_sigmoid", "tempered_hard_sigmoid", "relu", "identity")
+ACTIVATIONS = ("hard_sigmoid", "tempered_hard_sigmoid", "relu", "identity", "sigmoid")
 SCHEDULES = ("sync", "async")
 BACKWARDS = ("transpose", "copy", "gyrator", "independent")
 COSTS = ("squared", "cross_entropy")
-DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+#: Formats whose relaxation keeps a float32 integrator and residual.
+LOW_PRECISION = ("bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -95,7 +112,12 @@ class CircuitSpec:
         cost: ``"squared"`` (ℓ = ½‖s_L − y‖²) or ``"cross_entropy"``
             (ℓ = −Σ y log softmax(s_L)).
         init_scale: couplings start as U(−a, a), a = init_scale/√fan_in.
-        dtype: float dtype of the relaxation engine.
+        dtype: float dtype of the relaxation engine (``bfloat16``/``float16``:
+            states and device reads in that format, integrator and residual in
+            float32; see the module docstring).
+        asymmetry_angle: initial angle α (degrees, [0, 180]) between the
+            independent backward couplings ψ_k and θ_kᵀ (``lam = "asymmetric"``
+            only); None keeps ψ_k an independent draw.
         device: default device profile path ("" = ideal); relative paths are
             resolved by :func:`resolve_device_path`.
         name: a label.
@@ -121,6 +143,7 @@ class CircuitSpec:
     name: str = "circuit"
     training: tuple = ()
     source: str = ""
+    asymmetry_angle: float | None = None
 
     def __post_init__(self):
         where = self.source or "CircuitSpec"
@@ -170,6 +193,15 @@ class CircuitSpec:
             raise ProfileError(f"{where}: network.init_scale must be a positive number, got {self.init_scale!r}")
         if self.dtype not in DTYPES:
             raise ProfileError(f"{where}: relaxation.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.asymmetry_angle is not None:
+            angle = self.asymmetry_angle
+            if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not (0.0 <= float(angle) <= 180.0):
+                raise ProfileError(
+                    f"{where}: network.asymmetry_angle must be a number of degrees in [0, 180], got {angle!r}")
+            if not self.asymmetric:
+                raise ProfileError(
+                    f"{where}: network.asymmetry_angle needs independent backward couplings (lam = \"asymmetric\")")
+            object.__setattr__(self, "asymmetry_angle", float(angle))
         object.__setattr__(self, "eta", float(self.eta))
         object.__setattr__(self, "tol", float(self.tol))
         object.__setattr__(self, "max_iters", int(self.max_iters))
@@ -200,6 +232,11 @@ class CircuitSpec:
     def n_out(self) -> int:
         return self.sizes[-1]
 
+    @property
+    def low_precision(self) -> bool:
+        """True for bfloat16/float16 relaxation (float32 integrator and residual)."""
+        return self.dtype in LOW_PRECISION
+
     def training_options(self) -> dict[str, Any]:
         """The ``[training]`` table as a (nested) dict."""
         return _thaw(self.training)
@@ -210,7 +247,7 @@ class CircuitSpec:
 _TOP = {"name": str, "description": str, "device": str, "network": dict, "relaxation": dict,
         "training": dict}
 _NETWORK = {"sizes": list, "lam": (float, int, str), "activation": (str, list), "backward": str,
-            "cost": str, "init_scale": (float, int)}
+            "cost": str, "init_scale": (float, int), "asymmetry_angle": (float, int)}
 _RELAXATION = {"eta": (float, int), "schedule": str, "max_iters": int, "tol": (float, int),
                "stall_window": int, "dtype": str}
 
@@ -299,6 +336,7 @@ def load_circuit(path: str | Path) -> CircuitSpec:
         backward=net.get("backward", "transpose"),
         cost=net.get("cost", "squared"),
         init_scale=net.get("init_scale", 1.0),
+        asymmetry_angle=net.get("asymmetry_angle"),
         eta=rel.get("eta", 0.5),
         schedule=rel.get("schedule", "async"),
         max_iters=rel.get("max_iters", 100),
