@@ -274,6 +274,8 @@ class _Layout:
     floating: np.ndarray      # indices of floating voltage sources
     col: np.ndarray           # node index (0..n_nodes, ground last) → unknown column or dummy
     size: int                 # number of unknowns
+    elim: np.ndarray          # unknowns eliminated first (mutually unconnected, resistor/diode rows)
+    keep: np.ndarray          # the other unknowns (the Schur complement's)
 
 
 def _make_layout(c: Circuit) -> _Layout:
@@ -291,9 +293,51 @@ def _make_layout(c: Circuit) -> _Layout:
     size = len(free) + len(floating)
     col = np.full(n + 1, size, dtype=np.int64)  # fixed nodes and ground → dummy column
     col[free] = np.arange(len(free))
+    elim = _independent_unknowns(c, col, len(free), np.asarray(floating, np.int64))
+    keep = np.setdiff1d(np.arange(size), elim)
     return _Layout(free=np.asarray(free, np.int64), fixed=np.asarray(fixed, np.int64),
                    fixed_src=np.asarray(fsrc, np.int64), fixed_sign=np.asarray(fsign),
-                   floating=np.asarray(floating, np.int64), col=col, size=size)
+                   floating=np.asarray(floating, np.int64), col=col, size=size,
+                   elim=elim, keep=keep)
+
+
+def _independent_unknowns(c: Circuit, col: np.ndarray, nf: int, floating: np.ndarray) -> np.ndarray:
+    """Free-node unknowns that can be eliminated with their own diagonal as pivot.
+
+    A node qualifies when its KCL row holds only resistors and diodes (no VCCS
+    output, no floating source): its row is then diagonally dominant with a
+    positive diagonal (gmin at least), and eliminating it is the star–mesh
+    transform, stable without pivoting. Among those, a greedy minimum-degree
+    independent set (no element joins two of them), so their block of the
+    Jacobian is diagonal for *every* Newton iterate (diodes change only
+    diagonals and the blocks they join). A layered circuit is bipartite: every
+    other layer drops out and the dense solve shrinks to the remaining layers.
+    """
+    banned = np.zeros(nf + 1, bool)
+    adj: list[set] = [set() for _ in range(nf)]
+
+    def link(a, b):
+        a, b = col[a], col[b]
+        if a < nf and b < nf and a != b:
+            adj[a].add(b), adj[b].add(a)
+
+    for a, b in c.resistors + c.diodes:
+        link(a, b)
+    for p, m, cp, cn in c.vccs:
+        banned[[min(col[p], nf), min(col[m], nf)]] = True
+        for r in (p, m):
+            for q in (cp, cn):
+                link(r, q)
+    for j in floating:
+        p, m = c.vsources[j]
+        banned[[min(col[p], nf), min(col[m], nf)]] = True
+    chosen = np.zeros(nf, bool)
+    blocked = banned[:nf].copy()
+    for u in sorted(range(nf), key=lambda k: (len(adj[k]), k)):
+        if not blocked[u]:
+            chosen[u] = True
+            blocked[list(adj[u])] = True
+    return np.flatnonzero(chosen).astype(np.int64)
 
 
 def _idx(items, k, width) -> np.ndarray:
@@ -326,15 +370,6 @@ def _pnjlim(vnew, vold, vte, vcrit, xp=jnp):
 
 # --- dense batched Newton (JAX) --------------------------------------------------------
 
-def _full_voltages(c: Circuit, lay: _Layout, vals: CircuitValues, z):
-    """Node voltages with ground appended (length n_nodes + 1) from the unknowns z."""
-    v = jnp.zeros(c.n_nodes + 1, z.dtype)
-    v = v.at[lay.free].set(z[: len(lay.free)])
-    if len(lay.fixed):
-        v = v.at[lay.fixed].set(lay.fixed_sign * vals.v[lay.fixed_src])
-    return v.at[c.n_nodes].set(0.0)
-
-
 def _linear_stamps(c: Circuit, lay: _Layout):
     """Static (rows, cols) of the linear stamps and a function of the values giving their data."""
     col = lay.col
@@ -362,18 +397,69 @@ def _linear_stamps(c: Circuit, lay: _Layout):
     return r, cc, parts
 
 
+@dataclass(frozen=True)
+class _SumPlan:
+    """Static plan for out[t] = Σ_{k: target[k] = t} data[k] by gathers only.
+
+    XLA's scatter-add on CPU runs element by element (assembling 1000 circuits'
+    stamps that way cost more than all their Newton iterations); a gather of
+    each target's contributors, padded to a power-of-two width per bucket and
+    summed, vectorizes. Targets ≥ n_out are dropped (ground, fixed nodes).
+    """
+
+    buckets: tuple        # index matrices (n_targets_in_bucket, width) into data + [0]
+    out_map: np.ndarray   # (n_out,) position of each output in the bucket sums, or the zero
+
+
+def _sum_plan(targets: np.ndarray, n_out: int) -> _SumPlan:
+    targets = np.asarray(targets, np.int64)
+    n_data = len(targets)
+    src = np.flatnonzero(targets < n_out)
+    src = src[np.argsort(targets[src], kind="stable")]
+    uniq, start, counts = np.unique(targets[src], return_index=True, return_counts=True)
+    width = 1 << np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64)
+    buckets, order = [], []
+    for w in np.unique(width):
+        sel = np.flatnonzero(width == w)
+        off = np.arange(w)
+        take = start[sel, None] + off
+        idx = np.where(off < counts[sel, None], src[np.minimum(take, len(src) - 1)], n_data)
+        buckets.append(idx)
+        order.append(uniq[sel])
+    out_map = np.full(n_out, len(uniq), np.int64)
+    if order:
+        out_map[np.concatenate(order)] = np.arange(len(uniq))
+    return _SumPlan(buckets=tuple(buckets), out_map=out_map)
+
+
+def _plan_sum(plan: _SumPlan, data):
+    """Apply a plan to data of shape (*batch, n) → (*batch, n_out).
+
+    Outside ``vmap`` the batch is moved last, so every gather copies a
+    contiguous run of the batch instead of one scalar.
+    """
+    d = jnp.moveaxis(jnp.asarray(data), -1, 0)
+    d = jnp.concatenate([d, jnp.zeros((1,) + d.shape[1:], d.dtype)])
+    sums = [d[idx].sum(1) for idx in plan.buckets]
+    out = jnp.concatenate(sums + [jnp.zeros((1,) + d.shape[1:], d.dtype)])[plan.out_map]
+    return jnp.moveaxis(out, 0, -1)
+
+
 def _linear_system(c: Circuit, lay: _Layout, vals: CircuitValues):
-    """Jacobian (size+1)² of the linear elements (last row/col a dummy sink), one scatter."""
+    """Jacobian (size+1)² of the linear elements (last row/col a zero dummy)."""
     m = lay.size + 1
     r, cc, parts = _linear_stamps(c, lay)
     data = []
     for name, signs in parts:
         x = jnp.ones(len(lay.floating)) if name == "one" else getattr(vals, name)
         data += [s * x for s in signs]
-    J = jnp.zeros((m, m), jnp.float64)
-    if data:
-        J = J.at[r, cc].add(jnp.concatenate(data))
-    return J
+    batch = jnp.shape(vals.g)[:-1]
+    if not data:
+        return jnp.zeros(batch + (m, m), jnp.float64)
+    inside = (r < lay.size) & (cc < lay.size)
+    plan = _sum_plan(np.where(inside, r * m + cc, m * m), m * m)
+    data = [jnp.broadcast_to(x, batch + jnp.shape(x)[-1:]) for x in data]
+    return _plan_sum(plan, jnp.concatenate(data, -1)).reshape(batch + (m, m))
 
 
 def _lu_solve(A, b):
@@ -386,39 +472,37 @@ def _lu_solve(A, b):
 
 
 def _residual(c: Circuit, lay: _Layout, vals: CircuitValues, z, vfull, diode_i):
-    """KCL residual per unknown row (currents leaving each free node; source equations)."""
-    n1 = c.n_nodes + 1
+    """KCL residual per unknown row (currents leaving each free node; source equations).
+
+    Arrays may carry leading batch axes (all alike)."""
     nf = len(lay.free)
+    batch = jnp.shape(z)[:-1]
     idx, cur = [], []
+
+    def add(nodes_a, nodes_b, i):
+        i = jnp.broadcast_to(i, batch + jnp.shape(i)[-1:])
+        idx.extend([nodes_a, nodes_b])
+        cur.extend([i, -i])
+
     if c.resistors:
         a, b = _idx(c.resistors, 0, 2), _idx(c.resistors, 1, 2)
-        i = vals.g * (vfull[a] - vfull[b])
-        idx += [a, b]
-        cur += [i, -i]
+        add(a, b, vals.g * (vfull[..., a] - vfull[..., b]))
     if c.vccs:
         q = np.asarray(c.vccs, np.int64)
-        i = vals.gm * (vfull[q[:, 2]] - vfull[q[:, 3]])
-        idx += [q[:, 0], q[:, 1]]
-        cur += [i, -i]
+        add(q[:, 0], q[:, 1], vals.gm * (vfull[..., q[:, 2]] - vfull[..., q[:, 3]]))
     if c.isources:
-        a, b = _idx(c.isources, 0, 2), _idx(c.isources, 1, 2)
-        idx += [a, b]
-        cur += [vals.i, -vals.i]
+        add(_idx(c.isources, 0, 2), _idx(c.isources, 1, 2), vals.i)
     if c.diodes:
-        a, b = _idx(c.diodes, 0, 2), _idx(c.diodes, 1, 2)
-        idx += [a, b]
-        cur += [diode_i, -diode_i]
+        add(_idx(c.diodes, 0, 2), _idx(c.diodes, 1, 2), diode_i)
     if len(lay.floating):
         src = np.asarray(c.vsources, np.int64)[lay.floating]
-        jb = z[nf:]  # branch currents leave n+ and enter n-
-        idx += [src[:, 0], src[:, 1]]
-        cur += [jb, -jb]
-    leave = jnp.zeros(n1, z.dtype)
-    if idx:
-        leave = leave.at[np.concatenate(idx)].add(jnp.concatenate(cur))
-    res = leave[lay.free]
+        add(src[:, 0], src[:, 1], z[..., nf:])  # branch currents leave n+ and enter n-
+    if idx:  # currents leaving each free node (position = its unknown column)
+        res = _plan_sum(_sum_plan(lay.col[np.concatenate(idx)], nf), jnp.concatenate(cur, -1))
+    else:
+        res = jnp.zeros(batch + (nf,), z.dtype)
     if len(lay.floating):
-        res = jnp.concatenate([res, vfull[src[:, 0]] - vfull[src[:, 1]] - vals.v[lay.floating]])
+        res = jnp.concatenate([res, vfull[..., src[:, 0]] - vfull[..., src[:, 1]] - vals.v[..., lay.floating]], -1)
     return res
 
 
@@ -431,41 +515,136 @@ def _gather_index(c: Circuit, lay: _Layout) -> np.ndarray:
     return pos
 
 
-def _newton_dense(c: Circuit, vals: CircuitValues, z0, *, max_iter: int, reltol: float, vntol: float):
+def _cell_index(lay: _Layout) -> tuple[np.ndarray, tuple]:
+    """Where each Jacobian entry (row, col) of the linear part is stored: an index into a
+    flat vector of cells (−1: structurally zero), and the block shapes. With
+    eliminated unknowns E the cells are diag(A_EE), A_EK, A_KE, A_KK (A_EE is
+    diagonal by construction); without, the dense matrix."""
+    size = lay.size
+    E, K = lay.elim, lay.keep
+    if not len(E):
+        return np.arange(size * size).reshape(size, size), ((size, size),)
+    ne, nk = len(E), len(K)
+    cell = np.full((size, size), -1, np.int64)
+    cell[E, E] = np.arange(ne)
+    o = ne
+    cell[np.ix_(E, K)] = o + np.arange(ne * nk).reshape(ne, nk)
+    o += ne * nk
+    cell[np.ix_(K, E)] = o + np.arange(nk * ne).reshape(nk, ne)
+    o += nk * ne
+    cell[np.ix_(K, K)] = o + np.arange(nk * nk).reshape(nk, nk)
+    return cell, ((ne,), (ne, nk), (nk, ne), (nk, nk))
+
+
+def _split_cells(lay: _Layout, cells):
+    """The linear part from its cell vector (*batch, n_cells): the dense A, or the
+    blocks (diag A_EE, A_EK, A_KE, A_KK)."""
+    _, shapes = _cell_index(lay)
+    out, o = [], 0
+    for shp in shapes:
+        n = int(np.prod(shp))
+        out.append(cells[..., o:o + n].reshape(cells.shape[:-1] + shp))
+        o += n
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def _blocks_matvec(lay: _Layout, blocks, z):
+    """A z from the blocks (one circuit)."""
+    a_ee, A_ek, A_ke, A_kk = blocks
+    z_e, z_k = z[lay.elim], z[lay.keep]
+    out = jnp.concatenate([a_ee * z_e + A_ek @ z_k, A_ke @ z_e + A_kk @ z_k])
+    return out[np.argsort(np.concatenate([lay.elim, lay.keep]))]
+
+
+def _block_solver(lay: _Layout, blocks, rows: np.ndarray, cols: np.ndarray):
+    """Solver of (A + diag(d) + off-diagonal stamps at (rows, cols)) x = r by eliminating
+    ``lay.elim`` first: their block is diagonal, so only the Schur complement
+    S = J_KK − J_KE diag(J_EE)⁻¹ J_EK over the kept unknowns needs an LU.
+
+    The stamps (diodes joining two unknowns) never join two eliminated unknowns
+    (the layout's independent set excludes that), so each lands in one block.
+    """
+    E, K = lay.elim, lay.keep
+    a_ee, A_ek, A_ke, A_kk = blocks
+    pos = np.zeros(lay.size, np.int64)
+    pos[E], pos[K] = np.arange(len(E)), np.arange(len(K))
+    back = np.argsort(np.concatenate([E, K]))
+    in_e = np.zeros(lay.size, bool)
+    in_e[E] = True
+    sel = {key: np.flatnonzero((in_e[rows] == key[0]) & (in_e[cols] == key[1]))
+           for key in ((True, False), (False, True), (False, False))}
+
+    def solve(d, off, r):
+        J_ek, J_ke, J_kk = A_ek, A_ke, A_kk + jnp.diag(d[K])
+        if len(rows):
+            for (re, ce), j in sel.items():
+                if not len(j):
+                    continue
+                ri, ci = pos[rows[j]], pos[cols[j]]
+                if re:
+                    J_ek = J_ek.at[ri, ci].add(off[j])
+                elif ce:
+                    J_ke = J_ke.at[ri, ci].add(off[j])
+                else:
+                    J_kk = J_kk.at[ri, ci].add(off[j])
+        d_e = a_ee + d[E]
+        r_e = r[E] / d_e
+        x_k = _lu_solve(J_kk - (J_ke / d_e) @ J_ek, r[K] - J_ke @ r_e) if len(K) else jnp.zeros(0)
+        x_e = r_e - (J_ek @ x_k) / d_e
+        return jnp.concatenate([x_e, x_k])[back]
+
+    return solve
+
+
+def _diode_plan(c: Circuit, lay: _Layout):
+    """Static diode indexing: anode/cathode nodes, their unknown columns, the junctions
+    joining two unknowns (off-diagonal stamps) and the plan summing junction
+    currents into rows."""
+    da, dk = _idx(c.diodes, 0, 2), _idx(c.diodes, 1, 2)
+    ca, ck = lay.col[da], lay.col[dk]
+    # a junction with one terminal fixed (rail, ground) stamps only a diagonal entry
+    both = np.flatnonzero((ca < lay.size) & (ck < lay.size))
+    return dict(da=da, dk=dk, rows=np.concatenate([ca[both], ck[both]]),
+                cols=np.concatenate([ck[both], ca[both]]), both=np.concatenate([both, both]),
+                plan=_sum_plan(np.concatenate([ca, ck]), lay.size))
+
+
+def _newton_dense(c: Circuit, vals: CircuitValues, z0, lin, b0, *, max_iter: int, reltol: float,
+                  vntol: float):
     """Newton with junction limiting on one circuit (vmapped by the caller).
 
-    The linear elements enter as a fixed matrix A and offset b0 (F_lin(z) = A z + b0),
-    so an iteration only stamps the diodes and solves one LU.
+    The linear elements enter as F_lin(z) = A z + b0, with A assembled by the
+    caller for the whole batch: dense, or as the blocks of :func:`_block_solver`
+    when the layout has eliminated unknowns. An iteration stamps the diodes and
+    solves (by blocks, or one dense LU). (F_lin is recomputed, not updated by
+    A dz = −F − J_d dz: a junction far past its knee early on carries currents
+    whose rounding would then stay in the residual.)
     """
     lay = c.layout
     vt = thermal_voltage(c.temperature_k)
-    J_lin = _linear_system(c, lay, vals)
-    A = J_lin[:-1, :-1]
     nf = len(lay.free)
     pos = _gather_index(c, lay)
     vfix = lay.fixed_sign * vals.v[lay.fixed_src] if len(lay.fixed) else jnp.zeros(0)
+    blocked = isinstance(lin, tuple)
 
     def full(z):
         return jnp.concatenate([z[:nf], vfix, jnp.zeros(1)])[pos]
 
-    z_zero = jnp.zeros(lay.size)
-    b0 = _residual(c, lay, vals, z_zero, full(z_zero), jnp.zeros(len(c.diodes)))
     has_d = bool(c.diodes)
     if has_d:
-        da, dk = _idx(c.diodes, 0, 2), _idx(c.diodes, 1, 2)
-        ca, ck = lay.col[da], lay.col[dk]
-        # a junction with one terminal fixed (rail, ground) stamps only a diagonal entry:
-        # add those as a diagonal; scatter only junctions between two unknowns
-        both = np.flatnonzero((ca < lay.size) & (ck < lay.size))
-        d_rows = np.concatenate([ca[both], ck[both]])
-        d_cols = np.concatenate([ck[both], ca[both]])
-        d_inj = np.concatenate([ca, ck])
+        dp = _diode_plan(c, lay)
+        da, dk = dp["da"], dp["dk"]
         vte = vals.n * vt
         vcrit = vte * jnp.log(vte / (math.sqrt(2.0) * vals.i_s))
+    empty = np.zeros(0, np.int64)
+    solve = (_block_solver(lay, lin, dp["rows"] if has_d else empty, dp["cols"] if has_d else empty)
+             if blocked else None)
+
+    def matvec(z):
+        return _blocks_matvec(lay, lin, z) if blocked else lin @ z
 
     def step(z, vd_old):
-        J = A
-        F = A @ z + b0
+        f_lin = matvec(z) + b0
         if has_d:
             vfull = full(z)
             vd_raw = vfull[da] - vfull[dk]
@@ -474,44 +653,145 @@ def _newton_dense(c: Circuit, vals: CircuitValues, z0, *, max_iter: int, reltol:
             # companion model: current at the limited point, slope g_d
             i_lin = i_d + g_d * (vd_raw - vd)
             both_g = jnp.concatenate([g_d, g_d])
-            diag = jnp.zeros(lay.size + 1).at[d_inj].add(both_g)[:-1]
-            J = J_lin[:-1, :-1] + jnp.diag(diag)
-            if len(both):
-                J = J.at[d_rows, d_cols].add(-both_g[np.concatenate([both, both])])
-            F = F + jnp.zeros(lay.size + 1).at[d_inj].add(jnp.concatenate([i_lin, -i_lin]))[:-1]
+            diag = _plan_sum(dp["plan"], both_g)
+            off = -both_g[dp["both"]]
+            F = f_lin + _plan_sum(dp["plan"], jnp.concatenate([i_lin, -i_lin]))
+            if solve is not None:
+                dz = solve(diag, off, -F)
+            else:
+                J = lin + jnp.diag(diag)
+                if len(dp["rows"]):
+                    J = J.at[dp["rows"], dp["cols"]].add(off)
+                dz = _lu_solve(J, -F)
         else:
             vd, limited = vd_old, jnp.zeros((0,), bool)
-        dz = _lu_solve(J, -F)
+            dz = solve(jnp.zeros(lay.size), jnp.zeros(0), -f_lin) if blocked else _lu_solve(lin, -f_lin)
         return z + dz, vd, dz, jnp.any(limited)
 
     def cond(carry):
-        it, z, vd, done, _ = carry
+        it, z, vd, done = carry
         return (it < max_iter) & ~done
 
     def body(carry):
-        it, z, vd, _, _ = carry
+        it, z, vd, _ = carry
         z_new, vd_new, dz, limited = step(z, vd)
         dv = jnp.abs(dz[:nf])
         ok = jnp.all(dv <= reltol * jnp.maximum(jnp.abs(z_new[:nf]), jnp.abs(z[:nf])) + vntol)
         ok = ok & ~limited & jnp.all(jnp.isfinite(z_new))
-        return it + 1, z_new, vd_new, ok, jnp.max(dv, initial=0.0)
+        return it + 1, z_new, vd_new, ok
 
     vd0 = jnp.zeros(len(c.diodes), jnp.float64)
-    it, z, vd, done, last = jax.lax.while_loop(
-        cond, body, (jnp.int32(0), z0, vd0, jnp.bool_(False), jnp.float64(jnp.inf)))
-    vfull = _full_voltages(c, lay, vals, z)
-    if has_d:
-        i_d, _ = _diode_iv(vfull[da] - vfull[dk], vals.i_s, vte, c.gmin)
-    else:
-        i_d = jnp.zeros((0,))
-    res = _residual(c, lay, vals, z, vfull, i_d)
-    return vfull[:-1], z, it, done, res
+    it, z, _, done = jax.lax.while_loop(cond, body, (jnp.int32(0), z0, vd0, jnp.bool_(False)))
+    return z, it, done
+
+
+@functools.lru_cache(maxsize=64)
+def _linear_maps(c: Circuit):
+    """Sparse linear maps (scipy CSR, built once per topology) from element values to the
+    linear Jacobian A (flattened size²) and to the KCL rows of the free nodes."""
+    import scipy.sparse as sp
+
+    lay = c.layout
+    size, nf, col = lay.size, len(lay.free), lay.col
+
+    cell, shapes = _cell_index(lay)
+    n_cells = sum(int(np.prod(s)) for s in shapes)
+
+    def to_cells(rows, cols, signs, n_el):
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        el = np.tile(np.arange(n_el), len(signs))
+        data = np.repeat(np.asarray(signs, np.float64), n_el)
+        keep = (rows < size) & (cols < size)
+        at = cell[rows[keep], cols[keep]]
+        if (at < 0).any():
+            raise AssertionError("a linear stamp joins two eliminated unknowns")
+        return sp.csr_matrix((data[keep], (at, el[keep])), shape=(n_cells, n_el))
+
+    def to_rows(a, b, n_el):
+        rows = np.concatenate([col[a], col[b]])
+        el = np.tile(np.arange(n_el), 2)
+        data = np.repeat([1.0, -1.0], n_el)
+        keep = rows < nf
+        return sp.csr_matrix((data[keep], (rows[keep], el[keep])), shape=(nf, n_el))
+
+    R = np.asarray(c.resistors, np.int64).reshape(-1, 2)
+    Q = np.asarray(c.vccs, np.int64).reshape(-1, 4)
+    Iq = np.asarray(c.isources, np.int64).reshape(-1, 2)
+    ra, rb = col[R[:, 0]], col[R[:, 1]]
+    qp, qn, qcp, qcn = (col[Q[:, k]] for k in range(4))
+    maps = dict(
+        A_g=to_cells([ra, rb, ra, rb], [ra, rb, rb, ra], (1, 1, -1, -1), len(R)),
+        A_gm=to_cells([qp, qp, qn, qn], [qcp, qcn, qcp, qcn], (1, -1, -1, 1), len(Q)),
+        F_g=to_rows(R[:, 0], R[:, 1], len(R)), F_gm=to_rows(Q[:, 0], Q[:, 1], len(Q)),
+        F_i=to_rows(Iq[:, 0], Iq[:, 1], len(Iq)))
+    A_one = np.zeros(n_cells)
+    if len(lay.floating):  # floating sources are never next to an eliminated unknown
+        src = np.asarray(c.vsources, np.int64)[lay.floating]
+        br = nf + np.arange(len(lay.floating))
+        for p_, n_, k in zip(col[src[:, 0]], col[src[:, 1]], br):
+            for node, sgn in ((p_, 1.0), (n_, -1.0)):
+                if node < size:
+                    A_one[cell[node, k]] += sgn
+                    A_one[cell[k, node]] += sgn
+    maps["A_one"] = A_one
+    return maps
+
+
+def _assemble_linear(c: Circuit, vals: CircuitValues):
+    """Linear Jacobian A as cells (batch, n_cells) (:func:`_cell_index`) and offset b0
+    (batch, size), F_lin(z) = A z + b0,
+    for numpy values with one leading batch axis: sparse products whose inner loop
+    runs over the batch (a scatter per stamp in XLA costs more than the Newton solve)."""
+    lay = c.layout
+    maps = _linear_maps(c)
+    size, nf = lay.size, len(lay.free)
+    B = vals.g.shape[0]
+    A = np.empty((len(maps["A_one"]), B))
+    A[:] = maps["A_one"].reshape(-1, 1)
+    if len(c.resistors):
+        A += maps["A_g"] @ np.ascontiguousarray(vals.g.T)
+    if len(c.vccs):
+        A += maps["A_gm"] @ np.ascontiguousarray(vals.gm.T)
+    v0 = np.zeros((c.n_nodes + 1, B))  # node voltages at z = 0: only the fixed nodes
+    if len(lay.fixed):
+        v0[lay.fixed] = lay.fixed_sign[:, None] * vals.v[:, lay.fixed_src].T
+    b0 = np.zeros((size, B))
+    if len(c.resistors):
+        R = np.asarray(c.resistors, np.int64)
+        b0[:nf] += maps["F_g"] @ (vals.g.T * (v0[R[:, 0]] - v0[R[:, 1]]))
+    if len(c.vccs):
+        Q = np.asarray(c.vccs, np.int64)
+        b0[:nf] += maps["F_gm"] @ (vals.gm.T * (v0[Q[:, 2]] - v0[Q[:, 3]]))
+    if len(c.isources):
+        b0[:nf] += maps["F_i"] @ np.ascontiguousarray(vals.i.T)
+    if len(lay.floating):
+        src = np.asarray(c.vsources, np.int64)[lay.floating]
+        b0[nf:] = v0[src[:, 0]] - v0[src[:, 1]] - vals.v[:, lay.floating].T
+    return np.ascontiguousarray(A.T), np.ascontiguousarray(b0.T)
 
 
 @functools.partial(jax.jit, static_argnames=("c", "max_iter", "reltol", "vntol"))
-def _newton_batched(c: Circuit, vals: CircuitValues, z0, *, max_iter: int, reltol: float, vntol: float):
-    """:func:`_newton_dense` vmapped over the leading axis of ``vals`` and ``z0``."""
-    return jax.vmap(lambda v, z: _newton_dense(c, v, z, max_iter=max_iter, reltol=reltol, vntol=vntol))(vals, z0)
+def _newton_batched(c: Circuit, vals: CircuitValues, z0, A, b0, *, max_iter: int, reltol: float,
+                    vntol: float):
+    """:func:`_newton_dense` vmapped over the leading axis of ``vals``, ``z0``, ``A``, ``b0``;
+    returns node voltages, unknowns, iterations, convergence flags and the KCL residual."""
+    lay = c.layout
+    lin = _split_cells(lay, A)
+    z, it, done = jax.vmap(lambda v, z_, a, b: _newton_dense(
+        c, v, z_, a, b, max_iter=max_iter, reltol=reltol, vntol=vntol))(vals, z0, lin, b0)
+    nf = len(lay.free)
+    vfix = lay.fixed_sign * vals.v[..., lay.fixed_src]
+    vfull = jnp.concatenate([z[..., :nf], vfix, jnp.zeros(z.shape[:-1] + (1,))], -1)[..., _gather_index(c, lay)]
+    if isinstance(lin, tuple):
+        res = jax.vmap(lambda a, z_: _blocks_matvec(lay, a, z_))(lin, z) + b0
+    else:
+        res = jnp.einsum("bij,bj->bi", lin, z) + b0
+    if c.diodes:
+        dp = _diode_plan(c, lay)
+        i_d, _ = _diode_iv(vfull[..., dp["da"]] - vfull[..., dp["dk"]], vals.i_s,
+                           vals.n * thermal_voltage(c.temperature_k), c.gmin)
+        res = res + _plan_sum(dp["plan"], jnp.concatenate([i_d, -i_d], -1))
+    return vfull[..., :-1], z, it, done, res
 
 
 @dataclass(frozen=True)
@@ -586,7 +866,8 @@ def solve_op(c: Circuit, values: CircuitValues | None = None, *, method: str = "
     size = c.layout.size
     z_init = np.zeros((nb, size)) if z0 is None else np.broadcast_to(
         np.asarray(z0, np.float64), batch + (size,)).reshape(nb, size)
-    v, z, it, done, res = _newton_batched(c, flat, z_init, max_iter=max_iter, reltol=reltol, vntol=vntol)
+    A, b0 = _assemble_linear(c, flat)
+    v, z, it, done, res = _newton_batched(c, flat, z_init, A, b0, max_iter=max_iter, reltol=reltol, vntol=vntol)
     v, it, done, res = np.asarray(v), np.asarray(it), np.asarray(done), np.asarray(res)
     op = OperatingPoint(node_names=c.node_names, voltages=v.reshape(batch + (c.n_nodes,)),
                         iterations=it.reshape(batch),
