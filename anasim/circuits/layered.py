@@ -80,6 +80,7 @@ Public API::
     read_states(hw, eq, key) -> (s_plus, s_minus)        # through the ADCs
     check(eq, what="relaxation", require_convergence=False)
     fixed_point_map(spec, params, x, s) -> s_new          # ideal free map
+    preactivation_map(spec, params, x, s) -> a            # its drive, before f
     fixed_point_residual(spec, params, x, s) -> tuple     # s_new − s
     dyadic_map(spec, params, x, s_plus, s_minus, nudge, target) -> (s+, s-)
     effective_matrices(spec, hw) -> EffectiveCircuit      # hardware as built
@@ -746,13 +747,12 @@ def _backward_matrix(spec: CircuitSpec, params: Params, k: int) -> Array:
     return params.thetas[k].T
 
 
-def fixed_point_map(spec: CircuitSpec, params: Params, x: Array, s: tuple) -> tuple:
-    """One undamped free update of the IDEAL circuit: s_k ← f_k(θ_{k−1}s_{k−1} + B_k s_{k+1} + b_k).
+def preactivation_map(spec: CircuitSpec, params: Params, x: Array, s: tuple) -> tuple:
+    """The free drive of the IDEAL circuit: a_k = θ_{k−1}s_{k−1} + B_k s_{k+1} + b_k per layer.
 
-    B_k = (2λ − 1) θ_kᵀ (or ψ_k for asymmetric). ``s`` is a tuple of
-    (batch, n_k), k = 1 … L; the fixed points of this map are the free
-    equilibria, so implicit differentiation can use it directly. Pure and
-    differentiable in ``params``, ``x`` and ``s``.
+    B_k = (2λ − 1) θ_kᵀ (or ψ_k for asymmetric); ``s`` a tuple of (batch, n_k).
+    Affine in ``s`` (its s-Jacobian is the recurrent matrix W), pure and
+    differentiable; :func:`fixed_point_map` applies the activations to it.
     """
     L = spec.n_layers
     coef = 1.0 if spec.asymmetric else 2.0 * spec.lam_mix - 1.0
@@ -761,9 +761,20 @@ def fixed_point_map(spec: CircuitSpec, params: Params, x: Array, s: tuple) -> tu
         total = (x @ params.theta0.T) if j == 0 else s[j - 1] @ params.thetas[j - 1].T
         if j < L - 1:
             total = total + coef * (s[j + 1] @ _backward_matrix(spec, params, j).T)
-        total = total + params.biases[j]
-        out.append(activation(spec.activations[j])(total))
+        out.append(total + params.biases[j])
     return tuple(out)
+
+
+def fixed_point_map(spec: CircuitSpec, params: Params, x: Array, s: tuple) -> tuple:
+    """One undamped free update of the IDEAL circuit: s_k ← f_k(θ_{k−1}s_{k−1} + B_k s_{k+1} + b_k).
+
+    B_k = (2λ − 1) θ_kᵀ (or ψ_k for asymmetric). ``s`` is a tuple of
+    (batch, n_k), k = 1 … L; the fixed points of this map are the free
+    equilibria, so implicit differentiation can use it directly. Pure and
+    differentiable in ``params``, ``x`` and ``s``.
+    """
+    pre = preactivation_map(spec, params, x, s)
+    return tuple(activation(name)(a) for name, a in zip(spec.activations, pre))
 
 
 def fixed_point_residual(spec: CircuitSpec, params: Params, x: Array, s: tuple) -> tuple:
