@@ -174,10 +174,46 @@ def test_relax_interface_resistive_free_and_nudged():
     err_free = np.abs(np.asarray(free.output)[:2] - y)
     assert (np.abs(np.asarray(nud.s_plus[1]) - y) < err_free).all()     # pulled towards y
     assert (np.abs(np.asarray(nud.s_minus[1]) - y) > err_free).all()    # pushed away
-    with pytest.raises(AnasimError, match="clamp"):
-        relax(spec, hw, x2, None, clamp=(y, None))
-    with pytest.raises(AnasimError, match="lam = 1.*lam = 0"):
+    # contrastive phase: + compartment clamped, − compartment free (exactly the free phase)
+    cl = relax(spec, hw, x2, None, clamp=(y, None))
+    np.testing.assert_array_equal(np.asarray(cl.s_plus[1]), y)
+    np.testing.assert_allclose(np.asarray(cl.s_minus[1]), np.asarray(free.s_plus[1])[:2], atol=1e-12)
+    with pytest.raises(AnasimError, match="lam = 1.*lam = 0.*gyrators across"):
         relax(CircuitSpec(sizes=SIZES, lam=0.5), hw, x2, None)
+    with pytest.raises(AnasimError, match="cross-entropy.*softmax"):
+        relax(CircuitSpec(sizes=SIZES, lam=1.0, cost="cross_entropy"), hw, x2, None, nudge=(0.1, 0.1), target=y)
+
+
+@pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
+@pytest.mark.parametrize("kind", ["resistive", "gyrator"])
+def test_clamped_outputs_are_the_source_voltages_and_the_rest_matches_ngspice(kind):
+    """Output clamping by voltage sources: the clamped output nodes sit exactly at c·V_fs
+    (p at +c, m at −c for the differential circuit) and every other node agrees with
+    ngspice on the netlist with the same sources, diodes past their knees."""
+    rng = np.random.default_rng(11)
+    ph = NodalPhysics(kind=kind, g_min_s=1e-6 if kind == "resistive" else 0.0, v_fs_v=0.8)
+    w = _weights(rng, scale=2.0, gyrator=kind == "gyrator")
+    w = LayeredWeights(**{**w.__dict__, "bias": rng.uniform(-20, 20, N)})
+    x = rng.uniform(0, 1, (3, SIZES[0]))
+    c = rng.uniform(0, 1, (3, SIZES[-1]))
+    clamp = c if kind == "resistive" else (c, None)   # gyrator: + compartment clamped, − free
+    y = rng.uniform(0, 1, (3, SIZES[-1]))
+    beta = 0.0 if kind == "resistive" else (0.0, 0.4)
+    sp, sm, op = solve_layers(SIZES, ph, w, x, clamp=clamp, beta=beta, target=y)
+    np.testing.assert_array_equal(sp[-1] * ph.v_fs_v, c * ph.v_fs_v)
+    if kind == "resistive":
+        np.testing.assert_array_equal(sm[-1] * ph.v_fs_v, c * ph.v_fs_v)   # m nodes at −c·V_fs
+    else:
+        assert np.abs(sm[-1] - c).max() > 1e-3                          # the free copy is not held
+    refs = ngspice.run_op([hopfield_netlist(SIZES, ph, w, x[k], clamp=(c[k:k + 1] if kind == "resistive"
+                                                                        else (c[k:k + 1], None)),
+                                            beta=beta, target=y[k:k + 1]) for k in range(3)])
+    for k in range(3):
+        ours = op.as_dict(k)
+        for node, v in refs[k].items():
+            if node in ours:
+                assert abs(ours[node] - v) <= 1e-6, (node, ours[node], v)
+    assert max(max(abs(r[n]) for n in r if n.startswith("l1")) for r in refs) > 0.95
 
 
 @pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")

@@ -1067,6 +1067,77 @@ def output_noise_density(c: Circuit, node: str, values: CircuitValues | None = N
     return float(np.sqrt(psd))
 
 
+def thermal_covariance(c: Circuit, values: CircuitValues | None = None, op: OperatingPoint | None = None,
+                       node_capacitance_f=None) -> tuple[np.ndarray, np.ndarray]:
+    """Stationary covariance (V²) of the free node voltages under the Johnson–Nyquist
+    noise of every resistor, the circuit linearized at its operating point.
+
+    Small-signal dynamics C dv = −G v dt + dI with G the conductance matrix at
+    ``op`` (resistors, VCCS, diode slopes) and current noise of intensity
+    2 k_B T G_R (two-sided; G_R: resistors only — diodes and VCCS damp but are
+    noiseless here, as in :func:`output_noise_density`). The covariance Σ
+    solves the Lyapunov equation A Σ + Σ Aᵀ = 2 k_B T C⁻¹ G_R C⁻¹, A = C⁻¹ G.
+    For G = G_R (a resistor network) Σ = k_B T C⁻¹ (equipartition); a
+    skew-symmetric VCCS part (ideal gyrators) keeps that: (G_R + K) k_B T C⁻¹ +
+    k_B T C⁻¹ (G_R − K) = 2 k_B T G_R for C ∝ 1.
+
+    Args:
+        node_capacitance_f: extra capacitance (F) from every free node to
+            ground, scalar or (n_free,), added to the circuit's capacitors.
+
+    Returns (Σ of shape (n_free, n_free), the free node indices). One
+    unbatched circuit without floating sources.
+    """
+    import scipy.linalg
+
+    vals = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), values if values is not None else c.values)
+    G, Cm, free = small_signal_matrices(c, vals, op)
+    nf = len(free)
+    if node_capacitance_f is not None:
+        Cm = Cm + np.diag(np.broadcast_to(np.asarray(node_capacitance_f, np.float64), (nf,)))
+    if nf and np.min(np.abs(np.diag(Cm))) == 0:
+        k = int(free[np.argmin(np.abs(np.diag(Cm)))])
+        raise AnasimError(f"thermal_covariance: node {c.node_names[k]!r} has no capacitance "
+                          "(give node_capacitance_f or a capacitor)")
+    pos = np.full(c.n_nodes + 1, nf, np.int64)
+    pos[free] = np.arange(nf)
+    GR = np.zeros((nf + 1, nf + 1))
+    R = np.asarray(c.resistors, np.int64).reshape(-1, 2)
+    a, b = pos[R[:, 0]], pos[R[:, 1]]
+    for (i, j), sgn in (((a, a), 1), ((b, b), 1), ((a, b), -1), ((b, a), -1)):
+        np.add.at(GR, (i, j), sgn * vals.g)
+    GR = GR[:nf, :nf]
+    Ci = np.linalg.inv(Cm)
+    Q = 2.0 * K_BOLTZMANN * c.temperature_k * Ci @ GR @ Ci
+    sigma = scipy.linalg.solve_continuous_lyapunov(Ci @ G, Q)
+    return 0.5 * (sigma + sigma.T), free
+
+
+def thermal_fluctuation(c: Circuit, values: CircuitValues, op: OperatingPoint, key: Array,
+                        node_capacitance_f=None) -> np.ndarray:
+    """One draw of the stationary thermal fluctuation of every node voltage (V), shape
+    (*batch, n_nodes) like ``op.voltages`` (zero on nodes held by sources): a
+    zero-mean Gaussian with the covariance of :func:`thermal_covariance` at each
+    circuit's operating point, drawn from ``key``. What a circuit that has sat at
+    its DC point for many RC times shows at a sampling instant."""
+    vals = _broadcast_values(c, values)
+    batch = vals.batch_shape
+    nb = int(np.prod(batch, dtype=np.int64))
+    flat = jax.tree_util.tree_map(lambda a: a.reshape((nb,) + a.shape[len(batch):]), vals)
+    volts = np.asarray(op.voltages).reshape(nb, c.n_nodes)
+    free = c.layout.free
+    xi = np.asarray(jax.random.normal(key, (nb, len(free))), np.float64)
+    out = np.zeros((nb, c.n_nodes))
+    for k in range(nb):
+        one = jax.tree_util.tree_map(lambda a: a[k], flat)
+        op_k = OperatingPoint(node_names=c.node_names, voltages=volts[k], iterations=np.asarray(0),
+                              residual=np.asarray(0.0))
+        sigma, fr = thermal_covariance(c, one, op_k, node_capacitance_f)
+        w, U = np.linalg.eigh(sigma)
+        out[k, fr] = U @ (np.sqrt(np.maximum(w, 0.0)) * xi[k])
+    return out.reshape(batch + (c.n_nodes,))
+
+
 # --- transient with thermal noise -------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -1224,6 +1295,7 @@ def parse_and_solve(path: str, **kwargs) -> OperatingPoint:
 
 __all__: Sequence[str] = (
     "Circuit", "CircuitValues", "OperatingPoint", "Transient", "solve_op", "simulate_transient",
-    "output_noise_density", "small_signal_matrices", "thermal_voltage", "K_BOLTZMANN", "Q_ELECTRON",
+    "output_noise_density", "small_signal_matrices", "thermal_covariance", "thermal_fluctuation",
+    "thermal_voltage", "K_BOLTZMANN", "Q_ELECTRON",
     "parse_and_solve",
 )

@@ -74,7 +74,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from anasim.circuits.netlist import DEFAULT_GMIN, Netlist
-from anasim.circuits.nodal import Circuit, CircuitValues, solve_op
+from anasim.circuits.nodal import Circuit, CircuitValues, solve_op, thermal_fluctuation
 from anasim.errors import AnasimError
 
 Array = jax.Array
@@ -101,6 +101,12 @@ class NodalPhysics:
         temperature_k: circuit temperature (K); ngspice's default 300.15 K.
         gmin: conductance across every junction (S), as SPICE adds.
         max_newton: Newton iteration budget.
+        node_capacitance_f: capacitance of every neuron node to ground (F).
+            None: the equilibrium is the noiseless DC point. Set, ``relax``
+            with a key adds the stationary Johnson–Nyquist fluctuation of the
+            circuit linearized at that point (zero mean, covariance from the
+            Lyapunov equation; kT/C per node for a purely resistive or ideal
+            gyrator network: :func:`anasim.circuits.nodal.thermal_covariance`).
     """
 
     kind: str = "resistive"
@@ -116,6 +122,7 @@ class NodalPhysics:
     temperature_k: float = 300.15
     gmin: float = DEFAULT_GMIN
     max_newton: int = 100
+    node_capacitance_f: float | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -127,6 +134,9 @@ class NodalPhysics:
             raise AnasimError("NodalPhysics: g_min_s must be ≥ 0 and g_leak_s > 0")
         if not self.clamp_hi_v > self.clamp_lo_v:
             raise AnasimError("NodalPhysics: clamp_hi_v must exceed clamp_lo_v")
+        if self.node_capacitance_f is not None and not float(self.node_capacitance_f) > 0:
+            raise AnasimError(f"NodalPhysics.node_capacitance_f must be > 0 F or None, "
+                              f"got {self.node_capacitance_f!r}")
 
     @property
     def leak_s(self) -> float:
@@ -170,13 +180,16 @@ class HopfieldCircuit:
 
     ``circuit``: the :class:`Circuit`; ``layer_nodes[c][k]``: node indices of
     layer k+1 in copy c (resistive: c = 0 the p nodes, 1 the m nodes;
-    gyrator: c = 0 compartment +, 1 compartment −).
+    gyrator: c = 0 compartment +, 1 compartment −); ``clamped[c]``: copy c's
+    output nodes are held by grounded voltage sources (the last sources of the
+    circuit, in output order; resistive: both copies or neither).
     """
 
     sizes: tuple
     physics: NodalPhysics
     circuit: Circuit
     layer_nodes: tuple
+    clamped: tuple = (False, False)
 
 
 class _Builder:
@@ -189,9 +202,22 @@ class _Builder:
         return len(self.names) - 1
 
 
+def hopfield_circuit(sizes: tuple, physics: NodalPhysics, clamped=(False, False)) -> HopfieldCircuit:
+    """The topology for layer ``sizes`` (n_in, n_1, …, n_L) (cached).
+
+    ``clamped``: per copy, hold the output nodes with voltage sources — the
+    physical clamp of contrastive and coupled learning (a source forces the
+    node voltage whatever current its neighbours, diodes and nudge sources
+    draw). Resistive circuits clamp both copies (p and m) together.
+    """
+    clamped = (bool(clamped[0]), bool(clamped[1]))
+    if physics.kind == "resistive" and clamped[0] != clamped[1]:
+        raise AnasimError("hopfield_circuit: a resistive circuit clamps its p and m outputs together")
+    return _hopfield_circuit(tuple(int(n) for n in sizes), physics, clamped)
+
+
 @functools.lru_cache(maxsize=32)
-def hopfield_circuit(sizes: tuple, physics: NodalPhysics) -> HopfieldCircuit:
-    """The topology for layer ``sizes`` (n_in, n_1, …, n_L) (cached)."""
+def _hopfield_circuit(sizes: tuple, physics: NodalPhysics, clamped: tuple) -> HopfieldCircuit:
     sizes = tuple(int(n) for n in sizes)
     if len(sizes) < 2 or min(sizes) < 1:
         raise AnasimError(f"hopfield_circuit: sizes must list ≥ 2 positive layer sizes, got {sizes}")
@@ -250,6 +276,9 @@ def hopfield_circuit(sizes: tuple, physics: NodalPhysics) -> HopfieldCircuit:
                     b.el["D"] += [(own[k][i], rh), (rl, own[k][i])]
                     b.el["I"].append((GND, own[k][i]))
         copies = (cp, cm)
+    for cidx, copy in enumerate(copies):
+        if clamped[cidx]:
+            b.el["V"] += [(node, GND) for node in copy[-1]]
     n = len(b.names)
 
     def fix(t):
@@ -260,7 +289,8 @@ def hopfield_circuit(sizes: tuple, physics: NodalPhysics) -> HopfieldCircuit:
                       vsources=kinds["V"], isources=kinds["I"], vccs=kinds["G"],
                       temperature_k=float(physics.temperature_k), gmin=float(physics.gmin))
     layer_nodes = tuple(tuple(np.asarray(layer, np.int64) for layer in copy) for copy in copies)
-    return HopfieldCircuit(sizes=sizes, physics=physics, circuit=circuit, layer_nodes=layer_nodes)
+    return HopfieldCircuit(sizes=sizes, physics=physics, circuit=circuit, layer_nodes=layer_nodes,
+                           clamped=clamped)
 
 
 # --- values --------------------------------------------------------------------------------
@@ -274,12 +304,34 @@ def _pairs(weights: LayeredWeights, physics: NodalPhysics):
     return gp, gn
 
 
+def _clamp_sources(hc: HopfieldCircuit, clamp, B: int) -> np.ndarray:
+    """Values (V) of the output-clamping sources, (B, n_sources), in topology order."""
+    n_out, vfs = hc.sizes[-1], hc.physics.v_fs_v
+    if hc.physics.kind == "resistive":
+        clamp = (clamp, clamp) if not isinstance(clamp, tuple) else clamp
+    clamp = (None, None) if clamp is None else clamp
+    parts = []
+    for cidx, sign in enumerate((1.0, -1.0 if hc.physics.kind == "resistive" else 1.0)):
+        given = clamp[cidx] is not None
+        if given != hc.clamped[cidx]:
+            raise AnasimError(f"hopfield circuit: clamp[{cidx}] must be {'given' if hc.clamped[cidx] else 'None'} "
+                              f"for this topology (clamped = {hc.clamped})")
+        if given:
+            cv = np.asarray(clamp[cidx], np.float64)
+            if cv.shape[-1] != n_out:
+                raise AnasimError(f"hopfield circuit: clamp[{cidx}] must have shape (batch, {n_out}), got {cv.shape}")
+            parts.append(sign * vfs * np.broadcast_to(cv, (B, n_out)))
+    return np.concatenate(parts, 1) if parts else np.zeros((B, 0))
+
+
 def hopfield_values(hc: HopfieldCircuit, weights: LayeredWeights, x, beta=0.0, target=None,
-                    ) -> CircuitValues:
+                    clamp=None) -> CircuitValues:
     """Element values for inputs ``x`` (batch, n_in) (normalized), a batch of circuits.
 
     ``beta``: scalar or (batch,) signed nudge per circuit (resistive) or a pair
-    (β₊, β₋) (gyrator: one per compartment copy); ``target``: (batch, n_L).
+    (β₊, β₋) (gyrator: one per compartment copy); ``target``: (batch, n_L);
+    ``clamp``: output values held by the clamping sources of a clamped
+    topology (resistive: (batch, n_L); gyrator: a pair, None for a free copy).
     """
     ph, sizes = hc.physics, hc.sizes
     x = np.atleast_2d(np.asarray(x, np.float64))
@@ -299,7 +351,8 @@ def hopfield_values(hc: HopfieldCircuit, weights: LayeredWeights, x, beta=0.0, t
         gp, gn = _pairs(weights, ph)
         g = np.concatenate([np.stack([gp[k], gp[k], gn[k], gn[k]], -1).reshape(-1) for k in range(L)])
         v = np.concatenate([np.stack([x * vfs, -x * vfs], -1).reshape(B, -1),
-                            np.broadcast_to([ph.rail_hi_v, ph.rail_lo_v, -ph.rail_hi_v, -ph.rail_lo_v], (B, 4))], 1)
+                            np.broadcast_to([ph.rail_hi_v, ph.rail_lo_v, -ph.rail_hi_v, -ph.rail_lo_v], (B, 4)),
+                            _clamp_sources(hc, clamp, B)], 1)
         i_node = np.broadcast_to(bias * gu * vfs, (B, len(bias))).copy()
         i_node[:, offs[-2]:] += beta[:, None] * gu * vfs * y
         i = np.stack([i_node, -i_node], -1).reshape(B, -1)
@@ -326,21 +379,36 @@ def hopfield_values(hc: HopfieldCircuit, weights: LayeredWeights, x, beta=0.0, t
         i_parts.append(inj)
     return CircuitValues(g=np.full((B, len(c.resistors)), ph.leak_s), c=np.zeros((B, 0)),
                          i_s=np.full(n_d, ph.diode_is_a), n=np.full(n_d, ph.diode_n),
-                         v=np.concatenate([x * vfs, np.broadcast_to([ph.rail_hi_v, ph.rail_lo_v], (B, 2))], 1),
+                         v=np.concatenate([x * vfs, np.broadcast_to([ph.rail_hi_v, ph.rail_lo_v], (B, 2)),
+                                           _clamp_sources(hc, clamp, B)], 1),
                          i=np.concatenate(i_parts, 1), gm=np.concatenate(gm_parts, 1))
 
 
+def _clamped_flags(physics: NodalPhysics, clamp) -> tuple:
+    if clamp is None:
+        return (False, False)
+    if physics.kind == "resistive":
+        return (True, True)
+    return (clamp[0] is not None, clamp[1] is not None)
+
+
 def solve_layers(sizes, physics: NodalPhysics, weights: LayeredWeights, x, *, beta=0.0, target=None,
-                 raise_on_failure: bool = True):
+                 clamp=None, key=None, raise_on_failure: bool = True):
     """Solve the circuit(s); returns (layers of copy 0, layers of copy 1, OperatingPoint).
 
     Layers are normalized states v / V_fs, each (batch, n_k). Resistive:
     copy 1 holds the m nodes *negated* (equal to copy 0 by symmetry).
+    ``clamp``: output clamping (see :func:`hopfield_values`). ``key``: with
+    ``physics.node_capacitance_f`` set, add a draw of the stationary thermal
+    fluctuation (the returned OperatingPoint stays the noiseless DC point).
     """
-    hc = hopfield_circuit(tuple(sizes), physics)
-    vals = hopfield_values(hc, weights, x, beta, target)
+    hc = hopfield_circuit(tuple(sizes), physics, _clamped_flags(physics, clamp))
+    vals = hopfield_values(hc, weights, x, beta, target, clamp)
     op = solve_op(hc.circuit, vals, max_iter=physics.max_newton, raise_on_failure=raise_on_failure)
-    v = np.asarray(op.voltages) / physics.v_fs_v
+    v = np.asarray(op.voltages)
+    if key is not None and physics.node_capacitance_f is not None:
+        v = v + thermal_fluctuation(hc.circuit, vals, op, key, physics.node_capacitance_f)
+    v = v / physics.v_fs_v
     sign = -1.0 if physics.kind == "resistive" else 1.0
     c0 = tuple(v[:, idx] for idx in hc.layer_nodes[0])
     c1 = tuple(sign * v[:, idx] for idx in hc.layer_nodes[1])
@@ -348,10 +416,10 @@ def solve_layers(sizes, physics: NodalPhysics, weights: LayeredWeights, x, *, be
 
 
 def hopfield_netlist(sizes, physics: NodalPhysics, weights: LayeredWeights, x, beta=0.0, target=None,
-                     title: str = "anasim layered Hopfield circuit") -> Netlist:
+                     title: str = "anasim layered Hopfield circuit", clamp=None) -> Netlist:
     """The netlist of one circuit (x of shape (n_in,) or (1, n_in)) for ngspice or a file."""
-    hc = hopfield_circuit(tuple(sizes), physics)
-    vals = hopfield_values(hc, weights, np.atleast_2d(x)[:1], beta, target)
+    hc = hopfield_circuit(tuple(sizes), physics, _clamped_flags(physics, clamp))
+    vals = hopfield_values(hc, weights, np.atleast_2d(x)[:1], beta, target, clamp)
     one = jax.tree_util.tree_map(lambda a: np.asarray(a)[0] if np.ndim(a) == 2 else np.asarray(a), vals)
     return hc.circuit.to_netlist(one, title=title)
 
@@ -359,9 +427,18 @@ def hopfield_netlist(sizes, physics: NodalPhysics, weights: LayeredWeights, x, b
 # --- from a built chip ------------------------------------------------------------------------
 
 def _kind_for(spec) -> str:
+    """λ = 1 → resistive, λ = 0 → gyrator. Between them W_λ = θ + (2λ − 1)θᵀ splits as
+    λ(θ + θᵀ) (symmetric: reciprocal conductances inside each compartment) plus
+    (1 − λ)(θ − θᵀ) (skew: in the dyadic dynamics it couples each compartment to
+    the *other*, i.e. gyrators across the two copies). A passive conductance of
+    either sign needs the differential p/m pair, so the circuit would be four
+    cross-coupled copies whose node leak (total conductance) differs from the
+    gyrator copies' fixed leak; it is not built, and ``relax`` says so."""
     if spec.asymmetric or spec.lam not in (0.0, 1.0):
         raise AnasimError(f"nodal relax: a node-level circuit realizes lam = 1 (resistive) or lam = 0 "
-                          f"(gyrator), got lam = {spec.lam!r}")
+                          f"(gyrator), got lam = {spec.lam!r}: lam in between needs resistive lam*theta "
+                          f"couplings inside differential compartments plus (1 - lam)*theta gyrators across "
+                          f"them (four cross-coupled copies), which is not built")
     return "resistive" if spec.lam == 1.0 else "gyrator"
 
 
@@ -420,43 +497,72 @@ def relax(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None, None)
 
     ``nudge = (β₊, β₋)`` with the squared cost (module docstring); λ = 1 gives
     the resistive circuit (each compartment its own solve), λ = 0 the gyrator
-    circuit (both compartments in one cross-coupled solve). ``iterations`` are
-    Newton iterations, ``residual`` the max KCL residual in amperes, and
-    ``a_plus``/``a_minus`` equal the states (node voltages have no separate
-    pre-activation). ``key`` and ``state0`` are unused (noiseless DC point).
+    circuit (both compartments in one cross-coupled solve). ``clamp = (c₊, c₋)``
+    holds a compartment's output nodes at c·V_fs with voltage sources (its
+    nudge, if any, then flows into the source and changes nothing).
+    ``iterations`` are Newton iterations, ``residual`` the max KCL residual in
+    amperes, and ``a_plus``/``a_minus`` equal the states (node voltages have no
+    separate pre-activation). ``key``: with ``physics.node_capacitance_f``
+    set, each compartment's states carry an independent draw of the
+    stationary thermal fluctuation at its operating point; otherwise unused.
+    ``state0`` is unused (the DC point does not depend on where it starts).
+
+    Raises AnasimError for what the element set cannot realize: the
+    cross-entropy nudge (its current −β(softmax(s) − y)_i at each output depends
+    on every output voltage through the softmax: a translinear normalizer, not
+    a linear VCCS) and λ other than 0 or 1 (see ``_kind_for``).
     """
     from anasim.circuits.layered import Equilibrium
 
-    del key, state0
-    if clamp[0] is not None or clamp[1] is not None:
-        raise AnasimError("nodal relax: output clamping is not realized by the node-level circuits")
+    del state0
     x = np.asarray(x, np.float64)
     if x.ndim != 2 or x.shape[1] != spec.n_in:
         raise AnasimError(f"relax: x must have shape (batch, {spec.n_in}), got {x.shape}")
+    B = x.shape[0]
     bp, bm = (float(nudge[0]), float(nudge[1]))
-    nudged = bp != 0.0 or bm != 0.0
+    cl = []
+    for k, cv in enumerate(clamp):
+        if cv is not None:
+            cv = np.broadcast_to(np.asarray(cv, np.float64), (B, spec.sizes[-1]))
+        cl.append(cv)
+    nudged = (bp != 0.0 and cl[0] is None) or (bm != 0.0 and cl[1] is None)
     if nudged and target is None:
         raise AnasimError("relax: a nudge needs target (batch, n_out)")
     if nudged and spec.cost != "squared":
-        raise AnasimError("nodal relax: only the squared cost's nudge is realized (a linear current injection)")
+        raise AnasimError("nodal relax: the cross-entropy nudge −β(softmax(s) − y) is a current at each output "
+                          "that depends on all output voltages (a translinear softmax normalizer); the node-level "
+                          "elements (R, C, D, V, I, linear VCCS) cannot realize it: use cost = 'squared'")
+    y = np.zeros((B, spec.sizes[-1])) if target is None else np.broadcast_to(
+        np.asarray(target, np.float64), (B, spec.sizes[-1]))
     weights, physics = weights_from_hardware(spec, hw, physics)
-    B = x.shape[0]
+    keys = (None, None) if key is None else tuple(jax.random.split(key, 2))
+    free = not nudged and cl[0] is None and cl[1] is None
     if physics.kind == "resistive":
-        if nudged:
-            xx = np.concatenate([x, x])
-            beta = np.concatenate([np.full(B, bp), np.full(B, -bm)])
-            tt = np.concatenate([np.asarray(target), np.asarray(target)])
-            c0, _, op = solve_layers(spec.sizes, physics, weights, xx, beta=beta, target=tt)
-            sp = tuple(s[:B] for s in c0)
-            sm = tuple(s[B:] for s in c0)
-            its = np.maximum(op.iterations[:B], op.iterations[B:])
-            res = np.maximum(op.residual[:B], op.residual[B:])
-        else:
-            sp, _, op = solve_layers(spec.sizes, physics, weights, x)
-            sm, its, res = sp, op.iterations, op.residual
+        # each compartment is its own circuit; compartments of one topology share a solve
+        phases = [(bp, cl[0]), (-bm, cl[1])]
+        groups: dict[bool, list[int]] = {}
+        for k, (_, cv) in enumerate(phases[:1] if free else phases):
+            groups.setdefault(cv is not None, []).append(k)
+        states, its, res = [None, None], [], []
+        for is_clamped, members in groups.items():
+            xx = np.concatenate([x] * len(members))
+            beta = np.concatenate([np.full(B, phases[k][0]) for k in members])
+            cc = np.concatenate([phases[k][1] for k in members]) if is_clamped else None
+            sub_key = None if key is None else jax.random.fold_in(key, int(is_clamped))
+            c0, _, op = solve_layers(spec.sizes, physics, weights, xx, beta=beta,
+                                     target=np.concatenate([y] * len(members)), clamp=cc, key=sub_key)
+            for j, k in enumerate(members):
+                states[k] = tuple(s[j * B:(j + 1) * B] for s in c0)
+            its.append(op.iterations.reshape(len(members), B).max(0))
+            res.append(op.residual.reshape(len(members), B).max(0))
+        sp = states[0]
+        sm = sp if free else states[1]
+        its, res = np.max(its, 0), np.max(res, 0)
     else:
-        sp, sm, op = solve_layers(spec.sizes, physics, weights, x, beta=(bp, bm), target=target)
-        if not nudged:
+        cc = None if (cl[0] is None and cl[1] is None) else tuple(cl)
+        sp, sm, op = solve_layers(spec.sizes, physics, weights, x, beta=(bp, bm), target=y, clamp=cc,
+                                  key=keys[0])
+        if free:
             sm = sp  # the copies agree (unique operating point); make s⁺ = s⁻ exact as the engine does
         its, res = op.iterations, op.residual
     dt = jnp.dtype(spec.dtype)
