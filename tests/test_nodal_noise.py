@@ -103,3 +103,69 @@ def test_output_noise_with_capacitor_matches_ngspice():
         ours = output_noise_density(circ, "out", frequency_hz=f)
         ref = ngspice.run_noise(text, "out", "v1", frequency_hz=f)
         assert ours == pytest.approx(ref, rel=1e-9)
+
+
+def test_thermal_covariance_of_a_mismatched_gyrator_matches_the_sde():
+    """Non-reciprocal circuit (a gyrator with ε = 2, so no equipartition): the Lyapunov
+    covariance at the operating point equals the sample covariance of the
+    Euler–Maruyama-free, drift-implicit SDE of :func:`simulate_transient`, and
+    differs from k_B T C⁻¹ by far more than the tolerance."""
+    from anasim.circuits.nodal import thermal_covariance
+
+    text = """gyrator rc
+R1 a 0 1k
+R2 b 0 2k
+R3 a b 3k
+C1 a 0 1p
+C2 b 0 2p
+G1 0 a b 0 0.5m
+G2 0 b a 0 -1.5m
+.end
+"""
+    circ = Circuit.from_netlist(parse_netlist(text))
+    sigma, free = thermal_covariance(circ)
+    kT = K_BOLTZMANN * T
+    equi = kT * np.diag([1e12, 0.5e12])
+    assert abs(sigma[1, 1] / equi[1, 1] - 1) > 0.3
+    chains = 300
+    vals = jax.tree_util.tree_map(lambda a: np.broadcast_to(np.asarray(a), (chains,) + np.shape(a)), circ.values)
+    tr = simulate_transient(circ, jax.random.PRNGKey(3), dt=1e-11, n_steps=1500, every=50, values=vals,
+                            method="implicit", v0=[0.0, 0.0])
+    v = np.asarray(tr.voltages)[:, 10:].reshape(-1, 2)     # 5 ns burn-in (τ ≈ 1.1 ns)
+    cov = np.cov(v.T)
+    np.testing.assert_allclose(cov, sigma, rtol=0.08, atol=0.08 * np.abs(sigma).max())
+
+
+@pytest.mark.parametrize("kind", ["resistive", "gyrator"])
+def test_relax_noise_is_kT_over_C_per_node(kind):
+    """With node capacitance C, each node of a linear resistive network — and of an
+    ideal (ε = 0) gyrator network, whose skew part leaves equipartition intact —
+    fluctuates with variance k_B T / C about the DC point, independently."""
+    from anasim.circuits.resistive_hopfield import LayeredWeights, NodalPhysics, solve_layers
+
+    sizes = (3, 4, 2)
+    n = 6
+    rng = np.random.default_rng(0)
+    th0 = rng.uniform(-0.8, 0.8, (4, 3))
+    th1 = rng.uniform(-0.8, 0.8, (2, 4))
+    w = LayeredWeights(theta0=th0, thetas=(th1,), bias=rng.uniform(-0.1, 0.1, n), backward=(-th1.T,),
+                       self_coupling=np.zeros(n))
+    cap = 1e-15
+    ph = NodalPhysics(kind=kind, diode_is_a=1e-40, g_min_s=2e-6 if kind == "resistive" else 0.0,
+                      node_capacitance_f=cap, v_fs_v=0.5)
+    draws = 800
+    x = np.broadcast_to(rng.uniform(0, 1, 3), (draws, 3))
+    s0, s1, _ = solve_layers(sizes, ph, w, x[:1])
+    sn0, sn1, _ = solve_layers(sizes, ph, w, x, key=jax.random.PRNGKey(5))
+    dc = np.concatenate(s0, 1)
+    noisy = np.concatenate(sn0, 1)
+    if kind == "gyrator":   # both compartment copies are nodes of the circuit
+        dc, noisy = np.concatenate([dc, np.concatenate(s1, 1)], 1), np.concatenate([noisy, np.concatenate(sn1, 1)], 1)
+    dv = (noisy - dc) * ph.v_fs_v
+    kTC = K_BOLTZMANN * T / cap
+    var = dv.var(0)
+    assert np.all(np.abs(var / kTC - 1) < 0.25), var / kTC         # each node (5 σ of the estimate)
+    assert abs(var.mean() / kTC - 1) < 0.1                         # pooled (≥ 4 σ)
+    corr = np.corrcoef(dv.T)
+    assert np.abs(corr - np.eye(len(var))).max() < 0.15            # independent nodes
+    assert np.abs(dv.mean(0)).max() < 6 * np.sqrt(kTC / draws)      # zero mean about the DC point

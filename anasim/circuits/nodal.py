@@ -1067,6 +1067,85 @@ def output_noise_density(c: Circuit, node: str, values: CircuitValues | None = N
     return float(np.sqrt(psd))
 
 
+def _small_signal_batch(c: Circuit, vals: CircuitValues, volts: np.ndarray, node_capacitance_f):
+    """G (small-signal, at ``volts``), G_R (resistors only) and C over the free nodes for a
+    batch: values with one leading axis (nb, ...), volts (nb, n_nodes). Each
+    (nb, n_free, n_free), assembled with one bincount per matrix."""
+    lay = c.layout
+    if len(lay.floating):
+        raise AnasimError("small-signal analysis supports voltage sources with one terminal at ground only")
+    nb = volts.shape[0]
+    nf = len(lay.free)
+    m = nf + 1
+    pos = np.full(c.n_nodes + 1, nf, np.int64)   # fixed nodes and ground → a dummy row/col
+    pos[lay.free] = np.arange(nf)
+    base = (np.arange(nb) * m * m)[:, None]
+
+    def matrix(stamps):
+        idx, w = [], []
+        for i, j, x in stamps:
+            idx.append(base + pos[i] * m + pos[j])
+            w.append(np.broadcast_to(x, (nb, len(i))))
+        if not idx:
+            return np.zeros((nb, nf, nf))
+        M = np.bincount(np.concatenate(idx, 1).ravel(), np.concatenate(w, 1).ravel(), nb * m * m)
+        return M.reshape(nb, m, m)[:, :nf, :nf]
+
+    def two(pairs, x):
+        P = np.asarray(pairs, np.int64).reshape(-1, 2)
+        a, b = P[:, 0], P[:, 1]
+        return [(a, a, x), (b, b, x), (a, b, -x), (b, a, -x)]
+
+    resistors = two(c.resistors, vals.g)
+    Q = np.asarray(c.vccs, np.int64).reshape(-1, 4)
+    vccs = [(Q[:, 0], Q[:, 2], vals.gm), (Q[:, 0], Q[:, 3], -vals.gm),
+            (Q[:, 1], Q[:, 2], -vals.gm), (Q[:, 1], Q[:, 3], vals.gm)]
+    diodes = []
+    if c.diodes:
+        D = np.asarray(c.diodes, np.int64)
+        v = np.concatenate([volts, np.zeros((nb, 1))], 1)
+        _, gd = _diode_iv(v[:, D[:, 0]] - v[:, D[:, 1]], vals.i_s, vals.n * thermal_voltage(c.temperature_k),
+                          c.gmin, xp=np)
+        diodes = two(c.diodes, gd)
+    G_R = matrix(resistors)
+    G = matrix(resistors + vccs + diodes)
+    Cm = matrix(two(c.capacitors, vals.c))
+    if node_capacitance_f is not None:
+        Cm = Cm + np.broadcast_to(np.asarray(node_capacitance_f, np.float64), (nf,)) * np.eye(nf)
+    return G, G_R, Cm
+
+
+def _lyapunov_batch(A: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """Σ with A Σ + Σ Aᵀ = Q for a batch (nb, n, n), by A's eigenvectors
+    (Σ̃_ij = Q̃_ij / (λ_i + λ̄_j)); circuits where that is inaccurate (nearly
+    defective A) are redone with scipy's Bartels–Stewart solver."""
+    import scipy.linalg
+
+    lam, V = np.linalg.eig(A)
+    W = np.linalg.inv(V)
+    Qt = W @ Q @ np.conj(np.swapaxes(W, -1, -2))
+    St = Qt / (lam[:, :, None] + np.conj(lam)[:, None, :])
+    S = np.real(V @ St @ np.conj(np.swapaxes(V, -1, -2)))
+    S = 0.5 * (S + np.swapaxes(S, -1, -2))
+    err = np.abs(A @ S + S @ np.swapaxes(A, -1, -2) - Q).max((-1, -2))
+    for k in np.flatnonzero(~(err <= 1e-9 * np.abs(Q).max((-1, -2)))):
+        sk = scipy.linalg.solve_continuous_lyapunov(A[k], Q[k])
+        S[k] = 0.5 * (sk + sk.T)
+    return S
+
+
+def _thermal_covariances(c: Circuit, flat: CircuitValues, volts: np.ndarray, node_capacitance_f) -> np.ndarray:
+    G, G_R, Cm = _small_signal_batch(c, flat, volts, node_capacitance_f)
+    d = np.abs(np.diagonal(Cm, axis1=-2, axis2=-1))
+    if d.size and d.min() == 0:
+        k = int(c.layout.free[np.argmin(d.min(0))])
+        raise AnasimError(f"thermal noise: node {c.node_names[k]!r} has no capacitance "
+                          "(give node_capacitance_f or a capacitor)")
+    Ci = np.linalg.inv(Cm)
+    Q = 2.0 * K_BOLTZMANN * c.temperature_k * Ci @ G_R @ Ci
+    return _lyapunov_batch(Ci @ G, Q)
+
+
 def thermal_covariance(c: Circuit, values: CircuitValues | None = None, op: OperatingPoint | None = None,
                        node_capacitance_f=None) -> tuple[np.ndarray, np.ndarray]:
     """Stationary covariance (V²) of the free node voltages under the Johnson–Nyquist
@@ -1078,39 +1157,24 @@ def thermal_covariance(c: Circuit, values: CircuitValues | None = None, op: Oper
     noiseless here, as in :func:`output_noise_density`). The covariance Σ
     solves the Lyapunov equation A Σ + Σ Aᵀ = 2 k_B T C⁻¹ G_R C⁻¹, A = C⁻¹ G.
     For G = G_R (a resistor network) Σ = k_B T C⁻¹ (equipartition); a
-    skew-symmetric VCCS part (ideal gyrators) keeps that: (G_R + K) k_B T C⁻¹ +
-    k_B T C⁻¹ (G_R − K) = 2 k_B T G_R for C ∝ 1.
+    skew-symmetric VCCS part K (ideal gyrators) keeps that when C ∝ 1:
+    (G_R + K) k_B T C⁻¹ + k_B T C⁻¹ (G_R − K) = 2 k_B T G_R C⁻¹.
 
     Args:
         node_capacitance_f: extra capacitance (F) from every free node to
             ground, scalar or (n_free,), added to the circuit's capacitors.
 
     Returns (Σ of shape (n_free, n_free), the free node indices). One
-    unbatched circuit without floating sources.
+    unbatched circuit without floating sources (default op: solved here).
     """
-    import scipy.linalg
-
-    vals = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), values if values is not None else c.values)
-    G, Cm, free = small_signal_matrices(c, vals, op)
-    nf = len(free)
-    if node_capacitance_f is not None:
-        Cm = Cm + np.diag(np.broadcast_to(np.asarray(node_capacitance_f, np.float64), (nf,)))
-    if nf and np.min(np.abs(np.diag(Cm))) == 0:
-        k = int(free[np.argmin(np.abs(np.diag(Cm)))])
-        raise AnasimError(f"thermal_covariance: node {c.node_names[k]!r} has no capacitance "
-                          "(give node_capacitance_f or a capacitor)")
-    pos = np.full(c.n_nodes + 1, nf, np.int64)
-    pos[free] = np.arange(nf)
-    GR = np.zeros((nf + 1, nf + 1))
-    R = np.asarray(c.resistors, np.int64).reshape(-1, 2)
-    a, b = pos[R[:, 0]], pos[R[:, 1]]
-    for (i, j), sgn in (((a, a), 1), ((b, b), 1), ((a, b), -1), ((b, a), -1)):
-        np.add.at(GR, (i, j), sgn * vals.g)
-    GR = GR[:nf, :nf]
-    Ci = np.linalg.inv(Cm)
-    Q = 2.0 * K_BOLTZMANN * c.temperature_k * Ci @ GR @ Ci
-    sigma = scipy.linalg.solve_continuous_lyapunov(Ci @ G, Q)
-    return 0.5 * (sigma + sigma.T), free
+    vals = _broadcast_values(c, values if values is not None else c.values)
+    if vals.batch_shape:
+        raise AnasimError("thermal_covariance: values must be unbatched (one circuit)")
+    if op is None:
+        op = solve_op(c, vals)
+    one = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], vals)
+    sigma = _thermal_covariances(c, one, np.asarray(op.voltages, np.float64)[None], node_capacitance_f)
+    return sigma[0], c.layout.free
 
 
 def thermal_fluctuation(c: Circuit, values: CircuitValues, op: OperatingPoint, key: Array,
@@ -1124,17 +1188,12 @@ def thermal_fluctuation(c: Circuit, values: CircuitValues, op: OperatingPoint, k
     batch = vals.batch_shape
     nb = int(np.prod(batch, dtype=np.int64))
     flat = jax.tree_util.tree_map(lambda a: a.reshape((nb,) + a.shape[len(batch):]), vals)
-    volts = np.asarray(op.voltages).reshape(nb, c.n_nodes)
-    free = c.layout.free
-    xi = np.asarray(jax.random.normal(key, (nb, len(free))), np.float64)
+    volts = np.asarray(op.voltages, np.float64).reshape(nb, c.n_nodes)
+    sigma = _thermal_covariances(c, flat, volts, node_capacitance_f)
+    w, U = np.linalg.eigh(sigma)
+    xi = np.asarray(jax.random.normal(key, (nb, len(c.layout.free))), np.float64)
     out = np.zeros((nb, c.n_nodes))
-    for k in range(nb):
-        one = jax.tree_util.tree_map(lambda a: a[k], flat)
-        op_k = OperatingPoint(node_names=c.node_names, voltages=volts[k], iterations=np.asarray(0),
-                              residual=np.asarray(0.0))
-        sigma, fr = thermal_covariance(c, one, op_k, node_capacitance_f)
-        w, U = np.linalg.eigh(sigma)
-        out[k, fr] = U @ (np.sqrt(np.maximum(w, 0.0)) * xi[k])
+    out[:, c.layout.free] = np.einsum("bij,bj->bi", U, np.sqrt(np.maximum(w, 0.0)) * xi)
     return out.reshape(batch + (c.n_nodes,))
 
 
