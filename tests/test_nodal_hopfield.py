@@ -233,3 +233,95 @@ def test_relax_on_resistive_crossbar_uses_its_conductances_and_matches_ngspice()
     for k in range(2):
         for i in range(SIZES[2]):
             assert float(eq.s_plus[1][k, i]) == pytest.approx(ref[k][f"l2_{i}"] / ph.v_fs_v, abs=1e-9)
+
+
+def _implicit_gradient(ph, w, x, y):
+    """dℓ/d(θ0, θ1, b) of ℓ = ½‖v_out/V_fs − y‖² (batch mean) by the implicit function
+    theorem on a KCL residual written here from the topology (independent of the
+    solver): dv/dθ = −(∂F/∂v)⁻¹ ∂F/∂θ at the DC point."""
+    import jax.numpy as jnp
+
+    from anasim.circuits.nodal import thermal_voltage
+    from anasim.circuits.resistive_hopfield import hopfield_circuit
+
+    hc = hopfield_circuit(SIZES, ph)
+    c = hc.circuit
+    n = c.n_nodes
+    R, D, I = (np.asarray(t, np.int64) for t in (c.resistors, c.diodes, c.isources))
+    fixed = np.asarray([p for p, _ in c.vsources])
+    free = np.setdiff1d(np.arange(n), fixed)
+    vte = ph.diode_n * thermal_voltage(ph.temperature_k)
+    gu, vfs = ph.g_unit_s, ph.v_fs_v
+    shapes = [(SIZES[1], SIZES[0]), (SIZES[2], SIZES[1])]
+
+    def unpack(p):
+        th0 = p[:shapes[0][0] * shapes[0][1]].reshape(shapes[0])
+        th1 = p[th0.size:th0.size + shapes[1][0] * shapes[1][1]].reshape(shapes[1])
+        return th0, th1, p[th0.size + th1.size:]
+
+    def residual(vf, p, xk):
+        th0, th1, b = unpack(p)
+        g = jnp.concatenate([jnp.stack([gp, gp, gn, gn], -1).reshape(-1) for gp, gn in (
+            (ph.g_min_s + gu * jnp.maximum(t, 0), ph.g_min_s + gu * jnp.maximum(-t, 0)) for t in (th0, th1))])
+        fixed_v = jnp.concatenate([jnp.stack([xk * vfs, -xk * vfs], -1).reshape(-1),
+                                   jnp.asarray([ph.rail_hi_v, ph.rail_lo_v, -ph.rail_hi_v, -ph.rail_lo_v])])
+        v = jnp.zeros(n + 1).at[free].set(vf).at[fixed].set(fixed_v)
+        leave = jnp.zeros(n + 1)
+        i = g * (v[R[:, 0]] - v[R[:, 1]])
+        leave = leave.at[R[:, 0]].add(i).at[R[:, 1]].add(-i)
+        vd = v[D[:, 0]] - v[D[:, 1]]
+        i = ph.diode_is_a * jnp.expm1(vd / vte) + ph.gmin * vd
+        leave = leave.at[D[:, 0]].add(i).at[D[:, 1]].add(-i)
+        inj = jnp.stack([b * gu * vfs, -b * gu * vfs], -1).reshape(-1)   # ground → node
+        leave = leave.at[I[:, 1]].add(-inj)
+        return leave[free]
+
+    p = np.concatenate([w.theta0.ravel(), w.thetas[0].ravel(), w.bias])
+    _, _, op = solve_layers(SIZES, ph, w, x)
+    out = np.asarray([np.flatnonzero(free == k)[0] for k in hc.layer_nodes[0][-1]])
+    grad = np.zeros_like(p)
+    for k in range(x.shape[0]):
+        vf = np.asarray(op.voltages[k])[free]
+        assert np.abs(residual(vf, p, x[k])).max() < 1e-12          # same DC point
+        Jv = np.asarray(jax.jacfwd(residual, 0)(vf, p, x[k]))
+        Jp = np.asarray(jax.jacfwd(residual, 1)(vf, p, x[k]))
+        dv = -np.linalg.solve(Jv, Jp)
+        grad += (vf[out] / vfs - y[k]) @ dv[out] / vfs
+    return grad / x.shape[0]
+
+
+def test_ep_from_nodal_equilibria_matches_implicit_differentiation_and_a_step_lowers_the_loss():
+    from anasim.circuits.resistive_hopfield import cocontent_gradient
+
+    rng = np.random.default_rng(21)
+    ph = NodalPhysics(kind="resistive", g_min_s=1e-6)
+    w = _weights(rng, scale=1.5)
+    w = LayeredWeights(**{**w.__dict__, "bias": rng.uniform(-0.5, 0.5, N)})
+    x = rng.uniform(0, 1, (6, SIZES[0]))
+    y = rng.uniform(0, 0.5, (6, SIZES[-1]))
+    ref = _implicit_gradient(ph, w, x, y)
+    beta = 0.02
+    sp, _, _ = solve_layers(SIZES, ph, w, x, beta=beta, target=y)
+    sm, _, _ = solve_layers(SIZES, ph, w, x, beta=-beta, target=y)
+    gp, gm = cocontent_gradient(w, x, sp), cocontent_gradient(w, x, sm)
+    ep = np.concatenate([((gp["theta0"] - gm["theta0"]) / (2 * beta)).ravel(),
+                         ((gp["thetas"][0] - gm["thetas"][0]) / (2 * beta)).ravel(),
+                         np.concatenate([(a - b) / (2 * beta) for a, b in zip(gp["biases"], gm["biases"])])])
+    cos = ep @ ref / np.linalg.norm(ep) / np.linalg.norm(ref)
+    assert cos >= 0.999, cos
+    assert np.linalg.norm(ep) == pytest.approx(np.linalg.norm(ref), rel=0.01)
+    # the clamps take part: some hidden node sits below 0 V, where its lower clamp diode
+    # (rail at +0.5 V) carries a current comparable to the couplings'
+    s_free, _, _ = solve_layers(SIZES, ph, w, x)
+    assert s_free[0].min() < -0.05
+
+    def loss(wt):
+        out = solve_layers(SIZES, ph, wt, x)[0][-1]
+        return 0.5 * np.mean(np.sum((out - y) ** 2, 1))
+
+    n0, n1 = SIZES[1] * SIZES[0], SIZES[2] * SIZES[1]
+    lr = 0.5
+    stepped = LayeredWeights(theta0=w.theta0 - lr * ep[:n0].reshape(w.theta0.shape),
+                             thetas=(w.thetas[0] - lr * ep[n0:n0 + n1].reshape(w.thetas[0].shape),),
+                             bias=w.bias - lr * ep[n0 + n1:], backward=w.backward, self_coupling=w.self_coupling)
+    assert loss(stepped) < loss(w)

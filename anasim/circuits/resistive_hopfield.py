@@ -54,14 +54,19 @@ Public API::
     solve_layers(sizes, physics, weights, x, *, beta, target) -> (layers+, layers-, op)
     relax(spec, hw, x, key, *, nudge=(0, 0), target=None, clamp=(None, None),
           state0=None, physics=None) -> layered.Equilibrium
-    hopfield_netlist(sizes, physics, weights, x, beta=0, target=None) -> Netlist
+    hopfield_netlist(sizes, physics, weights, x, beta=0, target=None, clamp=None) -> Netlist
+    cocontent_gradient(weights, x, layers) -> dict                # ∂Ẽ/∂θ (resistive EP)
 
-Not realized: output clamping (contrastive/coupled learning; ``clamp`` raises
-AnasimError), the cross-entropy nudge, λ other than 0 and 1, and thermal or
-device read noise during relaxation (the DC point is noiseless; ``key`` is
-accepted for interface compatibility; thermal noise dynamics:
-:func:`anasim.circuits.nodal.simulate_transient`). ``relax`` is not jittable
-(it builds values in numpy around one jitted batched Newton solve).
+Output clamping (contrastive and coupled learning) holds output nodes with
+grounded voltage sources (``clamp``). With ``NodalPhysics.node_capacitance_f``
+and a key, ``relax`` adds the stationary Johnson–Nyquist fluctuation of the
+circuit linearized at its DC point (covariance from the Lyapunov equation;
+k_B T/C per node when the network is resistive or ideally gyrator-coupled).
+EP on the resistive circuit differentiates its co-content
+(:func:`cocontent_gradient`). Not realized (clear AnasimError): the
+cross-entropy nudge (a softmax current source), λ other than 0 and 1 (see
+``_kind_for``), and device read noise during relaxation. ``relax`` is not
+jittable (it builds values in numpy around one jitted batched Newton solve).
 """
 
 from __future__ import annotations
@@ -422,6 +427,40 @@ def hopfield_netlist(sizes, physics: NodalPhysics, weights: LayeredWeights, x, b
     vals = hopfield_values(hc, weights, np.atleast_2d(x)[:1], beta, target, clamp)
     one = jax.tree_util.tree_map(lambda a: np.asarray(a)[0] if np.ndim(a) == 2 else np.asarray(a), vals)
     return hc.circuit.to_netlist(one, title=title)
+
+
+def cocontent_gradient(weights: LayeredWeights, x, layers) -> dict:
+    """∂Ẽ/∂θ of the resistive circuit's co-content at states ``layers`` (batch mean), in the
+    learning rules' format {"theta0", "thetas", "biases"} (normalized units).
+
+    The DC point of a resistor/diode/current-source network minimizes its total
+    co-content E = Σ_R ½ G ΔV² + Σ_D ∫ i_D dv − Σ_I I v (KCL is ∇_v E = 0;
+    Millar 1951), and the squared-cost nudge adds 2 β g_unit V_fs² ℓ (the p and
+    m nodes each draw β g_unit V_fs (s − y)), so Ẽ = E / (2 g_unit V_fs²) is the
+    energy whose nudged minimum EP differentiates: ∇θ ℓ = d/dβ ∂Ẽ/∂θ(s_β).
+    A coupling w between s_i (upper) and s_j (lower, or an input) is the pair
+    G⁺ = g_min + g_unit max(w, 0) (p–p, m–m), G⁻ = g_min + g_unit max(−w, 0)
+    (p–m, m–p), whose co-content is G⁺ (v_i − v_j)² + G⁻ (v_i + v_j)², hence
+
+        ∂Ẽ/∂w = −s_i s_j + ½ sign(w) (s_i² + s_j²),   ∂Ẽ/∂b_i = −s_i.
+
+    The first term is the Hopfield energy's (:func:`anasim.learning.rules.energy_gradient`);
+    the second is the leak a passive network cannot avoid: raising |w| also
+    raises both nodes' total conductance. (A crossbar's own G± pairs are
+    differentiated the same way, along the sign of the realized weight.)
+    """
+    x = np.asarray(x, np.float64)
+    mats = (np.asarray(weights.theta0, np.float64),) + tuple(np.asarray(t, np.float64) for t in weights.thetas)
+    lowers = (x,) + tuple(np.asarray(s, np.float64) for s in layers[:-1])
+    uppers = tuple(np.asarray(s, np.float64) for s in layers)
+    grads = []
+    for W, si, sj in zip(mats, uppers, lowers):
+        B = si.shape[0]
+        cross = -(si.T @ sj) / B
+        sq = 0.5 * (np.mean(si ** 2, 0)[:, None] + np.mean(sj ** 2, 0)[None, :])
+        grads.append(cross + np.sign(W) * sq)
+    return {"theta0": grads[0], "thetas": tuple(grads[1:]),
+            "biases": tuple(-np.mean(s, 0) for s in uppers)}
 
 
 # --- from a built chip ------------------------------------------------------------------------
