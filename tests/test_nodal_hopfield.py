@@ -280,11 +280,11 @@ def _implicit_gradient(ph, w, x, y):
     _, _, op = solve_layers(SIZES, ph, w, x)
     out = np.asarray([np.flatnonzero(free == k)[0] for k in hc.layer_nodes[0][-1]])
     grad = np.zeros_like(p)
+    jac = jax.jit(jax.jacfwd(residual, (0, 1)))
     for k in range(x.shape[0]):
         vf = np.asarray(op.voltages[k])[free]
         assert np.abs(residual(vf, p, x[k])).max() < 1e-12          # same DC point
-        Jv = np.asarray(jax.jacfwd(residual, 0)(vf, p, x[k]))
-        Jp = np.asarray(jax.jacfwd(residual, 1)(vf, p, x[k]))
+        Jv, Jp = (np.asarray(a) for a in jac(vf, p, x[k]))
         dv = -np.linalg.solve(Jv, Jp)
         grad += (vf[out] / vfs - y[k]) @ dv[out] / vfs
     return grad / x.shape[0]
