@@ -1,6 +1,7 @@
 """Gyrator array: exact skew symmetry at ε = 0, symmetric part ∝ ε, realized blocks, noise."""
 
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anasim.devices import GyratorArray, IdealCoupling
+
+ROOT = Path(__file__).resolve().parents[1]
 
 K = 1.380649e-23
 
@@ -56,9 +59,10 @@ def test_blocks_match_the_reads_and_output_conductance_is_diagonal():
     np.testing.assert_array_equal(m[:n_a, n_a:], -np.asarray(th).T)
     np.testing.assert_array_equal(np.asarray(dev.forward(s)), m[n_a:, :n_a])
     np.testing.assert_array_equal(np.asarray(dev.backward(s)), m[:n_a, n_a:])
-    g1 = 0.5 * 2e-6 / 100e-6  # one OTA output, normalized
-    np.testing.assert_allclose(np.diag(m)[:n_a], -g1 * n_b)
-    np.testing.assert_allclose(np.diag(m)[n_a:], -g1 * n_a)
+    r = 2e-6 / 100e-6  # output conductance per unit of transconductance (1 / intrinsic gain)
+    np.testing.assert_allclose(np.diag(m)[:n_a], -r * np.abs(np.asarray(th)).sum(0), rtol=1e-12)
+    np.testing.assert_allclose(np.diag(m)[n_a:], -r * np.abs((1 + eps) * np.asarray(th)).sum(1), rtol=1e-12)
+    assert np.count_nonzero(m[:n_a, :n_a] - np.diag(np.diag(m)[:n_a])) == 0
     x = jax.random.uniform(jax.random.key(5), (3, n_a))
     y = jax.random.uniform(jax.random.key(6), (3, n_b))
     np.testing.assert_allclose(dev.mvm(s, x, None), np.asarray(x) @ m[n_a:, :n_a].T, rtol=1e-12, atol=1e-15)
@@ -115,3 +119,47 @@ def test_float32_jit_and_seeds():
     a, b, c = f(s, x, jax.random.key(1)), f(s, x, jax.random.key(1)), f(s, x, jax.random.key(2))
     assert a.dtype == jnp.float32 and jax.jit(dev.mvm_t)(s, jnp.ones((2, 4), jnp.float32), jax.random.key(1)).dtype == jnp.float32
     assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_output_conductance_leak_from_the_ota_physics_in_si_units():
+    """The node leak derived in amperes from the profile's physical numbers.
+
+    Each OTA's output conductance follows its bias like its transconductance:
+    g_o = g · (g_out at full scale / g_max). The current the OTAs driving one
+    node sink at node voltage v = s · v_fs, divided by the current unit
+    g_max · v_fs / w_max, is the normalized leak G · s.
+    """
+    from anasim.devices import load_profile
+
+    dev = load_profile(ROOT / "devices" / "gyrator-gmc.toml").coupling
+    g_max, g_out, w_max, v_fs = 100e-6, 2e-6, 0.5, 0.5  # the file's numbers, restated
+    assert (dev.g_max_s, dev.g_out_s, dev.w_max, dev.v_fs_v) == (g_max, g_out, w_max, v_fs)
+    n_b, n_a = 128, 784
+    th = np.asarray(jax.random.uniform(jax.random.key(0), (n_b, n_a), jnp.float64, -1, 1)) / math.sqrt(n_a)
+    s = _prog(dev, jnp.asarray(th))
+    fwd = np.asarray(s.fwd)
+    g_link_b = np.abs(fwd) * g_max / w_max            # S, the OTAs whose outputs are on layer b
+    g_link_a = np.abs(th) * g_max / w_max             # S, those on layer a
+    r_o_b = (1 / g_out) * g_max / g_link_b            # Ω: r_o ∝ 1 / I_bias ∝ 1 / g
+    r_o_a = (1 / g_out) * g_max / g_link_a
+    state = 0.7
+    i_b = (state * v_fs / r_o_b).sum(1)               # A sunk on each b node
+    i_a = (state * v_fs / r_o_a).sum(0)
+    unit = g_max * v_fs / w_max
+    g_a, g_b = (np.asarray(v) for v in dev.output_conductance(s))
+    np.testing.assert_allclose(g_b * state, i_b / unit, rtol=1e-12)
+    np.testing.assert_allclose(g_a * state, i_a / unit, rtol=1e-12)
+    # a full-scale link leaks 1 / (g_m r_o) = g_out / g_max of its coupling w_max
+    one = _prog(dev, jnp.full((1, 1), w_max))
+    assert float(dev.output_conductance(one)[0][0]) == pytest.approx(w_max * g_out / g_max, rel=1e-12)
+    # a hidden node of a 784-input layer at initialization leaks ≈ 784 · E|θ| / 50,
+    # far below the ≈ 7.8 of 784 OTAs each kept at 500 kΩ
+    assert g_b.mean() == pytest.approx(n_a * 0.5 / math.sqrt(n_a) * g_out / g_max, rel=0.02)
+    assert g_b.max() < 0.5 < n_a * w_max * g_out / g_max
+
+
+def test_unbiased_links_load_nothing():
+    dev = GyratorArray(g_out_s=2e-6, epsilon_sigma=0.05)
+    th = jnp.zeros((3, 5)).at[1, 2].set(0.25)
+    g_a, g_b = dev.output_conductance(_prog(dev, th))
+    assert np.count_nonzero(np.asarray(g_a)) == 1 and np.count_nonzero(np.asarray(g_b)) == 1

@@ -25,9 +25,17 @@ Non-idealities:
   at fabrication; there is no single published figure, it is *the* knob to sweep),
 * ``bits``: transconductances set by a bias DAC with ``2^bits − 1`` levels symmetric
   around 0 over ``[−w_max, w_max]`` (0 = continuous); θ is clipped to ±w_max,
-* output conductance ``g_out_s`` per OTA output (each node carries one per link):
-  a leak to ground, in ``effective`` and :meth:`output_conductance` (a load on the
-  node's own voltage, not part of ``mvm``, which sees only the other layer),
+* output conductance: a leak to ground on each OTA's output node, in
+  ``effective`` and :meth:`output_conductance` (a load on the node's own voltage,
+  not part of ``mvm``, which sees only the other layer). An OTA's output
+  conductance g_o ≈ I_bias / V_A and its transconductance g_m ∝ I_bias both
+  follow the bias current that programs g, so their ratio, the inverse intrinsic
+  gain 1 / (g_m r_o), is fixed by the design and not by the programmed value:
+  ``g_out_s`` is g_o of an OTA biased at full scale ``g_max_s``, and a link of
+  transconductance |g| loads its output node with ``|g| · g_out_s / g_max_s``
+  (an unbiased link, θ = 0, loads nothing). A node sums the loads of the OTAs
+  that drive it, one per link, so in normalized units its leak is
+  ``(g_out_s / g_max_s) · Σ_links |θ|``,
 * output current offset per OTA (``offset_sigma_a`` std, fixed), summed per node,
 * OTA output current noise ``4 k T γ |g| Δf`` per transconductor (``bandwidth_hz > 0``),
   independent of the signal: an elementwise draw, no extra matmul.
@@ -89,7 +97,8 @@ class GyratorArray:
     bits: int = param(0, "bit", 0, 24, "bias-DAC resolution of g (0 = continuous)")
     epsilon: float = param(0.0, "1", -1.0, 1.0, "systematic mismatch ε of the b-side transconductor")
     epsilon_sigma: float = param(0.0, "1", 0.0, 1.0, "per-link spread of ε (std)")
-    g_out_s: float = param(0.0, "S", 0.0, 1.0, "output conductance of one OTA output")
+    g_out_s: float = param(0.0, "S", 0.0, 1.0, "output conductance of one OTA biased at full scale g_max_s "
+                           "(scales with |g|)")
     offset_sigma_a: float = param(0.0, "A", 0.0, 1.0, "output offset current of one OTA (std)")
     noise_factor: float = param(2.0 / 3.0, "1", 0.0, 100.0, "OTA excess noise factor γ (i² = 4kTγ|g|Δf)")
     bandwidth_hz: float = param(0.0, "Hz", 0.0, 1e12, "noise bandwidth Δf (0 = noiseless)")
@@ -105,9 +114,13 @@ class GyratorArray:
         return self.g_max_s * self.v_fs_v / self.w_max
 
     @property
-    def g_out_norm(self) -> float:
-        """Output conductance of one OTA in normalized units (θ units)."""
-        return self.w_max * self.g_out_s / self.g_max_s
+    def leak_per_theta(self) -> float:
+        """Output conductance per unit |θ| of transconductance, ``g_out_s / g_max_s`` = 1 / (g_m r_o).
+
+        Normalized conductance is ``w_max · G / g_max_s`` and a link's
+        transconductance is ``|θ| g_max_s / w_max``, so the ``w_max`` cancels.
+        """
+        return self.g_out_s / self.g_max_s
 
     def fabricate(self, key: Array, shape: tuple[int, int]) -> GyratorInstance:
         n_b, n_a = shape
@@ -180,10 +193,14 @@ class GyratorArray:
         return -state.theta.T
 
     def output_conductance(self, state: GyratorState) -> tuple[Array, Array]:
-        """Total output conductance on each node (normalized): ``(G_a (n_a,), G_b (n_b,))``."""
-        n_b, n_a = state.theta.shape
-        g = self.g_out_norm
-        return (jnp.full((n_a,), g * n_b, state.theta.dtype), jnp.full((n_b,), g * n_a, state.theta.dtype))
+        """Total output conductance on each node (normalized): ``(G_a (n_a,), G_b (n_b,))``.
+
+        Node a is driven by the OTAs of transconductance |θ| (``i_a = g v_b``),
+        node b by those of |(1 + ε) θ|; each loads it in proportion to its g.
+        """
+        r = self.leak_per_theta
+        dt = state.theta.dtype
+        return ((r * jnp.abs(state.theta).sum(0)).astype(dt), (r * jnp.abs(state.fwd).sum(1)).astype(dt))
 
     def effective(self, state: GyratorState) -> Array:
         """Realized block matrix ``[[−G_a, −θᵀ], [(1+ε)∘θ, −G_b]]``, ``(n_a+n_b, n_a+n_b)``."""
