@@ -107,3 +107,51 @@ def test_device_parameters_are_sweepable_and_range_checked_by_the_profile_loader
             parse_sweep({"measurement": "lipschitz", "base": base, "parameters": params}, source="s.toml")
         msg = str(info.value)
         assert "\n" not in msg and f"parameters.{key}" in msg
+
+
+def _profile_numbers(config):
+    """The numbers of the profile a point's hardware measurements are built on."""
+    from anasim.study.hardware import device_profile
+
+    p = device_profile(config)
+    return {"slm_bits": p.coupling.bits, "adc_bits": p.adc.bits, "adc_noise": p.adc.noise_lsb,
+            "loop_time": p.loop_time_s}
+
+
+def test_sweep_over_parameters_of_a_profile_that_uses_include(tmp_path):
+    from anasim.study import Measurement, register_measurement
+
+    register_measurement(Measurement(
+        name="test-profile-numbers", fn=_profile_numbers,
+        outputs={"slm_bits": (), "adc_bits": (), "adc_noise": (), "loop_time": ()}), replace=True)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "adc.toml").write_text("[adc]\nbits = 6\nnoise_lsb = 0.5\n[profile]\nloop_time_s = 1e-9\n")
+    (parts / "optics.toml").write_text('include = ["adc.toml"]\n[slm]\nbits = 10\n')
+    (tmp_path / "chip.toml").write_text('include = ["parts/optics.toml"]\n[adc]\nnoise_lsb = 0.25\n')
+    spec_file = tmp_path / "sweep.toml"
+    spec_file.write_text(
+        'measurement = "test-profile-numbers"\n[base]\ndevice = "chip.toml"\n'
+        '[fixed]\n"profile.loop_time_s" = 2e-9\n'
+        '[parameters]\n"slm.bits" = [4, 8]\n"adc.bits" = [5, 7]\n')
+    from anasim.study import load_sweep
+
+    ds = run_sweep(load_sweep(spec_file), None, progress=False).dataset
+    # Swept values from the nested include and the direct one override the files';
+    # the including file's own key wins over its include's; [fixed] overrides both.
+    np.testing.assert_array_equal(ds["slm_bits"].values, [[4, 4], [8, 8]])
+    np.testing.assert_array_equal(ds["adc_bits"].values, [[5, 7], [5, 7]])
+    assert np.all(ds["adc_noise"].values == 0.25) and np.all(ds["loop_time"].values == 2e-9)
+    # An inline profile table with an include (relative to the spec's folder) sweeps the same way.
+    inline = parse_sweep({"measurement": "test-profile-numbers",
+                          "base": {"device": {"include": ["chip.toml"], "adc": {"noise_lsb": 0.125}}},
+                          "parameters": {"adc.bits": [5, 7]}}, source=str(spec_file))
+    ds = run_sweep(inline, None, progress=False).dataset
+    np.testing.assert_array_equal(ds["adc_bits"].values, [5, 7])
+    assert np.all(ds["slm_bits"].values == 10) and np.all(ds["adc_noise"].values == 0.125)
+    # A missing include is a one-line error naming it, before any work.
+    (tmp_path / "broken.toml").write_text('include = ["absent.toml"]\n[slm]\nbits = 8\n')
+    with pytest.raises(AnasimError) as info:
+        parse_sweep({"measurement": "test-profile-numbers", "base": {"device": "broken.toml"},
+                     "parameters": {"slm.bits": [4, 6]}}, source=str(spec_file))
+    assert "absent.toml" in str(info.value) and "\n" not in str(info.value)

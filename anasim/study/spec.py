@@ -538,7 +538,11 @@ def _circuit_dir(value: Any, basedir: Path) -> Path:
 def _load_root(root: str, value: Any, key: str, basedir: Path, extra: Sequence[Path] = ()) -> dict:
     """A ``device``/``circuit`` entry: an inline table, "ideal", or a TOML file name."""
     if isinstance(value, Mapping):
-        return copy.deepcopy(dict(value))
+        data = copy.deepcopy(dict(value))
+        if root == "device" and "include" in data:
+            # An inline profile's includes are relative to the spec's folder.
+            data = _inline_includes(data, basedir / "<inline profile>", key, ())
+        return data
     if not isinstance(value, str):
         raise AnasimError(f"{key}: expected a file name or a table, got {value!r}")
     if root == "device" and value == "ideal":
@@ -582,9 +586,12 @@ def _inline_includes(data: dict, path: Path, key: str, stack: tuple[str, ...]) -
         sub_path = path.parent / name
         if not sub_path.is_file():
             sub_path = Path(name)
-        if not sub_path.is_file() or str(sub_path.resolve()) in stack:
-            return data  # missing or cyclic: the profile loader reports it
-        sub = _inline_includes(_read_toml(sub_path, key), sub_path, key, stack + (str(path.resolve()),))
+        if not sub_path.is_file():
+            raise AnasimError(f"{key}: include '{name}' of {path.name}: no such file (looked in {path.parent})")
+        here = stack + (str(path.resolve()),)
+        if str(sub_path.resolve()) in here:
+            raise AnasimError(f"{key}: include '{name}' of {path.name} includes itself (cycle)")
+        sub = _inline_includes(_read_toml(sub_path, key), sub_path, key, here)
         for k, v in sub.items():
             if isinstance(v, dict) and isinstance(merged.get(k), dict):
                 merged[k].update(v)
