@@ -359,13 +359,25 @@ def _diode_iv(vd, i_s, vte, gmin, xp=jnp):
 
 
 def _pnjlim(vnew, vold, vte, vcrit, xp=jnp):
-    """SPICE junction-voltage limiting: a large forward step becomes logarithmic."""
-    big = (vnew > vcrit) & (xp.abs(vnew - vold) > 2.0 * vte)
+    """Junction-voltage limiting: SPICE's ``pnjlim`` for large forward steps, and the same
+    logarithmic map for a forward-biased junction retreating from an overshoot.
+
+    Both replace the step by the junction voltage at which the exponential
+    carries the current the Newton step predicted, i_old (1 + Δv / nV_T). SPICE
+    applies it above vcrit only; below, a junction pushed past its operating
+    current retreats by at most one nV_T per Newton step (Newton on an
+    exponential from above), so a retreat whose predicted current falls below
+    half of i_old is mapped too. Near the solution steps are ≪ nV_T and neither
+    map acts: quadratic convergence is kept.
+    """
     arg = 1.0 + (vnew - vold) / vte
-    from_pos = xp.where(arg > 0, vold + vte * xp.log(xp.maximum(arg, 1e-300)), vcrit)
+    up = (vnew > vcrit) & (xp.abs(vnew - vold) > 2.0 * vte)
+    log_step = vold + vte * xp.log(xp.maximum(arg, 1e-300))
+    from_pos = xp.where(arg > 0, log_step, vcrit)
     from_neg = vte * xp.log(xp.maximum(vnew / vte, 1e-300))
-    lim = xp.where(vold > 0, from_pos, from_neg)
-    return xp.where(big, lim, vnew), big
+    down = ~up & (vold > 10.0 * vte) & (arg > 0) & (arg < 0.5)
+    lim = xp.where(up, xp.where(vold > 0, from_pos, from_neg), xp.where(down, log_step, vnew))
+    return lim, up | down
 
 
 # --- dense batched Newton (JAX) --------------------------------------------------------
@@ -746,12 +758,11 @@ def _assemble_linear(c: Circuit, vals: CircuitValues):
     maps = _linear_maps(c)
     size, nf = lay.size, len(lay.free)
     B = vals.g.shape[0]
-    A = np.empty((len(maps["A_one"]), B))
-    A[:] = maps["A_one"].reshape(-1, 1)
-    if len(c.resistors):
-        A += maps["A_g"] @ np.ascontiguousarray(vals.g.T)
+    A = maps["A_g"] @ np.ascontiguousarray(vals.g.T) if len(c.resistors) else np.zeros((len(maps["A_one"]), B))
     if len(c.vccs):
         A += maps["A_gm"] @ np.ascontiguousarray(vals.gm.T)
+    if maps["A_one"].any():
+        A += maps["A_one"][:, None]
     v0 = np.zeros((c.n_nodes + 1, B))  # node voltages at z = 0: only the fixed nodes
     if len(lay.fixed):
         v0[lay.fixed] = lay.fixed_sign[:, None] * vals.v[:, lay.fixed_src].T
@@ -867,7 +878,10 @@ def solve_op(c: Circuit, values: CircuitValues | None = None, *, method: str = "
     z_init = np.zeros((nb, size)) if z0 is None else np.broadcast_to(
         np.asarray(z0, np.float64), batch + (size,)).reshape(nb, size)
     A, b0 = _assemble_linear(c, flat)
-    v, z, it, done, res = _newton_batched(c, flat, z_init, A, b0, max_iter=max_iter, reltol=reltol, vntol=vntol)
+    # the Newton loop needs only the sources and junctions: the linear elements are in A, b0
+    none = np.zeros((nb, 0))
+    lean = CircuitValues(g=none, c=none, i_s=flat.i_s, n=flat.n, v=flat.v, i=none, gm=none)
+    v, z, it, done, res = _newton_batched(c, lean, z_init, A, b0, max_iter=max_iter, reltol=reltol, vntol=vntol)
     v, it, done, res = np.asarray(v), np.asarray(it), np.asarray(done), np.asarray(res)
     op = OperatingPoint(node_names=c.node_names, voltages=v.reshape(batch + (c.n_nodes,)),
                         iterations=it.reshape(batch),
