@@ -681,19 +681,26 @@ def _newton_dense(c: Circuit, vals: CircuitValues, z0, lin, b0, *, max_iter: int
         return z + dz, vd, dz, jnp.any(limited)
 
     def cond(carry):
-        it, z, vd, done = carry
+        it, z, vd, done, _, _ = carry
         return (it < max_iter) & ~done
 
     def body(carry):
-        it, z, vd, _ = carry
+        it, z, vd, _, m_prev, lim_prev = carry
         z_new, vd_new, dz, limited = step(z, vd)
         dv = jnp.abs(dz[:nf])
-        ok = jnp.all(dv <= reltol * jnp.maximum(jnp.abs(z_new[:nf]), jnp.abs(z[:nf])) + vntol)
-        ok = ok & ~limited & jnp.all(jnp.isfinite(z_new))
-        return it + 1, z_new, vd_new, ok
+        tol = reltol * jnp.maximum(jnp.abs(z_new[:nf]), jnp.abs(z[:nf])) + vntol
+        m = jnp.max(dv, initial=0.0)
+        # Two unlimited Newton steps in the quadratic regime predict the next one:
+        # |dz_{k+1}| ≈ (m_k / m_{k-1})² |dz_k|. When that is within tolerance, z_new is
+        # already as accurate as the step that would confirm it (saves that step).
+        q = (m / m_prev) ** 2
+        predicted = (it > 0) & ~lim_prev & (q < 0.25) & jnp.all(q * dv <= tol)
+        ok = (jnp.all(dv <= tol) | predicted) & ~limited & jnp.all(jnp.isfinite(z_new))
+        return it + 1, z_new, vd_new, ok, m, limited
 
     vd0 = jnp.zeros(len(c.diodes), jnp.float64)
-    it, z, _, done = jax.lax.while_loop(cond, body, (jnp.int32(0), z0, vd0, jnp.bool_(False)))
+    it, z, _, done, _, _ = jax.lax.while_loop(
+        cond, body, (jnp.int32(0), z0, vd0, jnp.bool_(False), jnp.float64(jnp.inf), jnp.bool_(True)))
     return z, it, done
 
 
