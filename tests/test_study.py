@@ -28,6 +28,7 @@ from anasim.study import (
     store_path,
 )
 from anasim.study.measurements import SYNTHETIC
+from anasim.study.store import PointStore, point_key
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -191,6 +192,32 @@ def test_killed_sweep_resumes_only_missing_points_and_equals_uninterrupted(tmp_p
     again = run_sweep(spec, tmp_path / "cut.nc", progress=False)
     assert _Counter.calls == 0 and again.computed == 0
     xr.testing.assert_identical(again.dataset, whole)
+
+
+_SHARED: dict = {}
+
+
+def _other_process_meanwhile(config):
+    """On its first call, plays a second process that shares the point store and
+    finishes the last point of the sweep first."""
+    _Counter.calls += 1
+    if _SHARED.pop("pending", False):
+        spec, out = _SHARED["spec"], _SHARED["out"]
+        last = spec.point_config(list(spec.points())[-1])
+        PointStore(store_path(out)).write(point_key([("test-sharing", 1)], last), last, SYNTHETIC.fn(last))
+    return SYNTHETIC.fn(config)
+
+
+def test_points_another_process_finished_meanwhile_are_not_recomputed(tmp_path):
+    register_measurement(Measurement(name="test-sharing", fn=_other_process_meanwhile,
+                                     outputs=SYNTHETIC.outputs, defaults=SYNTHETIC.defaults,
+                                     validate=SYNTHETIC.validate), replace=True)
+    spec = _spec("test-sharing")
+    _SHARED.update(spec=spec, out=tmp_path / "s.nc", pending=True)
+    res = run_sweep(spec, tmp_path / "s.nc", progress=False)
+    assert _Counter.calls == 7 and res.computed == 7 and res.reused == 1
+    whole = run_sweep(_spec(), None, progress=False).dataset
+    np.testing.assert_array_equal(res.dataset["final_loss"].values, whole["final_loss"].values)
 
 
 def test_changed_fixed_value_is_a_new_point_not_a_stale_reuse(tmp_path):

@@ -155,3 +155,34 @@ def test_sweep_over_parameters_of_a_profile_that_uses_include(tmp_path):
         parse_sweep({"measurement": "test-profile-numbers", "base": {"device": "broken.toml"},
                      "parameters": {"slm.bits": [4, 6]}}, source=str(spec_file))
     assert "absent.toml" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_asymmetry_angle_is_sweepable_though_the_circuit_file_leaves_it_out():
+    import jax
+
+    from anasim.circuits import init_params
+    from anasim.study.hardware import circuit_spec
+
+    circuit = {"name": "asym", "network": {"sizes": [6, 5, 4], "lam": "asymmetric", "activation": "hard_sigmoid",
+                                           "backward": "independent", "cost": "squared"},
+               "relaxation": {"eta": 0.5, "schedule": "async", "max_iters": 50, "tol": 1e-4}}
+    spec = parse_sweep({"measurement": "lipschitz", "base": {"circuit": circuit, "device": "ideal"},
+                        "fixed": {"lipschitz_estimate.n_pairs": 1, "lipschitz_estimate.ascent_steps": 1},
+                        "parameters": {"circuit.asymmetry_angle": [0.0, 180.0]}})
+    assert spec.axes[0].path == "circuit.network.asymmetry_angle"
+    ds = run_sweep(spec, None, progress=False).dataset
+    lam = ds["lam_max_sym"].values
+    # α = 180°: ψ = −θᵀ (to float32's sin π ≈ 1e-7), W is skew and its symmetric part vanishes.
+    assert abs(lam[1]) < 1e-6
+    # α = 0°: ψ = θᵀ, W = [[0, θ_1ᵀ], [θ_1, 0]] whose largest eigenvalue is σ_max(θ_1).
+    cfg = spec.point_config(next(iter(spec.points())))
+    k_init = jax.random.split(jax.random.PRNGKey(cfg["seed"]), 3)[0]
+    theta1 = np.asarray(init_params(circuit_spec(cfg), k_init).thetas[0], np.float64)
+    assert lam[0] == pytest.approx(np.linalg.norm(theta1, 2), rel=1e-6)
+    # The circuit loader still guards the key: a symmetric circuit rejects an angle.
+    with pytest.raises(AnasimError, match="asymmetry_angle"):
+        parse_sweep({"measurement": "lipschitz",
+                     "base": {"circuit": dict(circuit, network=dict(circuit["network"], lam=1.0,
+                                                                    backward="transpose")),
+                              "device": "ideal"},
+                     "parameters": {"circuit.asymmetry_angle": [0.0, 90.0]}})

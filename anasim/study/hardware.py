@@ -375,6 +375,19 @@ _ALIASES = {
 
 _SCALAR = ()
 
+
+def _circuit_optional() -> tuple[str, ...]:
+    """Every key the circuit loader accepts in [network] and [relaxation]: a spec
+    may set those a circuit file leaves out (e.g. ``network.asymmetry_angle``)."""
+    from anasim.circuits import spec as cspec
+
+    return tuple(f"circuit.{table}.{k}" for table, keys in (("network", cspec._NETWORK),
+                                                            ("relaxation", cspec._RELAXATION))
+                 for k in keys)
+
+
+_OPTIONAL = _circuit_optional()
+
 register_measurement(Measurement(
     name="train",
     fn=_train,
@@ -382,6 +395,7 @@ register_measurement(Measurement(
     defaults=_train_defaults(),
     validate=_validate_train,
     aliases=_ALIASES,
+    optional=_OPTIONAL,
     complete=complete_device,
     description="on-device training run (anasim.learning.controller.train); per-epoch metrics",
 ), replace=True)
@@ -395,6 +409,7 @@ register_measurement(Measurement(
     defaults={"lipschitz_estimate": {"n_pairs": 8, "ascent_steps": 10}},
     validate=_validate_build,
     aliases=_ALIASES,
+    optional=_OPTIONAL,
     complete=complete_device,
     description="Lipschitz bounds and empirical estimate of the untrained chip as built",
 ), replace=True)
@@ -408,6 +423,7 @@ register_measurement(Measurement(
     defaults={"relaxation_stats": {"batch": 64, "data": "subset"}},
     validate=_validate_build,
     aliases=_ALIASES,
+    optional=_OPTIONAL,
     complete=complete_device,
     description="free relaxation statistics of the untrained chip on test images",
 ), replace=True)
@@ -419,6 +435,7 @@ register_measurement(Measurement(
     defaults={"alignment": {"beta": 0.05, "batch": 16, "data": "subset"}},
     validate=_validate_alignment,
     aliases=_ALIASES,
+    optional=_OPTIONAL,
     complete=complete_device,
     description="cosine of the dyadic update on the hardware with the ideal circuit's exact gradient",
 ), replace=True)

@@ -42,7 +42,9 @@ class Measurement:
     parameter names to full paths (``rule.beta`` → ``circuit.training.beta``);
     ``complete(config)`` fills in, in place, the defaults a loaded file leaves
     implicit (a device model's parameters), so they can be swept and are
-    recorded as attributes.
+    recorded as attributes; ``optional`` lists full paths of keys the owners'
+    loaders accept but a file may leave out without a default to fill in
+    (``circuit.network.asymmetry_angle``): a spec may set or sweep them anyway.
     """
 
     name: str
@@ -54,6 +56,7 @@ class Measurement:
     description: str = field(default="", compare=False)
     aliases: Mapping[str, str] = field(default_factory=dict, compare=False)
     complete: Callable[[Config], None] | None = field(default=None, compare=False)
+    optional: tuple[str, ...] = field(default=(), compare=False)
 
     def __hash__(self) -> int:
         return hash((self.name, self.version))

@@ -141,11 +141,16 @@ def run_sweep(
             last_write[0] = time.perf_counter()
 
     bar = _progress(len(set(keys)), len(set(keys)) - len(todo), progress, spec)
+    shared = 0
     try:
         if not todo:
             pass
         elif scheduler is None and workers == 1:
             for k, cfg in todo.items():
+                if store.has(k):  # another process sharing the store finished it meanwhile
+                    shared += 1
+                    bar.update(1)
+                    continue
                 outputs = evaluate(measurements, cfg)
                 store.write(k, cfg, outputs)
                 bar.update(1)
@@ -162,8 +167,8 @@ def run_sweep(
         dataset=ds,
         out=str(out) if out is not None else None,
         points=len(points),
-        computed=len(todo),
-        reused=reused,
+        computed=len(todo) - shared,
+        reused=reused + shared,
         wall_s=time.perf_counter() - t0,
         workers=workers,
         scheduler=scheduler,

@@ -44,7 +44,7 @@ import itertools
 import json
 import math
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,8 +204,10 @@ def parse_sweep(data: Mapping[str, Any], source: str = "", text: str = "") -> Sw
     measurements = [get_measurement(n, where=f"{where}: key 'measurement'") for n in names]
     outputs: dict[str, str] = {}
     aliases: dict[str, str] = {}
+    optional: set[str] = set()
     for m in measurements:
         aliases.update(getattr(m, "aliases", {}) or {})
+        optional.update(getattr(m, "optional", ()) or ())
         for out in m.outputs:
             if out in outputs:
                 raise AnasimError(
@@ -253,7 +255,7 @@ def parse_sweep(data: Mapping[str, Any], source: str = "", text: str = "") -> Sw
     fixed = []
     for raw, value in _flatten_keys(fixed_tbl):
         key = f"{where}: key 'fixed.{raw}'"
-        path = resolve_path(cfg, raw, key, aliases)
+        path = resolve_path(cfg, raw, key, aliases, optional)
         if path == "seed":
             _check_seed(value, key)
         _assign(cfg, path, value, key, basedir)
@@ -266,7 +268,7 @@ def parse_sweep(data: Mapping[str, Any], source: str = "", text: str = "") -> Sw
     seen: dict[str, str] = {}
     for raw, spec in _flatten_keys(params, stop_at_ranges=True):
         key = f"{where}: key 'parameters.{raw}'"
-        path = resolve_path(cfg, raw, key, aliases)
+        path = resolve_path(cfg, raw, key, aliases, optional)
         if path in seen:
             raise AnasimError(f"{key}: same parameter as 'parameters.{seen[path]}'")
         if path in dict(fixed):
@@ -454,13 +456,17 @@ def _has_path(cfg: Mapping, parts: Sequence[str]) -> bool:
     return True
 
 
-def resolve_path(cfg: Mapping, raw: str, key: str, aliases: Mapping[str, str] | None = None) -> str:
+def resolve_path(cfg: Mapping, raw: str, key: str, aliases: Mapping[str, str] | None = None,
+                 optional: Collection[str] = ()) -> str:
     """Full dotted path of ``raw`` in ``cfg``.
 
     Accepted, in this order: the full path (``circuit.network.lam``); an alias
     a measurement declares (``rule.beta`` → ``circuit.training.beta``); a
     unique suffix of a full path (``slm.bits``, ``lam``); a root followed by a
-    unique suffix under it (``circuit.lam`` → ``circuit.network.lam``).
+    unique suffix under it (``circuit.lam`` → ``circuit.network.lam``). Last,
+    the same forms matched against ``optional`` full paths whose table exists in
+    ``cfg`` but that the file leaves out (``circuit.asymmetry_angle`` →
+    ``circuit.network.asymmetry_angle``): assigning one creates the key.
     """
     parts = raw.split(".")
     if not raw or any(not p for p in parts):
@@ -479,6 +485,14 @@ def resolve_path(cfg: Mapping, raw: str, key: str, aliases: Mapping[str, str] | 
     if not hits and len(parts) > 1 and isinstance(cfg.get(parts[0]), Mapping):
         rest = ".".join(parts[1:])
         hits = [p for p in every if p.startswith(parts[0] + ".") and p.endswith("." + rest)]
+    if not hits:
+        absent = [p for p in sorted(optional)
+                  if not _has_path(cfg, p.split(".")) and _has_path(cfg, p.split(".")[:-1])
+                  and isinstance(_get(cfg, p.split(".")[:-1]), Mapping)]
+        hits = [p for p in absent if p == raw or p.endswith("." + raw)]
+        if not hits and len(parts) > 1:
+            rest = ".".join(parts[1:])
+            hits = [p for p in absent if p.startswith(parts[0] + ".") and p.endswith("." + rest)]
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
@@ -488,6 +502,13 @@ def resolve_path(cfg: Mapping, raw: str, key: str, aliases: Mapping[str, str] | 
     near = [p for p in leaves if f".{parts[0]}." in f".{p}"] if len(parts) > 1 else []
     known = ", ".join((near or leaves)[:12]) + (", ..." if len(near or leaves) > 12 else "")
     raise AnasimError(f"{key}: unknown parameter path '{raw}' (known: {known})")
+
+
+def _get(cfg: Mapping, parts: Sequence[str]) -> Any:
+    node: Any = cfg
+    for part in parts:
+        node = node[part]
+    return node
 
 
 def _all_paths(cfg: Mapping, prefix: str = "") -> list[str]:
