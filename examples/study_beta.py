@@ -2,8 +2,11 @@
 
     python examples/study_beta.py [--quick] [--workers N] [--out-dir out]
 
-Runs ``examples/sweep_beta.toml`` (``--quick``: three β values, one seed, one
-short epoch), writes the netCDF result and one PNG: test accuracy against β,
+Runs ``examples/sweep_beta.toml`` — the full study: a 784-128-10 circuit on
+the 10-bit SLM, 10000 Fashion-MNIST training images, 2 epochs, β ∈ {0.02,
+0.1, 0.5, 1} × λ ∈ {0, 1} × Δf ∈ {25 MHz, 10 GHz} × 2 seeds (32 points;
+``--quick``: three β values, 784-32-10, the shipped subset, one seed, one
+epoch) — and writes the netCDF result and one PNG: test accuracy against β,
 one line per structure, one panel per noise level. Killed runs resume.
 """
 
@@ -22,6 +25,7 @@ from anasim.study.plots import plot_vs_parameter  # noqa: E402
 
 SPEC = Path(__file__).resolve().parent / "sweep_beta.toml"
 QUICK_FIXED = {"train.epochs": 1, "training.train_size": 2000, "training.test_size": 500,
+               "training.data": "subset",
                "network.sizes": [784, 32, 10]}
 QUICK_PARAMS = {"rule.beta": [0.02, 0.1, 0.5], "circuit.lam": [0.0, 1.0], "slm.bandwidth_hz": [25e6, 1e10],
                 "seed": [0]}

@@ -3,9 +3,12 @@ skew-symmetric, feedforward and symmetric circuits.
 
     python examples/study_noise.py [--quick] [--workers N] [--out-dir out]
 
-Runs ``examples/sweep_noise.toml`` (``--quick``: 4 and 10 bits, noiseless and
-the widest band, λ ∈ {0, 1}, one seed, one short epoch), writes the netCDF
-result and one PNG with a heat map per structure. Killed runs resume.
+Runs ``examples/sweep_noise.toml`` — the full study: a 784-128-10 circuit,
+10000 Fashion-MNIST training images, 2 epochs, SLM bits ∈ {4, 6, 10} ×
+detection band Δf ∈ {0 (noiseless), 10 GHz} × λ ∈ {0, ½, 1} × 2 seeds (36
+points; ``--quick``: 4 and 10 bits, λ ∈ {0, 1}, 784-32-10, the shipped subset,
+one seed, one epoch) — and writes the netCDF result and one PNG with a heat
+map per structure. Killed runs resume.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from anasim.study.plots import plot_heatmap  # noqa: E402
 
 SPEC = Path(__file__).resolve().parent / "sweep_noise.toml"
 QUICK_FIXED = {"train.epochs": 1, "training.train_size": 2000, "training.test_size": 500,
+               "training.data": "subset",
                "network.sizes": [784, 32, 10]}
 QUICK_PARAMS = {"slm.bits": [4, 10], "slm.bandwidth_hz": [0.0, 1e10], "circuit.lam": [0.0, 1.0], "seed": [0]}
 

@@ -3,9 +3,12 @@ against the structure λ (ideal devices) and against gyrator mismatch ε.
 
     python examples/study_symmetry.py [--quick] [--workers N] [--out-dir out]
 
-Runs the sweeps of ``examples/sweep_symmetry.toml`` and
-``examples/sweep_gyrator.toml`` (``--quick``: fewer values, one seed, one
-short epoch), writes their netCDF results and one PNG. Killed runs resume.
+Runs the sweeps of ``examples/sweep_symmetry.toml`` (λ ∈ {0, ¼, ½, ¾, 1},
+ideal devices) and ``examples/sweep_gyrator.toml`` (ε ∈ {0, 0.1, 0.2, 0.4} on
+the gm-C gyrator profile) — in full: a 784-128-10 circuit, 10000 Fashion-MNIST
+training images, 2 epochs, 2 seeds, 18 points (``--quick``: fewer values,
+784-32-10, the shipped subset, one seed, one epoch) — and writes their netCDF
+results and one PNG. Killed runs resume.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from anasim.study.plots import plot_vs_parameter  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 QUICK_FIXED = {"train.epochs": 1, "training.train_size": 2000, "training.test_size": 500,
+               "training.data": "subset",
                "network.sizes": [784, 32, 10], "alignment.batch": 8}
 QUICK = {
     "sweep_symmetry.toml": {"circuit.lam": [0.0, 0.5, 1.0], "seed": [0]},
