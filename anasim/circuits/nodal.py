@@ -753,39 +753,49 @@ def _linear_maps(c: Circuit):
                     A_one[cell[node, k]] += sgn
                     A_one[cell[k, node]] += sgn
     maps["A_one"] = A_one
+    fixed = np.zeros(c.n_nodes + 1, bool)
+    fixed[lay.fixed] = True
+    R_fix = np.flatnonzero(fixed[R[:, 0]] | fixed[R[:, 1]])
+    Q_fix = np.flatnonzero(fixed[Q[:, 2]] | fixed[Q[:, 3]])
+    maps.update(R_fix=R_fix, F_g_fix=maps["F_g"][:, R_fix].tocsr(),
+                Q_fix=Q_fix, F_gm_fix=maps["F_gm"][:, Q_fix].tocsr())
     return maps
 
 
 def _assemble_linear(c: Circuit, vals: CircuitValues):
-    """Linear Jacobian A as cells (batch, n_cells) (:func:`_cell_index`) and offset b0
-    (batch, size), F_lin(z) = A z + b0,
-    for numpy values with one leading batch axis: sparse products whose inner loop
-    runs over the batch (a scatter per stamp in XLA costs more than the Newton solve)."""
+    """Linear Jacobian A as cells (n_cells, batch) (:func:`_cell_index`) and offset b0
+    (size, batch), F_lin(z) = A z + b0, for numpy values with one leading batch
+    axis. Batch last: the sparse products' inner loops and every gather run
+    over contiguous batch rows (a scatter per stamp in XLA cost more than the
+    Newton solve); the compiled solve transposes back."""
     lay = c.layout
     maps = _linear_maps(c)
     size, nf = lay.size, len(lay.free)
     B = vals.g.shape[0]
-    A = maps["A_g"] @ np.ascontiguousarray(vals.g.T) if len(c.resistors) else np.zeros((len(maps["A_one"]), B))
+    gT = np.ascontiguousarray(vals.g.T)
+    A = maps["A_g"] @ gT if len(c.resistors) else np.zeros((len(maps["A_one"]), B))
     if len(c.vccs):
-        A += maps["A_gm"] @ np.ascontiguousarray(vals.gm.T)
+        gmT = np.ascontiguousarray(vals.gm.T)
+        A += maps["A_gm"] @ gmT
     if maps["A_one"].any():
         A += maps["A_one"][:, None]
     v0 = np.zeros((c.n_nodes + 1, B))  # node voltages at z = 0: only the fixed nodes
     if len(lay.fixed):
         v0[lay.fixed] = lay.fixed_sign[:, None] * vals.v[:, lay.fixed_src].T
     b0 = np.zeros((size, B))
-    if len(c.resistors):
-        R = np.asarray(c.resistors, np.int64)
-        b0[:nf] += maps["F_g"] @ (vals.g.T * (v0[R[:, 0]] - v0[R[:, 1]]))
-    if len(c.vccs):
-        Q = np.asarray(c.vccs, np.int64)
-        b0[:nf] += maps["F_gm"] @ (vals.gm.T * (v0[Q[:, 2]] - v0[Q[:, 3]]))
+    # only elements with a fixed terminal (controlling node) carry current at z = 0
+    if len(maps["R_fix"]):
+        R = np.asarray(c.resistors, np.int64)[maps["R_fix"]]
+        b0[:nf] += maps["F_g_fix"] @ (gT[maps["R_fix"]] * (v0[R[:, 0]] - v0[R[:, 1]]))
+    if len(maps["Q_fix"]):
+        Q = np.asarray(c.vccs, np.int64)[maps["Q_fix"]]
+        b0[:nf] += maps["F_gm_fix"] @ (gmT[maps["Q_fix"]] * (v0[Q[:, 2]] - v0[Q[:, 3]]))
     if len(c.isources):
         b0[:nf] += maps["F_i"] @ np.ascontiguousarray(vals.i.T)
     if len(lay.floating):
         src = np.asarray(c.vsources, np.int64)[lay.floating]
         b0[nf:] = v0[src[:, 0]] - v0[src[:, 1]] - vals.v[:, lay.floating].T
-    return np.ascontiguousarray(A.T), np.ascontiguousarray(b0.T)
+    return A, b0
 
 
 @functools.partial(jax.jit, static_argnames=("c", "max_iter", "reltol", "vntol"))
@@ -794,6 +804,7 @@ def _newton_batched(c: Circuit, vals: CircuitValues, z0, A, b0, *, max_iter: int
     """:func:`_newton_dense` vmapped over the leading axis of ``vals``, ``z0``, ``A``, ``b0``;
     returns node voltages, unknowns, iterations, convergence flags and the KCL residual."""
     lay = c.layout
+    A, b0 = A.T, b0.T   # the host assembled them batch-last
     lin = _split_cells(lay, A)
     z, it, done = jax.vmap(lambda v, z_, a, b: _newton_dense(
         c, v, z_, a, b, max_iter=max_iter, reltol=reltol, vntol=vntol))(vals, z0, lin, b0)
