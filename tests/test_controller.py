@@ -106,3 +106,17 @@ def test_twin_chips_reduce_to_one_chip_when_exact(subset):
     np.testing.assert_allclose(np.asarray(a.params.theta0), np.asarray(b.params.theta0), atol=5e-3)
     # twin phases cost one relaxation per chip: the iteration count is counted on both
     assert b.history["iterations"][0] >= a.history["iterations"][0]
+
+
+def test_bias_init_sets_the_initial_biases_and_keeps_the_couplings():
+    from anasim.circuits import init_params
+    from anasim.learning.controller import _initial_params
+
+    spec = CircuitSpec(sizes=(5, 4, 3), lam=0.0, training=freeze_options({"bias_init": [0.25, -0.5]}))
+    cfg = config_from_spec(spec)
+    key = jax.random.PRNGKey(7)
+    p, q = _initial_params(spec, cfg, key), init_params(spec, key)
+    np.testing.assert_array_equal(p.biases[0], np.full(4, 0.25, np.float32))
+    np.testing.assert_array_equal(p.biases[1], np.full(3, -0.5, np.float32))
+    np.testing.assert_array_equal(p.theta0, q.theta0)
+    np.testing.assert_array_equal(p.thetas[0], q.thetas[0])

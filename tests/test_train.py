@@ -100,6 +100,7 @@ def test_resume_refuses_a_different_configuration(tmp_path, subset):
         (dict(write_mode="in-situ"), 0.0, "in-situ"),
         (dict(phases="twin"), 0.0, "twin"),
         (dict(layer_lr=[1.0, 2.0, 3.0]), 0.0, "layer_lr"),
+        (dict(bias_init=[0.1]), 0.0, "bias_init"),
     ],
 )
 def test_incompatible_configurations_are_named(training, lam, message, subset):

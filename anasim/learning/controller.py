@@ -83,6 +83,8 @@ class TrainConfig:
         learning_rate: peak learning rate of the schedule.
         layer_lr: multipliers per coupling (θ_0, θ_1, …, θ_{L−1}); biases follow
             their layer's incoming coupling. Empty: all 1.
+        bias_init: initial biases b_1 … b_L, one value per layer (pre-activation
+            units, the same for every neuron of the layer). Empty: all 0.
         momentum: SGD momentum (0 = plain SGD).
         weight_decay: decoupled weight decay per step (× learning rate).
         schedule: "cosine" (decay to 0 over the run) or "constant".
@@ -102,6 +104,7 @@ class TrainConfig:
     rule: str = "dyadic"
     learning_rate: float = 0.02
     layer_lr: tuple = ()
+    bias_init: tuple = ()
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "cosine"
@@ -142,6 +145,8 @@ class TrainConfig:
             bad("write_mode", f"one of {WRITE_MODES}", self.write_mode)
         if self.phases not in PHASE_MODES:
             bad("phases", f"one of {PHASE_MODES}", self.phases)
+        if any(not math.isfinite(float(b)) for b in self.bias_init):
+            bad("bias_init", "a list of finite numbers", self.bias_init)
         if any(not (float(m) >= 0) for m in self.layer_lr):
             bad("layer_lr", "a list of non-negative multipliers", self.layer_lr)
         if int(self.train_size) < 0 or int(self.test_size) < 0:
@@ -223,6 +228,10 @@ def _check_compatible(spec: CircuitSpec, cfg: TrainConfig, profile: DeviceProfil
         raise ProfileError(
             f"{where}: training.layer_lr needs {spec.n_layers} multipliers (θ_0 … θ_{spec.n_layers - 1}), "
             f"got {len(cfg.layer_lr)}")
+    if len(cfg.bias_init) not in (0, spec.n_layers):
+        raise ProfileError(
+            f"{where}: training.bias_init needs {spec.n_layers} values (b_1 … b_{spec.n_layers}), "
+            f"got {len(cfg.bias_init)}")
 
 
 # --- optimizer ---------------------------------------------------------------------
@@ -263,6 +272,15 @@ def _to_params(d: dict, asymmetric: bool, like: Params) -> Params:
     back = tuple(t.T for t in d["thetas"]) if asymmetric else ()
     p = Params(theta0=d["theta0"], thetas=tuple(d["thetas"]), biases=tuple(d["biases"]), backward=back)
     return jax.tree_util.tree_map(lambda u, q: u.astype(q.dtype), p, like)
+
+
+def _initial_params(spec: CircuitSpec, cfg: TrainConfig, key) -> Params:
+    """The circuit's random initial couplings, with the biases of ``cfg.bias_init``."""
+    params = _init_jit(spec, key)
+    if cfg.bias_init:
+        params = dataclasses.replace(params, biases=tuple(
+            jnp.full_like(b, v) for b, v in zip(params.biases, cfg.bias_init)))
+    return params
 
 
 # --- one step ----------------------------------------------------------------------
@@ -584,7 +602,7 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
     physics = _physics(spec)
     root = jax.random.PRNGKey(cfg.seed)
     k_init, k_build, k_twin, k_run = jax.random.split(root, 4)
-    params = _init_jit(physics, k_init)
+    params = _initial_params(physics, cfg, k_init)
     hw = _build_jit(physics, profile, params, k_build)
     hw2 = _build_jit(physics, profile, params, k_twin) if cfg.phases == "twin" else hw
     kind = _StepKind(cfg.rule, cfg.write_mode, cfg.phases)

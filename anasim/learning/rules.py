@@ -3,13 +3,19 @@
 A rule sees only what the controller read from the hardware through the ADC:
 the clamped input ``x`` (shape (batch, n_0)) and, per phase, the layer states
 ``s = (s_1, ..., s_L)`` (each (batch, n_k), normalized units in [0, 1]). It
-never differentiates through the relaxation. Every rule returns an *estimate of
-the loss gradient* (descend along it) as a dict with the shapes of the circuit
-parameters, averaged over the batch::
+never differentiates through the relaxation. Every rule returns an update to
+*descend along* as a dict with the shapes of the circuit parameters, averaged
+over the batch::
 
     {"theta0": (n_1, n_0),                      # input projection x -> s_1
      "thetas": ((n_2, n_1), ..., (n_L, n_{L-1})),  # coupling layer k -> k+1
      "biases": ((n_1,), ..., (n_L,))}
+
+What the update is the gradient of differs between rules (tested in
+tests/test_rules.py): dyadic learning and EP estimate the gradient of the loss
+ℓ at the free equilibrium (exactly as β → 0); CL and CpL are exact gradients of
+energy gaps between a clamped and another equilibrium, which are not the loss
+(see :func:`contrastive` and :func:`coupled`).
 
 Matrices follow the device convention ``y = W x`` (shape (n_out, n_in)).
 
@@ -31,8 +37,10 @@ the estimator is even in β, so its error is O(β²).
 
 Energy-based rules (symmetric circuits, λ = 1; Scellier et al., "Energy-based
 learning algorithms for analog computing"): with the Hopfield energy
-E = ½‖s‖² − ½ sᵀ W s − sᵀ θ_0 x − bᵀ s (its θ-derivatives ∂E/∂θ_k = −s_{k+1} s_kᵀ,
-∂E/∂θ_0 = −s_1 xᵀ, ∂E/∂b = −s), two phases a, b give
+E = Σ_i Φ(s_i) − ½ sᵀ W s − sᵀ θ_0 x − bᵀ s, Φ' = f⁻¹ (½s² for the hard
+sigmoid; its stationary points are the fixed points s = f(W s + θ_0 x + b)) and
+θ-derivatives ∂E/∂θ_k = −s_{k+1} s_kᵀ, ∂E/∂θ_0 = −s_1 xᵀ, ∂E/∂b = −s, two
+phases a, b give
 
     ∇ = (∂E/∂θ(s_a) − ∂E/∂θ(s_b)) / (β_a − β_b)
 
@@ -40,6 +48,23 @@ EP: nudging (β_a, β_b) = (β, 0) positive, (0, −β) negative, (β, −β) ce
 CL: output clamped to y vs free (scale 1); CpL: output clamped to
 (1 − β) o* + β y vs free, scale 1/β (P), to (1 + β) o* − β y (N), or both (C,
 scale 1/(2β)).
+
+What CL and CpL compute (Scellier et al., comparative study). Let Ẽ(θ; c) be
+the energy minimized over the hidden layers with the output clamped at c, and
+Ẽ_free(θ) = min_c Ẽ(θ; c), reached at the free output o*. By the envelope
+theorem ∂_θ Ẽ(θ; c) = ∂E/∂θ at the clamped equilibrium, so
+
+* CL is exactly ∇_θ [Ẽ(θ; y) − Ẽ_free(θ)], the contrastive energy gap, for any
+  network. It is not an estimate of ∇ℓ: it vanishes only where the free output
+  already equals y, and with saturating neurons it can even point against ∇ℓ
+  (a hard-sigmoid output at a rail has zero loss gradient, yet a clamp moves it;
+  cosine −0.2 on the 6-8-7-4 test circuit).
+* CpL-P is exactly ∇_θ [Ẽ(θ; c₊) − Ẽ_free(θ)]/β with c₊ = (1 − β) o* + β y held
+  fixed (N and C likewise). As β → 0 it tends to (y − o*)ᵀ ∂_c∂_θ Ẽ, while
+  ∇ℓ = −(∂_c∂_θ Ẽ)ᵀ H⁻¹ (o* − y) with H = ∂²Ẽ/∂c² at o*: CpL estimates the
+  gradient of ½ (o* − y)ᵀ H (o* − y) (H frozen), the loss gradient only where
+  H = I. Sigmoid neurons give H ⪰ 4I roughly (Φ'' = 1/(s(1 − s)) ≥ 4), hence
+  the same direction as ∇ℓ but steps several times longer.
 """
 
 from __future__ import annotations
@@ -141,7 +166,11 @@ def ep_centered(x, s_minus, s_plus, beta):
 
 
 def contrastive(x, s_free, s_clamped) -> Updates:
-    """Contrastive learning: output clamped to the target vs the free phase."""
+    """Contrastive learning: output clamped to the target vs the free phase.
+
+    Exactly ∇_θ [Ẽ(θ; y) − Ẽ_free(θ)] (module docstring), not a loss-gradient
+    estimate; no β, scale 1.
+    """
     return energy_difference(x, s_clamped, s_free, 1.0)
 
 
@@ -152,7 +181,14 @@ def coupled_clamp(o_free, y, beta: float):
 
 def coupled(x, s_a, s_b, beta: float, variant: str = "P") -> Updates:
     """Coupled learning. ``variant`` "P": s_a clamped at (1−β)o*+βy, s_b free;
-    "N": s_a free, s_b clamped at (1+β)o*−βy; "C": s_a at +β, s_b at −β clamp."""
+    "N": s_a free, s_b clamped at (1+β)o*−βy; "C": s_a at +β, s_b at −β clamp.
+
+    Exactly the gradient of the energy gap between the two phases divided by β
+    (2β for C), clamps held fixed; as β → 0 the gradient of the output-Hessian
+    weighted squared error ½ (o* − y)ᵀ H (o* − y) (module docstring), with bias
+    O(β) for P/N and O(β²) for C. The N clamp must stay inside the output range
+    (β < o*/(1 − o*) for y = 1 … ).
+    """
     if isinstance(beta, (int, float)) and beta == 0:
         raise AnasimError("beta: coupled learning needs a nonzero clamp strength")
     scale = {"P": 1.0 / beta, "N": 1.0 / beta, "C": 1.0 / (2.0 * beta)}.get(variant)
