@@ -112,7 +112,10 @@ def error_vector(spec: CircuitSpec, hw, x, y, key, *, beta: float, n_points: int
     free equilibrium. ``free_eq``: a free :class:`Equilibrium` to reuse.
     """
     _check_spec(spec)
-    betas = nudge_points(beta, n_points)
+    phases = nudge_points(1.0, n_points)          # e^{2πik/N}; |β| may be traced
+    if isinstance(beta, (int, float)):
+        nudge_points(beta, n_points)              # validate a concrete radius
+    radius = jnp.abs(jnp.asarray(beta))
     k_free, k_n = jax.random.split(key)
     if free_eq is None:
         free_eq = layered.relax(spec, hw, x, k_free)
@@ -120,19 +123,19 @@ def error_vector(spec: CircuitSpec, hw, x, y, key, *, beta: float, n_points: int
     cdt = layered.engine_dtypes(spec, True)[0]
     acc = [jnp.zeros(s.shape, cdt) for s in s0]
     iters = free_eq.iterations
-    for i in range(0, len(betas), 2):
-        pair = betas[i:i + 2]
-        bp = complex(pair[0])
+    for i in range(0, len(phases), 2):
+        pair = phases[i:i + 2]
+        bp = (radius * pair[0]).astype(cdt)
         # the − compartment gets +β₋∇ℓ: β₋ = −β_k gives it the nudge −β_k∇ℓ
-        bm = -complex(pair[1]) if len(pair) == 2 else 0j
+        bm = (-radius * pair[1]).astype(cdt) if len(pair) == 2 else 0j
         eq = layered.relax(spec, hw, x, jax.random.fold_in(k_n, i), nudge=(bp, bm), target=y, state0=free_eq)
         iters = iters + eq.iterations
         for j in range(len(acc)):
-            acc[j] = acc[j] + np.conj(pair[0]) / abs(beta) * (eq.s_plus[j] - s0[j])
+            acc[j] = acc[j] + np.conj(pair[0]) * (eq.s_plus[j] - s0[j])
             if len(pair) == 2:
-                acc[j] = acc[j] + np.conj(pair[1]) / abs(beta) * (eq.s_minus[j] - s0[j])
+                acc[j] = acc[j] + np.conj(pair[1]) * (eq.s_minus[j] - s0[j])
     rdt = _real_dtype(spec)
-    delta = tuple((a / (len(betas) * abs(beta))).real.astype(rdt) for a in acc)
+    delta = tuple((a / (len(phases) * radius)).real.astype(rdt) for a in acc)
     return HEPEstimate(delta=delta, free=tuple(s.astype(rdt) for s in s0), iterations=iters)
 
 
@@ -303,6 +306,9 @@ class HEPConfig:
         train_size, test_size: first n examples (0 = all).
         probe_batch: examples used for the per-epoch diagnostics (functional
             symmetry, error-vector cosines against the exact ones).
+        homeostasis_backward_only: apply the homeostatic gradient to the
+            backward couplings ψ_k only (the forward θ_k then follow the loss
+            alone); False applies it to every coupling, as the paper does.
     """
 
     n_points: int = 2
@@ -317,6 +323,7 @@ class HEPConfig:
     train_size: int = 0
     test_size: int = 0
     probe_batch: int = 32
+    homeostasis_backward_only: bool = False
 
     def __post_init__(self):
         if int(self.n_points) < 1:
@@ -336,7 +343,7 @@ def _to_params(u: dict, like: Params) -> Params:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
-def _hep_step(spec, n_points, with_homeo, beta, momentum, probes, params, opt_state, x, y, lam_homeo, lr, key):
+def _hep_step(spec, n_points, with_homeo, momentum, probes, backward_only, params, opt_state, x, y, beta, lam_homeo, lr, key):
     from anasim.devices.profile import ideal_profile  # noqa: PLC0415
 
     k_build, k_est, k_h = jax.random.split(key, 3)
@@ -347,6 +354,8 @@ def _hep_step(spec, n_points, with_homeo, beta, momentum, probes, params, opt_st
     if with_homeo:
         homeo, hg = jax.value_and_grad(
             lambda p: homeostasis.circuit_homeostatic_loss(spec, p, x, est.free, k_h, probes))(params)
+        if backward_only:
+            hg = dataclasses.replace(jax.tree_util.tree_map(jnp.zeros_like, hg), backward=hg.backward)
         grads = jax.tree_util.tree_map(lambda g, h: g + lam_homeo * h.astype(g.dtype), grads, hg)
     opt = optax.sgd(lr, momentum=momentum)
     updates, opt_state = opt.update(grads, opt_state, params)
@@ -440,8 +449,10 @@ def train_hep(spec: CircuitSpec, cfg: HEPConfig, train_set: Split, test_set: Spl
             x = jnp.asarray(train_set.x[sel], dtype)
             y = jax.nn.one_hot(train_set.y[sel], spec.n_out, dtype=dtype)
             params, opt_state, c, l_, h, it = _hep_step(
-                spec, int(cfg.n_points), cfg.homeostasis > 0, float(cfg.beta), float(cfg.momentum), int(cfg.probes),
-                params, opt_state, x, y, jnp.asarray(cfg.homeostasis, dtype), jnp.asarray(cfg.learning_rate, dtype),
+                spec, int(cfg.n_points), cfg.homeostasis > 0, float(cfg.momentum), int(cfg.probes),
+                bool(cfg.homeostasis_backward_only),
+                params, opt_state, x, y, jnp.asarray(cfg.beta, dtype), jnp.asarray(cfg.homeostasis, dtype),
+                jnp.asarray(cfg.learning_rate, dtype),
                 jax.random.fold_in(jax.random.fold_in(k_run, epoch), step))
             correct += float(c)
             loss += float(l_)
