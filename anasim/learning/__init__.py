@@ -5,10 +5,13 @@
 * :mod:`anasim.learning.controller` -- the training loop on a chip: program →
   DAC → relax → ADC → rule → optimizer → write (shadow or in-situ), twin chips,
   physical cost accounting, netCDF metrics, HDF5 checkpoints;
-* :mod:`anasim.learning.plots` -- learning curves.
+* :mod:`anasim.learning.plots` -- learning curves;
+* :mod:`anasim.learning.holomorphic` -- holomorphic EP (N complex nudges or a
+  rotating nudge) for circuits without weight symmetry, its local rule and
+  training with Jacobian homeostasis.
 """
 
-from anasim.learning import rules
+from anasim.learning import holomorphic, rules
 from anasim.learning.controller import (
     RULE_NAMES,
     TrainConfig,
@@ -24,5 +27,5 @@ from anasim.learning.plots import plot_learning_curves
 
 __all__ = [
     "RULE_NAMES", "TrainConfig", "TrainResult", "checkpoint_path", "config_from_spec", "evaluate",
-    "history_dataset", "local_update", "plot_learning_curves", "rules", "train",
+    "history_dataset", "holomorphic", "local_update", "plot_learning_curves", "rules", "train",
 ]
