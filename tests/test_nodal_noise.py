@@ -155,7 +155,7 @@ def test_relax_noise_is_kT_over_C_per_node(kind):
                       node_capacitance_f=cap, v_fs_v=0.5)
     draws = 800
     x = np.broadcast_to(rng.uniform(0, 1, 3), (draws, 3))
-    s0, s1, _ = solve_layers(sizes, ph, w, x[:1])
+    s0, s1, _ = solve_layers(sizes, ph, w, x)     # noiseless DC point (same compiled solve)
     sn0, sn1, _ = solve_layers(sizes, ph, w, x, key=jax.random.PRNGKey(5))
     dc = np.concatenate(s0, 1)
     noisy = np.concatenate(sn0, 1)
