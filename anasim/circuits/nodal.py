@@ -23,13 +23,19 @@ currents *leaving* it through its elements is zero:
 
 Capacitors are open at DC. The nonlinear system is solved by Newton's method
 with SPICE's junction-voltage limiting (``pnjlim``: a step in a forward-biased
-junction voltage beyond 2 n V_T is replaced by a logarithmic one), which damps
-the iteration where the exponential would overshoot; the Jacobian is assembled
-densely and solved in one batched LU per iteration (``method="dense"``, JAX,
-float64, vmapped), or assembled sparse and factored with SuperLU for a large
-single network (``method="sparse"``, scipy). A solve that does not converge
-raises :class:`~anasim.errors.ConvergenceError` naming the node with the
-largest KCL residual.
+junction voltage beyond 2 n V_T is replaced by a logarithmic one, extended to
+a junction retreating from an overshoot), which damps the iteration where the
+exponential would overshoot. ``method="dense"`` (JAX, float64, vmapped over a
+batch): the linear stamps are assembled once per solve on the host (sparse
+products over the batch), the diodes are stamped per iteration, and the
+unknowns of a precomputed independent set of resistor/diode nodes (in a
+layered circuit, every other layer) are eliminated by their diagonal, so only
+the Schur complement over the rest is LU-factored; convergence is declared
+when the step is within reltol·|v| + vntol, or when two unlimited quadratic
+steps predict the next one within it. ``method="sparse"``: SuperLU (scipy) for
+one large network. A solve that does not converge raises
+:class:`~anasim.errors.ConvergenceError` naming the node with the largest KCL
+residual.
 
 Thermal noise: every conductance g (resistor) carries Johnson–Nyquist current
 noise of one-sided density S_I = 4 k_B T g (A²/Hz; Nyquist 1928). As an SDE
