@@ -872,10 +872,11 @@ def solve_op(c: Circuit, values: CircuitValues | None = None, *, method: str = "
         c: topology.
         values: element values; leading axes of the leaves are batch axes
             (broadcast against each other). Default ``c.values``.
-        method: ``"dense"`` (JAX, batched LU, float64) or ``"sparse"``
+        method: ``"dense"`` (JAX, batched, float64; module docstring) or ``"sparse"``
             (scipy SuperLU, one circuit; for thousands of nodes).
         max_iter: Newton iteration budget.
-        reltol, vntol: convergence when every node-voltage step is below
+        reltol, vntol: convergence when every node-voltage step — taken, or
+            predicted from two unlimited quadratic steps — is below
             ``reltol·|v| + vntol`` (V) and no junction was limited.
         raise_on_failure: raise :class:`ConvergenceError` if any circuit of the
             batch did not converge (else return with ``iterations == max_iter``).
