@@ -325,3 +325,69 @@ def test_ep_from_nodal_equilibria_matches_implicit_differentiation_and_a_step_lo
                              thetas=(w.thetas[0] - lr * ep[n0:n0 + n1].reshape(w.thetas[0].shape),),
                              bias=w.bias - lr * ep[n0 + n1:], backward=w.backward, self_coupling=w.self_coupling)
     assert loss(stepped) < loss(w)
+
+
+def test_dyadic_from_gyrator_circuit_matches_implicit_differentiation():
+    """λ = 0: rules.dyadic on the two cross-coupled compartment copies estimates the
+    gradient of ℓ at the free DC point of the gyrator circuit, computed by the implicit
+    function theorem on a KCL residual (leaks, clamp diodes, VCCS) written here."""
+    import jax.numpy as jnp
+
+    from anasim.circuits.nodal import thermal_voltage
+    from anasim.circuits.resistive_hopfield import hopfield_circuit
+    from anasim.learning import rules
+
+    rng = np.random.default_rng(8)
+    ph = NodalPhysics(kind="gyrator")
+    w = _weights(rng, scale=1.5, gyrator=False)
+    w = LayeredWeights(**{**w.__dict__, "bias": rng.uniform(-0.3, 0.6, N)})
+    x = rng.uniform(0, 1, (5, SIZES[0]))
+    y = rng.uniform(0, 1, (5, SIZES[-1]))
+    c = hopfield_circuit(SIZES, ph).circuit
+    n = c.n_nodes
+    R, D, I, Q = (np.asarray(t, np.int64) for t in (c.resistors, c.diodes, c.isources, c.vccs))
+    fixed = np.asarray([p for p, _ in c.vsources])
+    free = np.setdiff1d(np.arange(n), fixed)
+    vte = ph.diode_n * thermal_voltage(ph.temperature_k)
+    gu, vfs = ph.g_unit_s, ph.v_fs_v
+    n0, n1 = SIZES[1] * SIZES[0], SIZES[2] * SIZES[1]
+
+    def residual(vf, p, xk):
+        th0, th1, b = p[:n0], p[n0:n0 + n1].reshape(SIZES[2], SIZES[1]), p[n0 + n1:]
+        one_copy = jnp.concatenate([th0, th1.ravel(), -th1.T.ravel(), jnp.zeros(N + SIZES[-1])]) * gu
+        gm = jnp.concatenate([one_copy, one_copy])           # element order of the topology
+        inj = jnp.concatenate([b, b]) * gu * vfs
+        v = jnp.zeros(n + 1).at[free].set(vf).at[fixed].set(
+            jnp.concatenate([xk * vfs, jnp.asarray([ph.rail_hi_v, ph.rail_lo_v])]))
+        leave = jnp.zeros(n + 1)
+        i = ph.leak_s * (v[R[:, 0]] - v[R[:, 1]])
+        leave = leave.at[R[:, 0]].add(i).at[R[:, 1]].add(-i)
+        vd = v[D[:, 0]] - v[D[:, 1]]
+        i = ph.diode_is_a * jnp.expm1(vd / vte) + ph.gmin * vd
+        leave = leave.at[D[:, 0]].add(i).at[D[:, 1]].add(-i)
+        i = gm * (v[Q[:, 2]] - v[Q[:, 3]])                     # VCCS p → n, here ground → node
+        leave = leave.at[Q[:, 0]].add(i).at[Q[:, 1]].add(-i)
+        leave = leave.at[I[:, 1]].add(-inj)
+        return leave[free]
+
+    p = np.concatenate([w.theta0.ravel(), w.thetas[0].ravel(), w.bias])
+    sp0, _, op = solve_layers(SIZES, ph, w, x)
+    out = np.asarray([np.flatnonzero(free == k)[0] for k in hopfield_circuit(SIZES, ph).layer_nodes[0][-1]])
+    jac = jax.jit(jax.jacfwd(residual, (0, 1)))
+    ref = np.zeros_like(p)
+    for k in range(len(x)):
+        vf = np.asarray(op.voltages[k])[free]
+        assert np.abs(residual(vf, p, x[k])).max() < 1e-12
+        Jv, Jp = (np.asarray(a) for a in jac(vf, p, x[k]))
+        ref += (vf[out] / vfs - y[k]) @ (-np.linalg.solve(Jv, Jp))[out] / vfs
+    ref /= len(x)
+    s_all = np.concatenate(sp0, 1)
+    assert s_all.max() > 0.97 or s_all.min() < 0.03, (s_all.min(), s_all.max())   # a clamp diode conducts
+    beta = 0.01
+    sp, sm, _ = solve_layers(SIZES, ph, w, x, beta=(beta, beta), target=y)
+    g = rules.dyadic(jnp.asarray(x), sp, sm, beta, 0.0)
+    est = np.concatenate([np.ravel(g["theta0"]), np.ravel(g["thetas"][0]),
+                          np.concatenate([np.ravel(b) for b in g["biases"]])])
+    cos = est @ ref / np.linalg.norm(est) / np.linalg.norm(ref)
+    assert cos >= 0.999, cos
+    assert np.linalg.norm(est) == pytest.approx(np.linalg.norm(ref), rel=0.01)
