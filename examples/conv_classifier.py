@@ -101,7 +101,7 @@ def main(argv=None):
     ap.add_argument("--test-size", type=int)
     ap.add_argument("--channels", type=int, nargs=2, metavar=("C1", "C2"))
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=0.003)
+    ap.add_argument("--lr", type=float, default=0.001)
     ap.add_argument("--beta", type=float, default=0.2)
     ap.add_argument("--max-iters", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)

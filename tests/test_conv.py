@@ -168,18 +168,21 @@ def test_dyadic_kernel_rule_matches_implicit_gradient(lam, output_layer, k):
 
 
 def test_relaxation_reaches_the_ideal_fixed_point_sync_and_async():
+    x = jax.random.uniform(jax.random.key(4), (2, 6, 6, 1), jnp.float64)
     for lam in (1.0, 0.0, 0.5, "asymmetric"):
         spec = _tiny(lam)
         p = cv.init_params(spec, jax.random.key(3))
         hw = cv.build(spec, ideal_profile(), p, jax.random.key(0))
-        x = jax.random.uniform(jax.random.key(4), (2, 6, 6, 1), jnp.float64)
         ea = cv.relax(spec, hw, x, jax.random.key(1))
-        es = cv.relax(replace(spec, schedule="sync"), hw, x, jax.random.key(1))
-        assert bool(ea.converged) and bool(es.converged) and not bool(ea.diverged)
-        assert int(ea.iterations) <= int(es.iterations)
-        for sa, ss, sm in zip(ea.s_plus, es.s_plus, cv.fixed_point_map(spec, p, x, ea.s_plus)):
-            np.testing.assert_allclose(sa, ss, atol=1e-10)
+        assert bool(ea.converged) and not bool(ea.diverged)
+        # the equilibrium is a fixed point of the independently written ideal map
+        for sa, sm in zip(ea.s_plus, cv.fixed_point_map(spec, p, x, ea.s_plus)):
             np.testing.assert_allclose(sm, sa, atol=1e-11)
+        if lam == 0.0:      # the synchronous schedule reaches the same point, in more iterations
+            es = cv.relax(replace(spec, schedule="sync"), hw, x, jax.random.key(1))
+            assert bool(es.converged) and int(ea.iterations) <= int(es.iterations)
+            for sa, ss in zip(ea.s_plus, es.s_plus):
+                np.testing.assert_allclose(sa, ss, atol=1e-10)
 
 
 def test_divergence_is_flagged():
@@ -203,7 +206,8 @@ def _zeroed_resistive(d: ResistiveCrossbar) -> ResistiveCrossbar:
                                                         ("reram.toml", _zeroed_resistive, "transpose")])
 def test_zero_nonidealities_reduce_to_the_ideal_conv(profile_file, zero, backward):
     prof = load_profile(ROOT / "devices" / profile_file)
-    spec = replace(_tiny(0.0), backward=backward)
+    spec = cv.ConvCircuitSpec(input_shape=(6, 6, 1), layers=_tiny(0.0).layers[:2], lam=0.0, dtype="float64",
+                              tol=1e-13, max_iters=3000, init_scale=1.5, backward=backward)
     p = cv.init_params(spec, jax.random.key(5))
     x = jax.random.uniform(jax.random.key(6), (2, 6, 6, 1), jnp.float64)
     ideal = cv.relax(spec, cv.build(spec, ideal_profile(), p, jax.random.key(0)), x, jax.random.key(1))
