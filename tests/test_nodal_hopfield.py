@@ -391,3 +391,21 @@ def test_dyadic_from_gyrator_circuit_matches_implicit_differentiation():
     cos = est @ ref / np.linalg.norm(est) / np.linalg.norm(ref)
     assert cos >= 0.999, cos
     assert np.linalg.norm(est) == pytest.approx(np.linalg.norm(ref), rel=0.01)
+
+
+def test_relax_in_jit_equals_relax():
+    """The host-callback form runs inside jax.jit (as a jitted training step would call
+    the iterative engine) and returns the same equilibrium."""
+    from anasim.circuits.resistive_hopfield import relax_in_jit
+
+    spec = CircuitSpec(sizes=SIZES, lam=1.0, dtype="float64", init_scale=2.0)
+    hw = layered.build(spec, DeviceProfile(), layered.init_params(spec, jax.random.PRNGKey(0)), jax.random.PRNGKey(1))
+    x = np.random.default_rng(0).uniform(0, 1, (3, SIZES[0]))
+    y = np.full((3, SIZES[-1]), 0.8)
+    ref = relax(spec, hw, x, None, nudge=(0.4, 0.3), target=y, clamp=(None, y * 0.5))
+    step = jax.jit(lambda hw, x, b, y: relax_in_jit(spec, hw, x, None, nudge=(b, 0.3), target=y,
+                                                      clamp=(None, y * 0.5)))
+    eq = step(hw, x, 0.4, y)
+    for a, b in zip(eq.s_plus + eq.s_minus, ref.s_plus + ref.s_minus):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert int(eq.iterations) == int(ref.iterations)

@@ -55,6 +55,7 @@ Public API::
     relax(spec, hw, x, key, *, nudge=(0, 0), target=None, clamp=(None, None),
           state0=None, physics=None) -> layered.Equilibrium
     hopfield_netlist(sizes, physics, weights, x, beta=0, target=None, clamp=None) -> Netlist
+    relax_in_jit(spec, hw, x, key, ...)    # the same, callable inside jax.jit (host callback)
     cocontent_gradient(weights, x, layers) -> dict                # ∂Ẽ/∂θ (resistive EP)
 
 Output clamping (contrastive and coupled learning) holds output nodes with
@@ -611,3 +612,39 @@ def relax(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None, None)
         iterations=jnp.int32(np.max(its)), residual=jnp.asarray(np.max(res), dt),
         residual_per_sample=jnp.asarray(res, dt), trace=-jnp.ones(spec.max_iters, dt),
         converged=jnp.bool_(True), diverged=jnp.bool_(False), oscillating=jnp.bool_(False))
+
+
+def relax_in_jit(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None, None), state0=None,
+                 physics: NodalPhysics | None = None):
+    """:func:`relax` callable inside ``jax.jit`` (a host callback), with the signature and
+    result of :func:`anasim.circuits.layered.relax`, so code that jits a training step
+    around the iterative engine can run the node-level circuit instead.
+
+    The DC solve itself runs on the host (numpy/scipy around its own compiled
+    Newton loop); ``nudge``, ``target``, ``clamp`` and ``x`` may be traced.
+    ``clamp`` entries are None or arrays, as a static structure.
+    """
+    from anasim.circuits.layered import Equilibrium
+
+    del state0
+    B = jnp.shape(x)[0]
+    dt = jnp.dtype(spec.dtype)
+    layers = tuple(jax.ShapeDtypeStruct((B, n), dt) for n in spec.sizes[1:])
+    scalar = jax.ShapeDtypeStruct((), dt)
+    flag = jax.ShapeDtypeStruct((), jnp.bool_)
+    shapes = Equilibrium(s_plus=layers, s_minus=layers, a_plus=layers, a_minus=layers,
+                         iterations=jax.ShapeDtypeStruct((), jnp.int32), residual=scalar,
+                         residual_per_sample=jax.ShapeDtypeStruct((B,), dt),
+                         trace=jax.ShapeDtypeStruct((spec.max_iters,), dt),
+                         converged=flag, diverged=flag, oscillating=flag)
+    leaves, treedef = jax.tree_util.tree_flatten(hw)
+    if key is not None and jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+
+    def host(leaves, x, key, nudge, target, clamp):
+        eq = relax(spec, jax.tree_util.tree_unflatten(treedef, leaves), np.asarray(x),
+                   None if key is None else jnp.asarray(key),
+                   nudge=tuple(float(b) for b in nudge), target=target, clamp=clamp, physics=physics)
+        return jax.tree_util.tree_map(lambda a, s: np.asarray(a, s.dtype), eq, shapes)
+
+    return jax.pure_callback(host, shapes, leaves, x, key, tuple(nudge), target, tuple(clamp))
