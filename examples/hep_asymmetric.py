@@ -23,8 +23,13 @@ Full: ``python examples/hep_asymmetric.py`` (784-128-10, α = 90°, the first
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
+
+# One OpenBLAS thread: the dense solves of the exact error vectors run inside
+# XLA's own thread pool, and a threaded OpenBLAS there was seen to stall.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 

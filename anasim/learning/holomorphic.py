@@ -149,7 +149,8 @@ def error_vector_continuous(spec: CircuitSpec, hw, x, y, key, *, beta: float, pe
     δ = (1/(|β| n)) Σ_t u(t) e^{−iωt}. The − compartment runs the same rotation
     a quarter period ahead and its demodulated estimate is averaged in. The
     estimate is biased by the lag of the relaxation behind the rotating nudge
-    (O(ω τ), τ the relaxation time): T must be long against τ.
+    (τ the relaxation time): T must be long against τ (on a 5-6-7-4 circuit
+    with η = 0.5 the relative error fell from 0.11 at T = 25 to 0.002 at T = 200).
     """
     _check_spec(spec)
     if int(period) < 3 or int(periods) < 1 or int(settle_periods) < 0:
