@@ -68,6 +68,7 @@ RULE_NAMES = ("dyadic", "ep-centered", "ep-positive", "ep-negative", "cl", "cpl-
 WRITE_MODES = ("shadow", "in-situ")
 PHASE_MODES = ("sequential", "twin")
 SCHEDULES = ("cosine", "constant")
+ENGINES = ("iterative", "nodal")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,13 @@ class TrainConfig:
         data: dataset source for :func:`anasim.data.load_fashion_mnist`
             ("" = Debian package, else the shipped subset).
         eval_batch: batch size of the evaluation relaxations.
+        engine: "iterative" (the opto-electronic loop engine, any device) or
+            "nodal" (the node-level resistive (λ = 1) or gyrator (λ = 0) circuit,
+            each phase a DC operating point: :mod:`anasim.circuits.resistive_hopfield`).
+            On the resistive circuit the EP rules use the Hopfield energy, which
+            leaves out the passive network's leak term (cosine ≈ 0.99 with the
+            circuit's exact gradient; ``resistive_hopfield.cocontent_gradient``
+            is exact); the dyadic rule on the gyrator circuit is exact.
     """
 
     epochs: int = 3
@@ -115,6 +123,7 @@ class TrainConfig:
     test_size: int = 0
     data: str = ""
     eval_batch: int = 500
+    engine: str = "iterative"
 
     def __post_init__(self):
         self.validate("TrainConfig")
@@ -153,6 +162,8 @@ class TrainConfig:
             bad("train_size", "≥ 0", (self.train_size, self.test_size))
         if int(self.eval_batch) < 1:
             bad("eval_batch", "≥ 1", self.eval_batch)
+        if self.engine not in ENGINES:
+            bad("engine", f"one of {ENGINES}", self.engine)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -224,6 +235,10 @@ def _check_compatible(spec: CircuitSpec, cfg: TrainConfig, profile: DeviceProfil
             f"training.write_mode = \"in-situ\": profile {profile.name!r} "
             f"({type(profile.coupling).__name__}) has no in-situ write response (apply_update); "
             f"use write_mode = \"shadow\"")
+    if cfg.engine == "nodal" and (spec.asymmetric or spec.lam not in (0.0, 1.0)):
+        raise ProfileError(
+            f"{where}: training.engine = \"nodal\" builds a resistive (lam = 1) or gyrator (lam = 0) "
+            f"node-level circuit, got network.lam = {spec.lam!r}")
     if len(cfg.layer_lr) not in (0, spec.n_layers):
         raise ProfileError(
             f"{where}: training.layer_lr needs {spec.n_layers} multipliers (θ_0 … θ_{spec.n_layers - 1}), "
@@ -301,31 +316,42 @@ def local_update(spec: CircuitSpec, cfg: TrainConfig, hw, x, y, key, *, beta: fl
     return upd
 
 
+def relaxation(engine: str) -> Callable:
+    """The relax function of an engine (:data:`ENGINES`); both share
+    :func:`anasim.circuits.layered.relax`'s signature and result."""
+    if engine == "nodal":
+        from anasim.circuits.resistive_hopfield import relax_in_jit  # noqa: PLC0415
+
+        return relax_in_jit
+    return circuits.relax
+
+
 def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
     """Relax every phase, read through the ADC, apply the rule.
 
     Returns (update dict, iterations summed over all relaxations, the free
     phase's output for the running train accuracy)."""
+    relax = relaxation(cfg.engine)
     k1, k2, k3, k4 = jax.random.split(key, 4)
     lam = spec.lam_mix
     second = hw2 if cfg.phases == "twin" else hw
     # The free phase comes first on every chip: its output is the prediction the
     # running train accuracy is scored on (a nudged state has seen the target),
     # and the nudged relaxation starts from it, as EP's second phase does.
-    eq_f = circuits.relax(spec, hw, x, k1)
+    eq_f = relax(spec, hw, x, k1)
     if cfg.rule == "dyadic" or cfg.rule.startswith("ep"):
         nud = {"dyadic": (beta, beta), "ep-centered": (beta, beta),
                "ep-positive": (beta, 0.0), "ep-negative": (0.0, beta)}[cfg.rule]
         if cfg.phases == "twin":
-            eq_f2 = circuits.relax(spec, second, x, jax.random.fold_in(k1, 1))
-            eq_a = circuits.relax(spec, hw, x, k2, nudge=(nud[0], 0.0), target=y, state0=eq_f)
-            eq_b = circuits.relax(spec, second, x, jax.random.fold_in(k2, 1), nudge=(0.0, nud[1]), target=y,
+            eq_f2 = relax(spec, second, x, jax.random.fold_in(k1, 1))
+            eq_a = relax(spec, hw, x, k2, nudge=(nud[0], 0.0), target=y, state0=eq_f)
+            eq_b = relax(spec, second, x, jax.random.fold_in(k2, 1), nudge=(0.0, nud[1]), target=y,
                                   state0=eq_f2)
             sp, _ = circuits.read_states(hw, eq_a, k3)
             _, sm = circuits.read_states(second, eq_b, k4)
             iters = eq_f.iterations + eq_f2.iterations + eq_a.iterations + eq_b.iterations
         else:
-            eq = circuits.relax(spec, hw, x, k2, nudge=nud, target=y, state0=eq_f)
+            eq = relax(spec, hw, x, k2, nudge=nud, target=y, state0=eq_f)
             sp, sm = circuits.read_states(hw, eq, k3)
             iters = eq_f.iterations + eq.iterations
         if cfg.rule == "dyadic":
@@ -346,7 +372,7 @@ def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
         c = {"cpl-p": (rules.coupled_clamp(o, y, beta), None),
              "cpl-n": (None, rules.coupled_clamp(o, y, -beta)),
              "cpl-c": (rules.coupled_clamp(o, y, beta), rules.coupled_clamp(o, y, -beta))}[cfg.rule]
-    eq_c = circuits.relax(spec, second, x, k2, clamp=c, state0=eq_f)
+    eq_c = relax(spec, second, x, k2, clamp=c, state0=eq_f)
     cp, cm = circuits.read_states(second, eq_c, k4)
     iters = eq_f.iterations + eq_c.iterations
     if cfg.rule == "cl":
@@ -367,6 +393,7 @@ class _StepKind:
     rule: str
     write_mode: str
     phases: str
+    engine: str = "iterative"
     beta: float = 0.0   # unused inside the step (β is traced); keeps the dataclass shape simple
 
 
@@ -414,9 +441,9 @@ def _write_in_situ(spec, hw, updates: Params, key):
 
 # --- evaluation --------------------------------------------------------------------
 
-@functools.partial(jax.jit, static_argnums=(0,))
-def _eval_batch(spec, hw, x, y, key):
-    eq = circuits.relax(spec, hw, x, key)
+@functools.partial(jax.jit, static_argnums=(0, 5))
+def _eval_batch(spec, hw, x, y, key, engine="iterative"):
+    eq = relaxation(engine)(spec, hw, x, key)
     out = eq.output
     correct = jnp.sum(jnp.argmax(out, -1) == jnp.argmax(y, -1))
     loss = jnp.sum(circuits.cost(spec, out, y))
@@ -430,8 +457,9 @@ def _eval_batch(spec, hw, x, y, key):
     return correct, loss, sat / count, eq.iterations, eq.diverged
 
 
-def evaluate(spec: CircuitSpec, hw, split: Split, key, batch: int = 500) -> dict:
-    """Free relaxation on every example of ``split`` through the hardware (with its noise).
+def evaluate(spec: CircuitSpec, hw, split: Split, key, batch: int = 500, engine: str = "iterative") -> dict:
+    """Free relaxation on every example of ``split`` through the hardware (with its noise),
+    on the engine ``engine`` (:data:`ENGINES`).
 
     Returns accuracy, mean loss, fraction of saturated neurons (states at a rail
     of the nonlinearity), mean relaxation iterations and whether any diverged.
@@ -443,7 +471,7 @@ def evaluate(spec: CircuitSpec, hw, split: Split, key, batch: int = 500) -> dict
     for i, start in enumerate(range(0, n, batch)):
         x = jnp.asarray(split.x[start:start + batch])
         y = jax.nn.one_hot(split.y[start:start + batch], spec.n_out, dtype=jnp.dtype(spec.dtype))
-        c, l_, s, it, dv = _eval_batch(spec, hw, x, y, jax.random.fold_in(key, i))
+        c, l_, s, it, dv = _eval_batch(spec, hw, x, y, jax.random.fold_in(key, i), engine)
         correct += float(c)
         loss += float(l_)
         sat += float(s) * x.shape[0]
@@ -605,7 +633,7 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
     params = _initial_params(physics, cfg, k_init)
     hw = _build_jit(physics, profile, params, k_build)
     hw2 = _build_jit(physics, profile, params, k_twin) if cfg.phases == "twin" else hw
-    kind = _StepKind(cfg.rule, cfg.write_mode, cfg.phases)
+    kind = _StepKind(cfg.rule, cfg.write_mode, cfg.phases, cfg.engine)
     schedule = make_lr(cfg, steps)
     opt_state = _init_opt_state(cfg, params)
     mult = _layer_multipliers(spec, cfg, params)
@@ -655,7 +683,7 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
         if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(params)):
             raise AnasimError(f"training diverged in epoch {epoch + 1}: non-finite weights "
                               f"(lower training.learning_rate or training.beta)")
-        ev = evaluate(physics, hw, test_set, jax.random.fold_in(k_epoch, steps + 1), cfg.eval_batch)
+        ev = evaluate(physics, hw, test_set, jax.random.fold_in(k_epoch, steps + 1), cfg.eval_batch, cfg.engine)
         lr = float(schedule((epoch + 1) * steps - 1))
         metrics = {
             "train_accuracy": correct / (steps * cfg.batch_size),
