@@ -24,28 +24,16 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from anasim.circuits import build, init_params, load_circuit, relax
 from anasim.data import load_fashion_mnist
 from anasim.devices.profile import ideal_profile
 from anasim.learning.controller import config_from_spec, train
+# the same network, batch, budget and timing as the overhead benchmark, so the two compare
+from relax_overhead import BATCH, ITERS, REPEATS, best_time
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("float32", "bfloat16", "float16")
-ITERS = 40
-REPEATS = 5
-BATCH = 256
-
-
-def best_time(fn) -> float:
-    jax.block_until_ready(fn())          # compile
-    best = np.inf
-    for _ in range(REPEATS):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def time_per_iteration(device) -> dict:
