@@ -75,7 +75,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anasim.circuits.layered import DIVERGENCE_LIMIT, Equilibrium, cost_grad
+from anasim.circuits.layered import Equilibrium, cost_grad, relaxation_loop
 from anasim.circuits.layered import activation as _layered_activation
 from anasim.circuits.spec import ACTIVATIONS, COSTS, DTYPES, SCHEDULES
 from anasim.devices.base import IdealCoupling
@@ -811,59 +811,8 @@ def _relax_jit(spec, C, hw, x, key, beta_p, beta_m, target, a0, eta, tol):
             res[j] = jnp.max(gap.reshape(C, B, -1), axis=(0, 2))
         return new_a
 
-    if spec.schedule == "sync":
-        phases = [tuple(range(L))]
-    else:
-        phases = [tuple(j for j in range(L) if (j + 1) % 2 == 0), tuple(j for j in range(L) if (j + 1) % 2 == 1)]
-        phases = [p for p in phases if p]
-
-    def one_iteration(a_list, i):
-        keys = jax.random.split(jax.random.fold_in(k_loop, i), L)
-        s_cur = states(a_list)
-        res = [None] * L
-        for p in phases:
-            a_list = update(p, a_list, s_cur, keys, res)
-            s_cur = states(a_list)
-        res_ps = jnp.max(jnp.stack(res), axis=0)
-        amax = jnp.max(jnp.stack([jnp.max(jnp.abs(a)) for a in a_list]))
-        bad = ~jnp.isfinite(amax) | (amax > DIVERGENCE_LIMIT) | ~jnp.all(jnp.isfinite(res_ps))
-        return a_list, res_ps, bad
-
-    idx = jnp.arange(spec.max_iters)
-
-    def no_gain(i, trace, window):
-        recent = (idx >= i - window) & (idx < i)
-        before = idx < i - window
-        return jnp.min(jnp.where(recent, trace, jnp.inf)) > 0.9 * jnp.min(jnp.where(before, trace, jnp.inf))
-
-    def cond(c):
-        i, _, _, res_ps, trace, bad = c
-        go = (i < spec.max_iters) & ~bad & ~((i > 0) & (jnp.max(res_ps) <= tol))
-        if spec.stall_window > 0:
-            go = go & ~((i >= 2 * spec.stall_window) & no_gain(i, trace, spec.stall_window))
-        return go
-
-    def body(c):
-        i, a_list, _, _, trace, _ = c
-        a_new, res_ps, bad = one_iteration(list(a_list), i)
-        return i + 1, tuple(a_new), a_list, res_ps, trace.at[i].set(jnp.max(res_ps)), bad
-
-    init = (jnp.asarray(0, jnp.int32), tuple(a0), tuple(a0), jnp.full((B,), jnp.inf, dt),
-            -jnp.ones((spec.max_iters,), dt), jnp.asarray(False))
-    iters, a_last, a_fin, res_ps, trace, bad = jax.lax.while_loop(cond, body, init)
-    a_fin = tuple(jnp.where(bad, al, af) for al, af in zip(a_last, a_fin))
-    s_fin = states(list(a_fin))
-    residual = jnp.max(res_ps)
-    converged = (residual <= tol) & ~bad
-    stalled = no_gain(iters, trace, jnp.maximum(iters // 4, 1)) & (iters >= 8)
-    if spec.stall_window > 0:
-        stalled = stalled | ((iters >= 2 * spec.stall_window) & no_gain(iters, trace, spec.stall_window))
-    oscillating = ~converged & ~bad & stalled
-    c_m = 0 if C == 1 else 1
-    return Equilibrium(s_plus=tuple(s[0] for s in s_fin), s_minus=tuple(s[c_m] for s in s_fin),
-                       a_plus=tuple(a[0] for a in a_fin), a_minus=tuple(a[c_m] for a in a_fin),
-                       iterations=iters, residual=residual, residual_per_sample=res_ps, trace=trace,
-                       converged=converged, diverged=bad, oscillating=oscillating)
+    return relaxation_loop(update, states, a0, k_loop, schedule=spec.schedule, max_iters=spec.max_iters,
+                           stall_window=spec.stall_window, tol=tol, res_dtype=dt)
 
 
 def read_states(hw: ConvHardware, eq: Equilibrium, key: Array) -> tuple[tuple, tuple]:

@@ -511,6 +511,98 @@ def _check_holomorphic(spec: CircuitSpec, hw: Hardware) -> None:
                 f"{what}, whose clipping/quantization is not holomorphic)")
 
 
+def relaxation_loop(update_layers: Callable, states: Callable, a0: tuple, key: Array, *, schedule: str,
+                    max_iters: int, stall_window: int, tol: Array, res_dtype) -> Equilibrium:
+    """The damped fixed-point iteration shared by the layered and convolutional circuits.
+
+    Args:
+        update_layers: ``(layers, a_list, s_list, keys, res) -> new a_list``:
+            one damped update of the 0-based ``layers`` from the states
+            ``s_list``, with per-layer PRNG ``keys``; writes each updated
+            layer's per-sample residual max |f(target) − s|, shape (batch,),
+            into ``res[j]``.
+        states: ``a_list -> s_list``, the neuron states of the pre-activations.
+        a0: initial pre-activations per layer, each (C, batch, …) with C the
+            number of compartments simulated (1 or 2).
+        key: PRNG key of the loop (folded with the iteration number).
+        schedule: ``"sync"`` (all layers at once) or ``"async"`` (even layers
+            k, then odd ones, each phase seeing the states of the one before).
+        max_iters, stall_window: static iteration budget and stall window.
+        tol: convergence tolerance on the residual (normalized state units).
+        res_dtype: dtype of the residual and its trace.
+
+    Returns the :class:`Equilibrium` of the state the last residual was measured on.
+    """
+    L = len(a0)
+    C, batch = a0[0].shape[:2]
+    if schedule == "sync":
+        phases = [tuple(range(L))]
+    else:
+        # layer number k = j + 1: even layers first, then odd ones
+        phases = [tuple(j for j in range(L) if (j + 1) % 2 == 0), tuple(j for j in range(L) if (j + 1) % 2 == 1)]
+        phases = [p for p in phases if p]
+
+    def one_iteration(a_list, i):
+        keys = jax.random.split(jax.random.fold_in(key, i), L)
+        s_cur = states(a_list)
+        res = [None] * L
+        for p in phases:
+            a_list = update_layers(p, a_list, s_cur, keys, res)
+            s_cur = states(a_list)
+        res_ps = jnp.max(jnp.stack(res), axis=0)                     # (B,)
+        amax = jnp.max(jnp.stack([jnp.max(jnp.abs(a)) for a in a_list]))
+        bad = ~jnp.isfinite(amax) | (amax > DIVERGENCE_LIMIT) | ~jnp.all(jnp.isfinite(res_ps))
+        return a_list, res_ps, bad
+
+    trace0 = -jnp.ones((max_iters,), res_dtype)
+
+    idx = jnp.arange(max_iters)
+
+    def no_gain(i, trace, window):
+        """The last ``window`` residuals did not fall below 0.9× the best before them."""
+        recent = (idx >= i - window) & (idx < i)
+        before = idx < i - window
+        best_recent = jnp.min(jnp.where(recent, trace, jnp.inf))
+        best_before = jnp.min(jnp.where(before, trace, jnp.inf))
+        return best_recent > 0.9 * best_before
+
+    def cond(carry):
+        i, a_list, a_meas, res_ps, trace, bad = carry
+        res = jnp.max(res_ps)
+        go = (i < max_iters) & ~bad & ~((i > 0) & (res <= tol))
+        if stall_window > 0:
+            go = go & ~((i >= 2 * stall_window) & no_gain(i, trace, stall_window))
+        return go
+
+    def body(carry):
+        i, a_list, _, res_ps, trace, bad = carry
+        a_new, res_ps, bad = one_iteration(list(a_list), i)
+        trace = trace.at[i].set(jnp.max(res_ps))
+        # keep the state the residual was measured on: that is the one returned
+        return i + 1, tuple(a_new), a_list, res_ps, trace, bad
+
+    init = (jnp.asarray(0, jnp.int32), tuple(a0), tuple(a0), jnp.full((batch,), jnp.inf, res_dtype),
+            trace0, jnp.asarray(False))
+    iters, a_last, a_fin, res_ps, trace, bad = jax.lax.while_loop(cond, body, init)
+    # a diverged run returns its last state, so the non-finite values are visible
+    a_fin = tuple(jnp.where(bad, al, af) for al, af in zip(a_last, a_fin))
+    s_fin = states(list(a_fin))
+    residual = jnp.max(res_ps)
+    converged = (residual <= tol) & ~bad
+    # Oscillation: budget spent, and the last quarter of the trace did not bring the
+    # residual below 0.9× the best value before it (no decay: a cycle or a noise floor);
+    # or the stall window stopped the run for the same reason.
+    stalled = no_gain(iters, trace, jnp.maximum(iters // 4, 1)) & (iters >= 8)
+    if stall_window > 0:
+        stalled = stalled | ((iters >= 2 * stall_window) & no_gain(iters, trace, stall_window))
+    oscillating = ~converged & ~bad & stalled
+    c_m = 0 if C == 1 else 1          # one simulated compartment serves as both
+    return Equilibrium(s_plus=tuple(s[0] for s in s_fin), s_minus=tuple(s[c_m] for s in s_fin),
+                       a_plus=tuple(a[0] for a in a_fin), a_minus=tuple(a[c_m] for a in a_fin),
+                       iterations=iters, residual=residual, residual_per_sample=res_ps, trace=trace,
+                       converged=converged, diverged=bad, oscillating=oscillating)
+
+
 def relax(spec: CircuitSpec, hw: Hardware, x: Array, key: Array, *, nudge=(0.0, 0.0),
           target: Array | None = None, clamp=(None, None), state0: Equilibrium | None = None
           ) -> Equilibrium:
@@ -663,79 +755,9 @@ def _relax_jit(spec, C, has_cp, has_cm, cplx, hw, x, key, beta_p, beta_m, target
             res[j] = jnp.max(gap, axis=(0, 2))
         return new_a
 
-    if spec.schedule == "sync":
-        phases = [tuple(range(L))]
-    else:
-        # layer number k = j + 1: even layers first, then odd ones
-        phases = [tuple(j for j in range(L) if (j + 1) % 2 == 0), tuple(j for j in range(L) if (j + 1) % 2 == 1)]
-        phases = [p for p in phases if p]
-
-    def one_iteration(a_list, i):
-        keys = jax.random.split(jax.random.fold_in(k_loop, i), L)
-        s_cur = states(a_list)
-        res = [None] * L
-        for p in phases:
-            a_list = update_layers(p, a_list, s_cur, keys, res)
-            s_cur = states(a_list)
-        res_ps = jnp.max(jnp.stack(res), axis=0)                     # (B,)
-        amax = jnp.max(jnp.stack([jnp.max(jnp.abs(a)) for a in a_list]))
-        bad = ~jnp.isfinite(amax) | (amax > DIVERGENCE_LIMIT) | ~jnp.all(jnp.isfinite(res_ps))
-        return a_list, res_ps, bad
-
-    batch = x.shape[0]
-    trace0 = -jnp.ones((spec.max_iters,), rdt)
-
-    idx = jnp.arange(spec.max_iters)
-
-    def no_gain(i, trace, window):
-        """The last ``window`` residuals did not fall below 0.9× the best before them."""
-        recent = (idx >= i - window) & (idx < i)
-        before = idx < i - window
-        best_recent = jnp.min(jnp.where(recent, trace, jnp.inf))
-        best_before = jnp.min(jnp.where(before, trace, jnp.inf))
-        return best_recent > 0.9 * best_before
-
-    def cond(carry):
-        i, a_list, a_meas, res_ps, trace, bad = carry
-        res = jnp.max(res_ps)
-        go = (i < spec.max_iters) & ~bad & ~((i > 0) & (res <= tol))
-        if spec.stall_window > 0:
-            go = go & ~((i >= 2 * spec.stall_window) & no_gain(i, trace, spec.stall_window))
-        return go
-
-    def body(carry):
-        i, a_list, _, res_ps, trace, bad = carry
-        a_new, res_ps, bad = one_iteration(list(a_list), i)
-        trace = trace.at[i].set(jnp.max(res_ps))
-        # keep the state the residual was measured on: that is the one returned
-        return i + 1, tuple(a_new), a_list, res_ps, trace, bad
-
-    init = (jnp.asarray(0, jnp.int32), tuple(a0), tuple(a0), jnp.full((batch,), jnp.inf, rdt),
-            trace0, jnp.asarray(False))
-    iters, a_last, a_fin, res_ps, trace, bad = jax.lax.while_loop(cond, body, init)
-    # a diverged run returns its last state, so the non-finite values are visible
-    a_fin = tuple(jnp.where(bad, al, af) for al, af in zip(a_last, a_fin))
-    s_fin = states(list(a_fin))
-    residual = jnp.max(res_ps)
-    converged = (residual <= tol) & ~bad
-    # Oscillation: budget spent, and the last quarter of the trace did not bring the
-    # residual below 0.9× the best value before it (no decay: a cycle or a noise floor);
-    # or the stall window stopped the run for the same reason.
-    stalled = no_gain(iters, trace, jnp.maximum(iters // 4, 1)) & (iters >= 8)
-    if spec.stall_window > 0:
-        stalled = stalled | ((iters >= 2 * spec.stall_window) & no_gain(iters, trace, spec.stall_window))
-    oscillating = ~converged & ~bad & stalled
-    if C == 1:
-        sp = sm = tuple(s[0] for s in s_fin)
-        ap = am = tuple(a[0] for a in a_fin)
-    else:
-        sp = tuple(s[0] for s in s_fin)
-        sm = tuple(s[1] for s in s_fin)
-        ap = tuple(a[0] for a in a_fin)
-        am = tuple(a[1] for a in a_fin)
-    return Equilibrium(s_plus=sp, s_minus=sm, a_plus=ap, a_minus=am, iterations=iters,
-                       residual=residual, residual_per_sample=res_ps, trace=trace,
-                       converged=converged, diverged=bad, oscillating=oscillating)
+    return relaxation_loop(update_layers, states, a0, k_loop,
+                           schedule=spec.schedule, max_iters=spec.max_iters,
+                           stall_window=spec.stall_window, tol=tol, res_dtype=rdt)
 
 
 # --- the ideal maps (pure functions of the parameters) ---------------------------------
