@@ -77,7 +77,7 @@ import numpy as np
 
 from anasim.circuits.layered import Equilibrium, cost_grad, relaxation_loop
 from anasim.circuits.layered import activation as _layered_activation
-from anasim.circuits.spec import ACTIVATIONS, COSTS, DTYPES, SCHEDULES
+from anasim.circuits.spec import ACTIVATIONS, COSTS, DTYPES, SCHEDULES, LamStructure
 from anasim.devices.base import IdealCoupling
 from anasim.devices.profile import DeviceProfile
 from anasim.errors import AnasimError, ProfileError
@@ -189,7 +189,7 @@ class ConvLayer:
 
 
 @dataclass(frozen=True)
-class ConvCircuitSpec:
+class ConvCircuitSpec(LamStructure):
     """A convolutional Hopfield circuit (hashable: a static argument of ``jax.jit``).
 
     Attributes:
@@ -264,15 +264,6 @@ class ConvCircuitSpec:
     @property
     def n_layers(self) -> int:
         return len(self.layers)
-
-    @property
-    def asymmetric(self) -> bool:
-        return self.lam == "asymmetric"
-
-    @property
-    def lam_mix(self) -> float:
-        """λ of the compartment mixing (1 for asymmetric: each compartment sees itself)."""
-        return 1.0 if self.asymmetric else float(self.lam)
 
     @property
     def shapes(self) -> tuple:

@@ -89,8 +89,21 @@ DTYPES = ("float32", "float64", "bfloat16", "float16")
 LOW_PRECISION = ("bfloat16", "float16")
 
 
+class LamStructure:
+    """The structure λ of a circuit spec with a ``lam`` field (float in [0, 1] or ``"asymmetric"``)."""
+
+    @property
+    def asymmetric(self) -> bool:
+        return self.lam == "asymmetric"
+
+    @property
+    def lam_mix(self) -> float:
+        """λ used to mix the two compartments (1 for asymmetric: each compartment its own)."""
+        return 1.0 if self.asymmetric else float(self.lam)
+
+
 @dataclass(frozen=True)
-class CircuitSpec:
+class CircuitSpec(LamStructure):
     """A layered Hopfield circuit (hashable: a static argument of ``jax.jit``).
 
     Attributes:
@@ -214,15 +227,6 @@ class CircuitSpec:
     def n_layers(self) -> int:
         """L: the number of non-input layers (hidden + output)."""
         return len(self.sizes) - 1
-
-    @property
-    def asymmetric(self) -> bool:
-        return self.lam == "asymmetric"
-
-    @property
-    def lam_mix(self) -> float:
-        """λ used to mix the two compartments (1 for asymmetric: each compartment its own)."""
-        return 1.0 if self.asymmetric else float(self.lam)
 
     @property
     def n_in(self) -> int:
