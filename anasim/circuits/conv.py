@@ -75,7 +75,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anasim.circuits.layered import Equilibrium, cost_grad, relaxation_loop
+from anasim.circuits.layered import (Equilibrium, cost_grad, mix_compartments_backward,
+                                     mix_compartments_forward, relaxation_loop)
 from anasim.circuits.layered import activation as _layered_activation
 from anasim.circuits.spec import ACTIVATIONS, COSTS, DTYPES, SCHEDULES, LamStructure
 from anasim.devices.base import IdealCoupling
@@ -747,7 +748,6 @@ def _relax_jit(spec, C, hw, x, key, beta_p, beta_m, target, a0, eta, tol):
     out = spec.output_layer - 1
     dac = hw.profile.dac
     lam = spec.lam_mix
-    lbar = 1.0 - lam
     acts = [activation(n) for n in spec.activations]
     skip_backward = C == 1 and lam == 0.5 and not spec.asymmetric
     B = x.shape[0]
@@ -762,17 +762,8 @@ def _relax_jit(spec, C, hw, x, key, beta_p, beta_m, target, a0, eta, tol):
     def unflat(v):
         return v.reshape((C, B) + v.shape[1:])
 
-    def mix_forward(d):
-        if C == 1 or lam == 1.0:
-            return d
-        return jnp.stack([lam * d[0] + lbar * d[1], lam * d[1] + lbar * d[0]])
-
-    def mix_backward(d):
-        if C == 1:
-            return d if spec.asymmetric else (2.0 * lam - 1.0) * d
-        if lam == 1.0:
-            return d
-        return jnp.stack([lam * d[0] - lbar * d[1], lam * d[1] - lbar * d[0]])
+    mix_forward = functools.partial(mix_compartments_forward, lam=lam)
+    mix_backward = functools.partial(mix_compartments_backward, lam=lam, asymmetric=spec.asymmetric)
 
     betas = jnp.stack([beta_p, beta_m])[:C]
     signs = jnp.asarray([-1.0, 1.0], dt)[:C]

@@ -603,6 +603,27 @@ def relaxation_loop(update_layers: Callable, states: Callable, a0: tuple, key: A
                        converged=converged, diverged=bad, oscillating=oscillating)
 
 
+def mix_compartments_forward(d: Array, lam: float) -> Array:
+    """What the forward coupling device sees of the DAC'd compartment states
+    ``d`` (C, B, …): λ s± + λ̄ s∓ (DESIGN.md §4); C = 1 (one compartment) or λ = 1
+    passes ``d`` through."""
+    if d.shape[0] == 1 or lam == 1.0:
+        return d
+    lbar = 1.0 - lam
+    return jnp.stack([lam * d[0] + lbar * d[1], lam * d[1] + lbar * d[0]])
+
+
+def mix_compartments_backward(d: Array, lam: float, asymmetric: bool) -> Array:
+    """What the backward coupling device sees: λ s± − λ̄ s∓; with one compartment
+    (β = 0) this is (2λ − 1) s, or s itself for independent (asymmetric) couplings."""
+    if d.shape[0] == 1:
+        return d if asymmetric else (2.0 * lam - 1.0) * d
+    if lam == 1.0:
+        return d
+    lbar = 1.0 - lam
+    return jnp.stack([lam * d[0] - lbar * d[1], lam * d[1] - lbar * d[0]])
+
+
 def relax(spec: CircuitSpec, hw: Hardware, x: Array, key: Array, *, nudge=(0.0, 0.0),
           target: Array | None = None, clamp=(None, None), state0: Equilibrium | None = None
           ) -> Equilibrium:
@@ -680,7 +701,6 @@ def _relax_jit(spec, C, has_cp, has_cm, cplx, hw, x, key, beta_p, beta_m, target
     dev = hw.profile.coupling
     dac = hw.profile.dac
     lam = spec.lam_mix
-    lbar = 1.0 - lam
     acts = [activation(n) for n in spec.activations]
     skip_backward = (C == 1 and lam == 0.5 and not spec.asymmetric)
 
@@ -690,17 +710,8 @@ def _relax_jit(spec, C, has_cp, has_cm, cplx, hw, x, key, beta_p, beta_m, target
     x_dac = dac.convert(hw.dac[0], x, k_in1)
     inject = dev.mvm(hw.input_state, x_dac, k_in2).astype(adt)            # (B, n_1)
 
-    def mix_forward(d):       # d: (C, B, n) DAC'd states → what the forward device sees
-        if C == 1 or lam == 1.0:
-            return d
-        return jnp.stack([lam * d[0] + lbar * d[1], lam * d[1] + lbar * d[0]])
-
-    def mix_backward(d):
-        if C == 1:
-            return d if spec.asymmetric else (2.0 * lam - 1.0) * d
-        if lam == 1.0:
-            return d
-        return jnp.stack([lam * d[0] - lbar * d[1], lam * d[1] - lbar * d[0]])
+    mix_forward = functools.partial(mix_compartments_forward, lam=lam)
+    mix_backward = functools.partial(mix_compartments_backward, lam=lam, asymmetric=spec.asymmetric)
 
     def backward_read(k, v, kk):  # into layer k+1 (0-based) from layer k+2 through coupling k
         mode = hw.backward_mode
