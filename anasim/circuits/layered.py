@@ -99,6 +99,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from anasim.circuits import damping
 from anasim.circuits.spec import CircuitSpec
 from anasim.devices import nonlinearity
 from anasim.devices.profile import DeviceProfile
@@ -220,7 +221,7 @@ def _static_spec(spec: CircuitSpec) -> CircuitSpec:
     so that jitted functions compile once per circuit shape (η, tol and init_scale
     are passed as traced values)."""
     return replace(spec, eta=1.0, tol=0.0, init_scale=1.0, device="", name="", training=(), source="",
-                   asymmetry_angle=None)
+                   asymmetry_angle=None, eta_auto=False)
 
 
 def _shape_spec(spec: CircuitSpec) -> CircuitSpec:
@@ -688,7 +689,7 @@ def relax(spec: CircuitSpec, hw: Hardware, x: Array, key: Array, *, nudge=(0.0, 
     # that differ in them (or in name, training options, …) share one compilation.
     return _relax_jit(_static_spec(spec), C, clamp_p is not None, clamp_m is not None, cplx, hw, x, key,
                       jnp.asarray(beta_p, adt), jnp.asarray(beta_m, adt), target, cp, cm, a0,
-                      jnp.asarray(spec.eta, rdt), jnp.asarray(spec.tol, rdt))
+                      relaxation_eta(spec, hw).astype(rdt), jnp.asarray(spec.tol, rdt))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
@@ -877,12 +878,28 @@ class EffectiveCircuit:
         return tuple(int(v) for v in np.concatenate([[0], np.cumsum(self.sizes[1:])]))
 
 
-def _effective(dev, state) -> np.ndarray:
+def _realized_forward(dev, state) -> Array:
     # a gyrator array's effective() is the block matrix of both layers; its
     # forward (b ← a) block is what mvm realizes
     if hasattr(dev, "forward") and hasattr(dev, "output_conductance"):
-        return np.asarray(dev.forward(state), np.float64)
-    return np.asarray(dev.effective(state), np.float64)
+        return dev.forward(state)
+    return dev.effective(state)
+
+
+def _effective(dev, state) -> np.ndarray:
+    return np.asarray(_realized_forward(dev, state), np.float64)
+
+
+def relaxation_eta(spec: CircuitSpec, hw: Hardware) -> Array:
+    """The damping η one relaxation of ``spec`` on ``hw`` uses: ``spec.eta``, or
+    with ``spec.eta_auto`` min(η, η*) from the realized couplings
+    (:mod:`anasim.circuits.damping`). Jittable; float32 scalar."""
+    if not spec.eta_auto:
+        return jnp.asarray(spec.eta, jnp.float32)
+    dev = hw.profile.coupling
+    blocks = [jnp.asarray(_realized_forward(dev, f), jnp.float32) for f in hw.forward]
+    gain = max(activation_gain(a) for a in spec.activations)
+    return damping.auto_eta(spec.eta, spec.schedule, blocks, 2.0 * spec.lam_mix - 1.0, spec.sizes[1:], gain)
 
 
 def _leaks(spec: CircuitSpec, hw: Hardware) -> list | None:

@@ -30,6 +30,7 @@ key)::
 
     [relaxation]
     eta = 0.5                           # damping in (0, 1]
+    eta_auto = false                    # lam = 0 only: lower η to the stable bound of the current couplings
     schedule = "async"                  # sync | async
     max_iters = 100                     # iteration budget per relaxation
     tol = 1e-4                          # stop when max |f(target) − s| ≤ tol (0: fixed budget)
@@ -111,6 +112,11 @@ class CircuitSpec(LamStructure):
         lam: structure λ in [0, 1], or ``"asymmetric"``.
         activations: one neuron nonlinearity name per layer 1 … L.
         eta: damping η in (0, 1] of the pre-activation update (dimensionless).
+        eta_auto: skew-symmetric circuits (λ = 0) only: relax with
+            min(η, η*), η* the largest damping at which the linearized
+            iteration still contracts, computed from the realized couplings
+            before every relaxation (:mod:`anasim.circuits.damping`); keeps the
+            relaxation converging while training grows the couplings.
         schedule: ``"sync"`` (all layers per iteration) or ``"async"``
             (even layers, then odd layers, per iteration).
         max_iters: iteration budget of one relaxation.
@@ -144,6 +150,7 @@ class CircuitSpec(LamStructure):
     lam: float | str = 0.0
     activations: tuple[str, ...] = ()
     eta: float = 0.5
+    eta_auto: bool = False
     schedule: str = "async"
     max_iters: int = 100
     tol: float = 1e-4
@@ -190,6 +197,12 @@ class CircuitSpec(LamStructure):
                 f"{where}: network.backward = \"independent\" goes with lam = \"asymmetric\" (and only with it)")
         if not (0.0 < float(self.eta) <= 1.0):
             raise ProfileError(f"{where}: relaxation.eta must be in (0, 1], got {self.eta!r}")
+        if not isinstance(self.eta_auto, bool):
+            raise ProfileError(f"{where}: relaxation.eta_auto must be true or false, got {self.eta_auto!r}")
+        if self.eta_auto and self.lam != 0.0:
+            raise ProfileError(
+                f"{where}: relaxation.eta_auto bounds the damping of skew-symmetric circuits only "
+                f"(network.lam = 0), got lam = {self.lam!r}")
         if self.schedule not in SCHEDULES:
             raise ProfileError(f"{where}: relaxation.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if int(self.max_iters) < 1:
@@ -252,7 +265,7 @@ _TOP = {"name": str, "description": str, "device": str, "network": dict, "relaxa
         "training": dict}
 _NETWORK = {"sizes": list, "lam": (float, int, str), "activation": (str, list), "backward": str,
             "cost": str, "init_scale": (float, int), "asymmetry_angle": (float, int)}
-_RELAXATION = {"eta": (float, int), "schedule": str, "max_iters": int, "tol": (float, int),
+_RELAXATION = {"eta": (float, int), "eta_auto": bool, "schedule": str, "max_iters": int, "tol": (float, int),
                "stall_window": int, "dtype": str}
 
 
@@ -262,7 +275,8 @@ def _check_table(table: dict, allowed: dict, where: str, prefix: str) -> None:
         if key not in allowed:
             raise ProfileError(f"{where}: unknown key '{full}' (allowed: {', '.join(allowed)})")
         want = allowed[key]
-        if isinstance(value, bool) or not isinstance(value, want):
+        # bool is an int subclass: accept it only where bool itself is wanted
+        if (isinstance(value, bool) and want is not bool) or not isinstance(value, want):
             names = want.__name__ if isinstance(want, type) else " or ".join(t.__name__ for t in want)
             raise ProfileError(f"{where}: key '{full}' must be {names}, got {type(value).__name__} {value!r}")
         _check_finite(value, where, full)
@@ -342,6 +356,7 @@ def load_circuit(path: str | Path) -> CircuitSpec:
         init_scale=net.get("init_scale", 1.0),
         asymmetry_angle=net.get("asymmetry_angle"),
         eta=rel.get("eta", 0.5),
+        eta_auto=rel.get("eta_auto", False),
         schedule=rel.get("schedule", "async"),
         max_iters=rel.get("max_iters", 100),
         tol=rel.get("tol", 1e-4),
