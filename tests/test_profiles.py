@@ -1,5 +1,6 @@
 """Device profiles: the shipped files load, the ideal one is exact, bad files give one-line errors."""
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from anasim.errors import AnasimError, ProfileError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICES = ROOT / "devices"
-SHIPPED = ["ideal", "slm-10bit", "reram", "pcm", "gyrator-gmc", "adc-8bit", "slm-10bit-adc8"]
+SHIPPED = ["ideal", "slm-10bit", "reram", "pcm", "gyrator-gmc", "adc-8bit", "slm-10bit-adc8", "slm-10bit-500"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -54,6 +55,27 @@ def test_shipped_values_are_the_cited_figures():
     assert isinstance(adc.adc, ADC) and adc.adc.bits == 8 and isinstance(adc.coupling, IdealCoupling)
     both = load_profile(DEVICES / "slm-10bit-adc8.toml")  # include: parts merged
     assert both.coupling == c and both.adc == adc.adc and both.loop_time_s == slm.loop_time_s
+
+
+def test_slm_500_profile_restores_the_per_pixel_signal_to_noise():
+    """slm-10bit-500 (8 mW) on a 784 → 500 layer receives the per-pixel power slm-10bit
+    (2 mW) gives a 784 → 128 layer (8.0 vs 7.8 µW), so its normalized read noise is the
+    same within that 2.5 %; slm-10bit itself on 500 rows is several times noisier."""
+    x = jax.random.uniform(jax.random.key(3), (16, 784))
+
+    def noise(name, n_out):
+        dev = load_profile(DEVICES / f"{name}.toml").coupling
+        w = jax.random.uniform(jax.random.key(1), (n_out, 784), minval=-1, maxval=1) / math.sqrt(784)
+        s = dev.program(dev.fabricate(jax.random.key(0), w.shape), jax.random.key(2), w)
+        return float(jnp.mean(dev.noise_std(s, x)))
+
+    base = noise("slm-10bit", 128)
+    assert noise("slm-10bit-500", 500) == pytest.approx(base, rel=0.05)
+    assert noise("slm-10bit", 500) > 2.5 * base
+    scaled = load_profile(DEVICES / "slm-10bit-500.toml")
+    assert scaled.coupling.source_power_w == pytest.approx(8e-3)
+    assert dataclasses.replace(scaled.coupling, source_power_w=2e-3) == load_profile(
+        DEVICES / "slm-10bit.toml").coupling
 
 
 def test_slm_profile_noise_is_visible_but_small():
