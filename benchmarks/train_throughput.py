@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     data = load_fashion_mnist()
     rows = [measure("skew-4x500.toml", ideal_profile(), args.examples, data),
-            measure("skew-4x500-slm.toml", load_profile(ROOT / "devices" / "slm-10bit.toml"), args.examples, data)]
+            measure("skew-4x500-slm.toml", load_profile(ROOT / "devices" / "slm-10bit-500.toml"), args.examples, data)]
     print(f"{'profile':10s} {'examples/s':>10s} {'s/step':>8s} {'iters/step':>10s} {'bare s/step':>11s} "
           f"{'step / bare':>11s}")
     for r in rows:
