@@ -51,9 +51,11 @@ Array = jax.Array
 #: inside the stable region.
 SIGMA_MARGIN = 1.1
 
-#: power-iteration steps on WᵀW; enough for 1 % on the 4×500 couplings
-#: (the top singular values of a random-like block matrix are not degenerate)
-POWER_ITERS = 40
+#: power-iteration steps on WᵀW. On the 4×500 skew couplings after 20 epochs of
+#: Fashion-MNIST, 10 steps land 0.7 % below the converged value (5 steps 1.7 %),
+#: well inside SIGMA_MARGIN; each step is two sequential passes over W, about
+#: 1 ms there, and it runs before every relaxation.
+POWER_ITERS = 10
 
 
 def stable_eta(sigma: Array, schedule: str) -> Array:
