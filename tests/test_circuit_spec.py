@@ -29,7 +29,7 @@ def test_shipped_specs_load_and_name_an_existing_profile(path):
 
 def test_paper_networks_are_there():
     for name, lam in (("skew", 0.0), ("ff", 0.5), ("sym", 1.0)):
-        for suffix, device in (("", "ideal"), ("-slm", "slm-10bit")):
+        for suffix, device in (("", "ideal"), ("-slm", "slm-10bit-500")):
             spec = load_circuit(ROOT / "circuits" / f"{name}-4x500{suffix}.toml")
             assert spec.sizes == (784, 500, 500, 500, 500, 10) and spec.lam == lam
             assert Path(spec.device).stem == device
