@@ -1,4 +1,4 @@
-"""The largest stable damping of the skew-symmetric relaxation.
+"""The fastest stable damping of the skew-symmetric relaxation.
 
 A layered circuit with λ = 0 has hidden couplings W = θ − θᵀ (block
 tridiagonal, skew-symmetric). Linearized around a state, one damped step is

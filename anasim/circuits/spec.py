@@ -30,7 +30,7 @@ key)::
 
     [relaxation]
     eta = 0.5                           # damping in (0, 1]
-    eta_auto = false                    # lam = 0 only: lower η to the stable bound of the current couplings
+    eta_auto = false                    # lam = 0 only: lower η to the fastest stable value for the current couplings
     schedule = "async"                  # sync | async
     max_iters = 100                     # iteration budget per relaxation
     tol = 1e-4                          # stop when max |f(target) − s| ≤ tol (0: fixed budget)
@@ -113,8 +113,8 @@ class CircuitSpec(LamStructure):
         activations: one neuron nonlinearity name per layer 1 … L.
         eta: damping η in (0, 1] of the pre-activation update (dimensionless).
         eta_auto: skew-symmetric circuits (λ = 0) only: relax with
-            min(η, η*), η* the largest damping at which the linearized
-            iteration still contracts, computed from the realized couplings
+            min(η, η*), η* the damping at which the linearized iteration
+            contracts fastest (below its stability edge), computed from the realized couplings
             before every relaxation (:mod:`anasim.circuits.damping`); keeps the
             relaxation converging while training grows the couplings.
         schedule: ``"sync"`` (all layers per iteration) or ``"async"``
