@@ -114,6 +114,11 @@ def test_eta_auto_converges_to_the_linear_fixed_point():
     assert bool(eq.converged)
     s = np.concatenate([np.asarray(v) for v in eq.s_plus], axis=1)
     np.testing.assert_allclose(s, s_ref, atol=1e-7)
+    # an explicit η overrides the spec's: the oscillating spec relaxes with η* (as a training
+    # step passes the damping it computed once to each of its phases)
+    eq_given = relax(fixed, hw, x, jax.random.PRNGKey(1), eta=eta)
+    assert int(eq_given.iterations) == int(eq.iterations)
+    np.testing.assert_allclose(np.concatenate([np.asarray(v) for v in eq_given.s_plus], axis=1), s_ref, atol=1e-7)
 
 
 def test_eta_auto_keeps_eta_when_couplings_are_weak():

@@ -626,8 +626,8 @@ def mix_compartments_backward(d: Array, lam: float, asymmetric: bool) -> Array:
 
 
 def relax(spec: CircuitSpec, hw: Hardware, x: Array, key: Array, *, nudge=(0.0, 0.0),
-          target: Array | None = None, clamp=(None, None), state0: Equilibrium | None = None
-          ) -> Equilibrium:
+          target: Array | None = None, clamp=(None, None), state0: Equilibrium | None = None,
+          eta: Array | None = None) -> Equilibrium:
     """Relax the circuit on input ``x`` (batch, n_in) to an equilibrium.
 
     Args:
@@ -646,6 +646,11 @@ def relax(spec: CircuitSpec, hw: Hardware, x: Array, key: Array, *, nudge=(0.0, 
             output layer to the given values.
         state0: an Equilibrium to start from (its pre-activations); default
             all pre-activations 0.
+        eta: the damping to relax with, a scalar; default
+            :func:`relaxation_eta` of ``spec`` on ``hw``. Relaxations of one
+            chip between two writes share it, so a caller that relaxes the
+            same couplings several times (the phases of a training step)
+            computes it once.
 
     Returns the :class:`Equilibrium`. Jittable (``spec`` static); when the nudge
     is the literal (0, 0) with no clamp, one compartment is simulated and
@@ -689,7 +694,8 @@ def relax(spec: CircuitSpec, hw: Hardware, x: Array, key: Array, *, nudge=(0.0, 
     # that differ in them (or in name, training options, …) share one compilation.
     return _relax_jit(_static_spec(spec), C, clamp_p is not None, clamp_m is not None, cplx, hw, x, key,
                       jnp.asarray(beta_p, adt), jnp.asarray(beta_m, adt), target, cp, cm, a0,
-                      relaxation_eta(spec, hw).astype(rdt), jnp.asarray(spec.tol, rdt))
+                      (relaxation_eta(spec, hw) if eta is None else jnp.asarray(eta)).astype(rdt),
+                      jnp.asarray(spec.tol, rdt))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))

@@ -531,7 +531,7 @@ def weights_from_hardware(spec, hw, physics: NodalPhysics | None = None):
 
 
 def relax(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None, None), state0=None,
-          physics: NodalPhysics | None = None):
+          eta=None, physics: NodalPhysics | None = None):
     """Equilibrium of the node-level circuit of ``spec`` on chip ``hw``: the same
     call and result type as :func:`anasim.circuits.layered.relax`.
 
@@ -545,7 +545,8 @@ def relax(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None, None)
     separate pre-activation). ``key``: with ``physics.node_capacitance_f``
     set, each compartment's states carry an independent draw of the
     stationary thermal fluctuation at its operating point; otherwise unused.
-    ``state0`` is unused (the DC point does not depend on where it starts).
+    ``state0`` and ``eta`` are unused (the DC point does not depend on where
+    or how fast one gets there).
 
     Raises AnasimError for what the element set cannot realize: the
     cross-entropy nudge (its current −β(softmax(s) − y)_i at each output depends
@@ -554,7 +555,7 @@ def relax(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None, None)
     """
     from anasim.circuits.layered import Equilibrium
 
-    del state0
+    del state0, eta
     x = np.asarray(x, np.float64)
     if x.ndim != 2 or x.shape[1] != spec.n_in:
         raise AnasimError(f"relax: x must have shape (batch, {spec.n_in}), got {x.shape}")
@@ -615,7 +616,7 @@ def relax(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None, None)
 
 
 def relax_in_jit(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None, None), state0=None,
-                 physics: NodalPhysics | None = None):
+                 eta=None, physics: NodalPhysics | None = None):
     """:func:`relax` callable inside ``jax.jit`` (a host callback), with the signature and
     result of :func:`anasim.circuits.layered.relax`, so code that jits a training step
     around the iterative engine can run the node-level circuit instead.
@@ -626,7 +627,7 @@ def relax_in_jit(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None
     """
     from anasim.circuits.layered import Equilibrium
 
-    del state0
+    del state0, eta
     B = jnp.shape(x)[0]
     dt = jnp.dtype(spec.dtype)
     layers = tuple(jax.ShapeDtypeStruct((B, n), dt) for n in spec.sizes[1:])

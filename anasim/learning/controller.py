@@ -331,27 +331,32 @@ def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
 
     Returns (update dict, iterations summed over all relaxations, the free
     phase's output for the running train accuracy)."""
-    relax = relaxation(cfg.engine)
     k1, k2, k3, k4 = jax.random.split(key, 4)
     lam = spec.lam_mix
     second = hw2 if cfg.phases == "twin" else hw
+    relax = relaxation(cfg.engine)
+    # Every phase relaxes the same couplings (no write between them), so each
+    # chip's damping is computed once per step, not once per relaxation.
+    iterative = cfg.engine == "iterative"
+    eta1 = circuits.layered.relaxation_eta(spec, hw) if iterative else None
+    eta2 = eta1 if second is hw or not iterative else circuits.layered.relaxation_eta(spec, second)
     # The free phase comes first on every chip: its output is the prediction the
     # running train accuracy is scored on (a nudged state has seen the target),
     # and the nudged relaxation starts from it, as EP's second phase does.
-    eq_f = relax(spec, hw, x, k1)
+    eq_f = relax(spec, hw, x, k1, eta=eta1)
     if cfg.rule == "dyadic" or cfg.rule.startswith("ep"):
         nud = {"dyadic": (beta, beta), "ep-centered": (beta, beta),
                "ep-positive": (beta, 0.0), "ep-negative": (0.0, beta)}[cfg.rule]
         if cfg.phases == "twin":
-            eq_f2 = relax(spec, second, x, jax.random.fold_in(k1, 1))
-            eq_a = relax(spec, hw, x, k2, nudge=(nud[0], 0.0), target=y, state0=eq_f)
+            eq_f2 = relax(spec, second, x, jax.random.fold_in(k1, 1), eta=eta2)
+            eq_a = relax(spec, hw, x, k2, nudge=(nud[0], 0.0), target=y, state0=eq_f, eta=eta1)
             eq_b = relax(spec, second, x, jax.random.fold_in(k2, 1), nudge=(0.0, nud[1]), target=y,
-                                  state0=eq_f2)
+                                  state0=eq_f2, eta=eta2)
             sp, _ = circuits.read_states(hw, eq_a, k3)
             _, sm = circuits.read_states(second, eq_b, k4)
             iters = eq_f.iterations + eq_f2.iterations + eq_a.iterations + eq_b.iterations
         else:
-            eq = relax(spec, hw, x, k2, nudge=nud, target=y, state0=eq_f)
+            eq = relax(spec, hw, x, k2, nudge=nud, target=y, state0=eq_f, eta=eta1)
             sp, sm = circuits.read_states(hw, eq, k3)
             iters = eq_f.iterations + eq.iterations
         if cfg.rule == "dyadic":
@@ -372,7 +377,7 @@ def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
         c = {"cpl-p": (rules.coupled_clamp(o, y, beta), None),
              "cpl-n": (None, rules.coupled_clamp(o, y, -beta)),
              "cpl-c": (rules.coupled_clamp(o, y, beta), rules.coupled_clamp(o, y, -beta))}[cfg.rule]
-    eq_c = relax(spec, second, x, k2, clamp=c, state0=eq_f)
+    eq_c = relax(spec, second, x, k2, clamp=c, state0=eq_f, eta=eta2)
     cp, cm = circuits.read_states(second, eq_c, k4)
     iters = eq_f.iterations + eq_c.iterations
     if cfg.rule == "cl":
