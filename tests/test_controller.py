@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from anasim.analysis.gradients import hard_sigmoid, phase_equilibrium, reference_gradient
-from anasim.circuits import CircuitSpec, Params, build, effective_matrices
+from anasim.circuits import CircuitSpec, Params, build, effective_matrices, relax
 from anasim.circuits.spec import freeze_options
 from anasim.data import load_fashion_mnist
 from anasim.devices import IdealCoupling, IdealCouplingState, ideal_profile
+from anasim.errors import ProfileError
 from anasim.learning import rules
 from anasim.learning.controller import TrainConfig, config_from_spec, local_update, train
 
@@ -120,3 +121,39 @@ def test_bias_init_sets_the_initial_biases_and_keeps_the_couplings():
     np.testing.assert_array_equal(p.biases[1], np.full(3, -0.5, np.float32))
     np.testing.assert_array_equal(p.theta0, q.theta0)
     np.testing.assert_array_equal(p.thetas[0], q.thetas[0])
+
+
+def test_discard_unsettled_averages_over_the_settled_examples_only():
+    """With a relaxation budget that some examples settle within and others not, the
+    update is centered EP over the settled examples alone, at their exact equilibria."""
+    params, x, y = _params(seed=5)
+    x = np.concatenate([x, 40.0 * x])          # strong inputs settle more slowly
+    y = np.concatenate([y, y])
+    beta = 0.05
+    spec = dataclasses.replace(_tiny(1.0), eta=0.5, max_iters=60, tol=1e-10)
+    hw = build(spec, ideal_profile(), params, jax.random.PRNGKey(0))
+    cfg = TrainConfig(rule="ep-centered", beta=beta, discard_unsettled=True)
+    eq_f = relax(spec, hw, x, jax.random.PRNGKey(2))
+    eq = relax(spec, hw, x, jax.random.PRNGKey(2), nudge=(beta, beta), target=y, state0=eq_f)
+    settled = np.asarray((eq_f.residual_per_sample <= spec.tol) & (eq.residual_per_sample <= spec.tol))
+    assert 0 < settled.sum() < len(x), "the budget must split the batch"
+    upd = local_update(spec, cfg, hw, x, y, jax.random.PRNGKey(1))
+    sp, _ = phase_equilibrium(params, x[settled], y[settled], beta=beta)
+    sm, _ = phase_equilibrium(params, x[settled], y[settled], beta=-beta)
+    ref = rules.ep_centered(jnp.asarray(x[settled]), sm, sp, beta)
+    np.testing.assert_allclose(rules.flatten(upd), rules.flatten(ref), atol=1e-6)
+    # the same measurement without the check is a different update
+    plain = local_update(spec, dataclasses.replace(cfg, discard_unsettled=False), hw, x, y, jax.random.PRNGKey(1))
+    assert float(jnp.abs(rules.flatten(plain) - rules.flatten(ref)).max()) > 1e-3
+    # no example settles: no update at all
+    none = local_update(dataclasses.replace(spec, max_iters=2), cfg, hw, x, y, jax.random.PRNGKey(1))
+    assert float(jnp.abs(rules.flatten(none)).max()) == 0.0
+
+
+def test_discard_unsettled_is_validated(tmp_path):
+    with pytest.raises(ProfileError, match="discard_unsettled"):
+        TrainConfig(discard_unsettled=True, engine="nodal")
+    spec = CircuitSpec(sizes=SIZES, lam=1.0, training=freeze_options({"discard_unsettled": "yes"}), source="x.toml")
+    with pytest.raises(ProfileError, match="x.toml.*training.discard_unsettled"):
+        config_from_spec(spec)
+

@@ -14,11 +14,11 @@ from anasim.errors import AnasimError
 _COLUMNS = (
     ("epoch", "{:>5d}", 5), ("train acc", "{:>9.4f}", 9), ("train loss", "{:>10.4f}", 10),
     ("test acc", "{:>8.4f}", 8), ("test loss", "{:>9.4f}", 9), ("Lipschitz", "{:>9.4f}", 9),
-    ("saturated", "{:>9.3f}", 9), ("iters", "{:>6.1f}", 6), ("hw time [s]", "{:>11.3e}", 11),
+    ("saturated", "{:>9.3f}", 9), ("iters", "{:>6.1f}", 6), ("unsettled", "{:>9.3f}", 9), ("hw time [s]", "{:>11.3e}", 11),
     ("wall [s]", "{:>8.1f}", 8),
 )
 _KEYS = ("epoch", "train_accuracy", "train_loss", "test_accuracy", "test_loss", "lipschitz", "saturated",
-         "iterations", "hardware_time_s", "wall_s")
+         "iterations", "unsettled", "hardware_time_s", "wall_s")
 
 
 def load_profile_for(spec, device: str | None):
@@ -45,7 +45,7 @@ def _header() -> str:
 
 
 def _row(epoch: int, m: dict) -> str:
-    vals = [epoch] + [m[k] for k in _KEYS[1:]]
+    vals = [epoch] + [m.get(k, float("nan")) for k in _KEYS[1:]]   # older results lack newer metrics
     out = []
     for (_, fmt, w), v in zip(_COLUMNS, vals):
         out.append(f"{'nan':>{w}}" if isinstance(v, float) and math.isnan(v) else fmt.format(v))

@@ -96,6 +96,17 @@ class TrainConfig:
         data: dataset source for :func:`anasim.data.load_fashion_mnist`
             ("" = Debian package, else the shipped subset).
         eval_batch: batch size of the evaluation relaxations.
+        discard_unsettled: drop from the update the examples whose relaxation
+            (any phase) did not settle: final per-example residual above
+            ``relaxation.tol`` after ``max_iters``. The controller sees this on
+            hardware as outputs still moving between two reads. A state that
+            has not settled is no equilibrium, and the rule's (s⁺ − s⁻)/β
+            read from it can be many times the true gradient (a symmetric
+            circuit near a bifurcation): one such step, carried on by the
+            momentum, can drive every neuron to a rail. The update is the
+            mean over the settled examples; none settled: no update. On a
+            noisy device ``tol`` must lie above the read-noise floor, or
+            every example counts as unsettled. Iterative engine only.
         engine: "iterative" (the opto-electronic loop engine, any device) or
             "nodal" (the node-level resistive (λ = 1) or gyrator (λ = 0) circuit,
             each phase a DC operating point: :mod:`anasim.circuits.resistive_hopfield`).
@@ -124,6 +135,7 @@ class TrainConfig:
     data: str = ""
     eval_batch: int = 500
     engine: str = "iterative"
+    discard_unsettled: bool = False
 
     def __post_init__(self):
         self.validate("TrainConfig")
@@ -164,6 +176,11 @@ class TrainConfig:
             bad("eval_batch", "≥ 1", self.eval_batch)
         if self.engine not in ENGINES:
             bad("engine", f"one of {ENGINES}", self.engine)
+        if not isinstance(self.discard_unsettled, bool):
+            bad("discard_unsettled", "true or false", self.discard_unsettled)
+        if self.discard_unsettled and self.engine != "iterative":
+            bad("discard_unsettled", "false with engine = \"nodal\" (a DC operating point has no settling)",
+                self.discard_unsettled)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -185,7 +202,8 @@ def config_from_spec(spec: CircuitSpec, **overrides) -> TrainConfig:
             if isinstance(default, tuple):
                 value = tuple(float(v) for v in value)
             elif isinstance(default, bool):
-                value = bool(value)
+                if not isinstance(value, bool):
+                    raise ValueError
             elif isinstance(default, int):
                 if isinstance(value, float) and not value.is_integer():
                     raise ValueError
@@ -311,7 +329,7 @@ def local_update(spec: CircuitSpec, cfg: TrainConfig, hw, x, y, key, *, beta: fl
     _check_compatible(spec, cfg, hw.profile)
     dtype = jnp.dtype(spec.dtype)
     beta = cfg.beta if beta is None else beta
-    upd, _, _ = _phases_and_rule(spec, cfg, hw, hw if hw2 is None else hw2, jnp.asarray(x, dtype),
+    upd, _, _, _ = _phases_and_rule(spec, cfg, hw, hw if hw2 is None else hw2, jnp.asarray(x, dtype),
                                  jnp.asarray(y, dtype), jnp.asarray(beta, dtype), key)
     return upd
 
@@ -330,7 +348,8 @@ def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
     """Relax every phase, read through the ADC, apply the rule.
 
     Returns (update dict, iterations summed over all relaxations, the free
-    phase's output for the running train accuracy)."""
+    phase's output for the running train accuracy, the number of examples
+    whose relaxation did not settle)."""
     k1, k2, k3, k4 = jax.random.split(key, 4)
     lam = spec.lam_mix
     second = hw2 if cfg.phases == "twin" else hw
@@ -351,44 +370,55 @@ def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
             eq_f2 = relax(spec, second, x, jax.random.fold_in(k1, 1), eta=eta2)
             eq_a = relax(spec, hw, x, k2, nudge=(nud[0], 0.0), target=y, state0=eq_f, eta=eta1)
             eq_b = relax(spec, second, x, jax.random.fold_in(k2, 1), nudge=(0.0, nud[1]), target=y,
-                                  state0=eq_f2, eta=eta2)
+                         state0=eq_f2, eta=eta2)
             sp, _ = circuits.read_states(hw, eq_a, k3)
             _, sm = circuits.read_states(second, eq_b, k4)
-            iters = eq_f.iterations + eq_f2.iterations + eq_a.iterations + eq_b.iterations
+            phases = (eq_f, eq_f2, eq_a, eq_b)
         else:
             eq = relax(spec, hw, x, k2, nudge=nud, target=y, state0=eq_f, eta=eta1)
             sp, sm = circuits.read_states(hw, eq, k3)
-            iters = eq_f.iterations + eq.iterations
-        if cfg.rule == "dyadic":
-            upd = rules.dyadic(x, sp, sm, beta, lam)
-        elif cfg.rule == "ep-centered":
-            upd = rules.ep_centered(x, sm, sp, beta)
-        elif cfg.rule == "ep-positive":
-            upd = rules.ep_positive(x, sm, sp, beta)       # s⁻ is the free phase
+            phases = (eq_f, eq)
+        rule = {"dyadic": lambda a, b: rules.dyadic(x, a, b, beta, lam),
+                "ep-centered": lambda a, b: rules.ep_centered(x, b, a, beta),
+                "ep-positive": lambda a, b: rules.ep_positive(x, b, a, beta),   # s⁻ is the free phase
+                "ep-negative": lambda a, b: rules.ep_negative(x, b, a, beta),   # s⁺ is the free phase
+                }[cfg.rule]
+        a, b = sp, sm
+    else:
+        # Clamped rules: the free phase gives o*, then the clamped phase(s).
+        s_free, _ = circuits.read_states(hw, eq_f, k3)
+        o = s_free[-1]
+        if cfg.rule == "cl":
+            c = (y, None)
         else:
-            upd = rules.ep_negative(x, sm, sp, beta)       # s⁺ is the free phase
-        return upd, iters, eq_f.output
-    # Clamped rules: the free phase gives o*, then the clamped phase(s).
-    s_free, _ = circuits.read_states(hw, eq_f, k3)
-    o = s_free[-1]
-    if cfg.rule == "cl":
-        c = (y, None)
+            c = {"cpl-p": (rules.coupled_clamp(o, y, beta), None),
+                 "cpl-n": (None, rules.coupled_clamp(o, y, -beta)),
+                 "cpl-c": (rules.coupled_clamp(o, y, beta), rules.coupled_clamp(o, y, -beta))}[cfg.rule]
+        eq_c = relax(spec, second, x, k2, clamp=c, state0=eq_f, eta=eta2)
+        cp, cm = circuits.read_states(second, eq_c, k4)
+        phases = (eq_f, eq_c)
+        a, b = {"cl": (cp, s_free), "cpl-p": (cp, s_free), "cpl-n": (cm, s_free), "cpl-c": (cp, cm)}[cfg.rule]
+        rule = {"cl": lambda a, b: rules.contrastive(x, b, a),
+                "cpl-p": lambda a, b: rules.coupled(x, a, b, beta, "P"),
+                "cpl-n": lambda a, b: rules.coupled(x, b, a, beta, "N"),
+                "cpl-c": lambda a, b: rules.coupled(x, a, b, beta, "C")}[cfg.rule]
+    iters = sum(eq.iterations for eq in phases)
+    settled = _settled(spec, phases) if iterative else jnp.ones(x.shape[0], bool)
+    if cfg.discard_unsettled:
+        # every rule is a difference between its two phases: equal phases add nothing
+        keep = lambda u, v: tuple(jnp.where(settled[:, None], ui, vi) for ui, vi in zip(u, v))  # noqa: E731
+        n = jnp.sum(settled)
+        scale = jnp.where(n > 0, x.shape[0] / jnp.maximum(n, 1), 0.0)
+        upd = jax.tree_util.tree_map(lambda u: u * scale.astype(u.dtype), rule(keep(a, b), b))
     else:
-        c = {"cpl-p": (rules.coupled_clamp(o, y, beta), None),
-             "cpl-n": (None, rules.coupled_clamp(o, y, -beta)),
-             "cpl-c": (rules.coupled_clamp(o, y, beta), rules.coupled_clamp(o, y, -beta))}[cfg.rule]
-    eq_c = relax(spec, second, x, k2, clamp=c, state0=eq_f, eta=eta2)
-    cp, cm = circuits.read_states(second, eq_c, k4)
-    iters = eq_f.iterations + eq_c.iterations
-    if cfg.rule == "cl":
-        upd = rules.contrastive(x, s_free, cp)
-    elif cfg.rule == "cpl-p":
-        upd = rules.coupled(x, cp, s_free, beta, "P")
-    elif cfg.rule == "cpl-n":
-        upd = rules.coupled(x, s_free, cm, beta, "N")
-    else:
-        upd = rules.coupled(x, cp, cm, beta, "C")
-    return upd, iters, eq_f.output
+        upd = rule(a, b)
+    return upd, iters, eq_f.output, jnp.sum(~settled)
+
+
+def _settled(spec, phases) -> jax.Array:
+    """(batch,) bool: every phase's final residual is finite and at most ``spec.tol``."""
+    res = jnp.stack([eq.residual_per_sample for eq in phases])
+    return jnp.all(jnp.isfinite(res) & (res <= spec.tol), axis=0)
 
 
 @dataclass(frozen=True)
@@ -399,13 +429,14 @@ class _StepKind:
     write_mode: str
     phases: str
     engine: str = "iterative"
+    discard_unsettled: bool = False
     beta: float = 0.0   # unused inside the step (β is traced); keeps the dataclass shape simple
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _train_step(spec, cfg, params, opt_state, hw, hw2, mult, x, y, beta, lr, key):
     k_prog, k_prog2, k_phase, k_write = jax.random.split(key, 4)
-    upd, iters, pred = _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, k_phase)
+    upd, iters, pred, unsettled = _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, k_phase)
     grads = _to_params(upd, spec.asymmetric, params)
     updates, opt_state = _OPTIMIZER.update(grads, _with_lr(opt_state, lr), params)
     updates = jax.tree_util.tree_map(lambda u, m, q: (u * m).astype(q.dtype), updates, mult, params)
@@ -421,7 +452,7 @@ def _train_step(spec, cfg, params, opt_state, hw, hw2, mult, x, y, beta, lr, key
             hw2 = _write_in_situ(spec, hw2, updates, jax.random.fold_in(k_write, 1))
     correct = jnp.sum(jnp.argmax(pred, -1) == jnp.argmax(y, -1))
     loss = jnp.sum(circuits.cost(spec, pred, y))
-    return params, opt_state, hw, hw2, iters, correct, loss
+    return params, opt_state, hw, hw2, iters, correct, loss, unsettled
 
 
 def _write_in_situ(spec, hw, updates: Params, key):
@@ -500,7 +531,7 @@ def _lipschitz(spec, hw) -> float:
 # --- the run -----------------------------------------------------------------------
 
 METRICS = ("train_accuracy", "train_loss", "test_accuracy", "test_loss", "lipschitz", "saturated",
-           "iterations", "hardware_time_s", "energy_j", "beta", "learning_rate", "wall_s", "train_wall_s")
+           "iterations", "unsettled", "hardware_time_s", "energy_j", "beta", "learning_rate", "wall_s", "train_wall_s")
 
 
 @dataclass
@@ -530,7 +561,8 @@ def history_dataset(history: dict, spec: CircuitSpec, cfg: TrainConfig, profile_
 
     epochs = np.arange(1, len(history.get("test_accuracy", [])) + 1)
     units = {"hardware_time_s": "s", "energy_j": "J", "wall_s": "s", "train_wall_s": "s", "iterations": "iterations",
-             "saturated": "fraction", "train_accuracy": "fraction", "test_accuracy": "fraction"}
+             "saturated": "fraction", "unsettled": "fraction", "train_accuracy": "fraction",
+             "test_accuracy": "fraction"}
     data = {k: ("epoch", np.asarray(history.get(k, [np.nan] * len(epochs)), np.float64),
                 {"units": units.get(k, "")}) for k in METRICS}
     ds = xr.Dataset(data, coords={"epoch": epochs})
@@ -638,7 +670,7 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
     params = _initial_params(physics, cfg, k_init)
     hw = _build_jit(physics, profile, params, k_build)
     hw2 = _build_jit(physics, profile, params, k_twin) if cfg.phases == "twin" else hw
-    kind = _StepKind(cfg.rule, cfg.write_mode, cfg.phases, cfg.engine)
+    kind = _StepKind(cfg.rule, cfg.write_mode, cfg.phases, cfg.engine, cfg.discard_unsettled)
     schedule = make_lr(cfg, steps)
     opt_state = _init_opt_state(cfg, params)
     mult = _layer_multipliers(spec, cfg, params)
@@ -662,19 +694,20 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
         order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
         k_epoch = jax.random.fold_in(k_run, epoch)
         correct = loss = 0.0
-        iters_total = 0
+        iters_total = unsettled = 0
         bar = _progress(steps, f"epoch {epoch + 1}/{cfg.epochs}", progress)
         for step in range(steps):
             sel = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             x = jnp.asarray(train_set.x[sel], dtype)
             y = jax.nn.one_hot(train_set.y[sel], spec.n_out, dtype=dtype)
             lr = jnp.asarray(schedule(epoch * steps + step), jnp.float32)
-            params, opt_state, hw, hw2, it, c, l_ = _train_step(
+            params, opt_state, hw, hw2, it, c, l_, u = _train_step(
                 physics, kind, params, opt_state, hw, hw2, mult, x, y,
                 jnp.asarray(beta, dtype), lr, jax.random.fold_in(k_epoch, step))
             it = int(it)
             iters_total += it
             correct += float(c)
+            unsettled += int(u)
             loss += float(l_)
             hw_time += it * cfg.batch_size * profile.loop_time_s
             energy += it * cfg.batch_size * macs * profile.energy_per_mac_j
@@ -695,7 +728,8 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
             "train_loss": loss / (steps * cfg.batch_size),
             "test_accuracy": ev["accuracy"], "test_loss": ev["loss"],
             "lipschitz": _lipschitz(spec, hw), "saturated": ev["saturated"],
-            "iterations": iters_total / steps, "hardware_time_s": hw_time, "energy_j": energy,
+            "iterations": iters_total / steps, "unsettled": unsettled / (steps * cfg.batch_size),
+            "hardware_time_s": hw_time, "energy_j": energy,
             "beta": beta, "learning_rate": lr, "wall_s": time.perf_counter() - t0, "train_wall_s": t_train,
         }
         for k in METRICS:
