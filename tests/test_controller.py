@@ -157,3 +157,18 @@ def test_discard_unsettled_is_validated(tmp_path):
     with pytest.raises(ProfileError, match="x.toml.*training.discard_unsettled"):
         config_from_spec(spec)
 
+
+
+def test_discard_unsettled_warns_when_most_examples_never_settle(subset):
+    # tol = 0: no relaxation ever settles, so nothing may be written, whatever the rate
+    runs = []
+    for lr in (0.2, 0.1):
+        spec = _small_spec(0.0, discard_unsettled=True, learning_rate=lr)
+        with pytest.warns(RuntimeWarning, match="discard_unsettled left out 100%"):
+            runs.append(train(spec, ideal_profile(), config_from_spec(spec), *subset, progress=False))
+    assert runs[0].history["unsettled"] == [1.0]
+    for a, b in zip(jax.tree_util.tree_leaves(runs[0].params), jax.tree_util.tree_leaves(runs[1].params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    spec = _small_spec(0.0)
+    moved = train(spec, ideal_profile(), config_from_spec(spec), *subset, progress=False)
+    assert not np.allclose(np.asarray(moved.params.theta0), np.asarray(runs[0].params.theta0))

@@ -46,6 +46,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -530,6 +531,10 @@ def _lipschitz(spec, hw) -> float:
 
 # --- the run -----------------------------------------------------------------------
 
+# fraction of examples left out by discard_unsettled above which a run is warned:
+# most of the data then trains nothing
+UNSETTLED_WARNING = 0.5
+
 METRICS = ("train_accuracy", "train_loss", "test_accuracy", "test_loss", "lipschitz", "saturated",
            "iterations", "unsettled", "hardware_time_s", "energy_j", "beta", "learning_rate", "wall_s", "train_wall_s")
 
@@ -734,6 +739,12 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
         }
         for k in METRICS:
             history[k].append(float(metrics[k]))
+        if cfg.discard_unsettled and metrics["unsettled"] > UNSETTLED_WARNING:
+            warnings.warn(
+                f"epoch {epoch + 1}: training.discard_unsettled left out {metrics['unsettled']:.0%} of the "
+                f"training examples (relaxation did not settle to tol = {spec.tol:g} in max_iters = "
+                f"{spec.max_iters}); raise relaxation.max_iters, or relaxation.tol above the device's "
+                f"read-noise floor", RuntimeWarning, stacklevel=2)
         if out:
             ds = history_dataset(history, spec, cfg, profile.name)
             _atomic(Path(out), lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
