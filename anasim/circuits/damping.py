@@ -54,7 +54,8 @@ SIGMA_MARGIN = 1.1
 #: power-iteration steps on WᵀW. On the 4×500 skew couplings after 20 epochs of
 #: Fashion-MNIST, 10 steps land 0.7 % below the converged value (5 steps 1.7 %),
 #: well inside SIGMA_MARGIN; each step is two sequential passes over W, about
-#: 1 ms there, and it runs before every relaxation.
+#: 1 ms there, and it runs once per training step (before every relaxation
+#: when ``relax`` is called without ``eta``).
 POWER_ITERS = 10
 
 

@@ -115,7 +115,7 @@ class CircuitSpec(LamStructure):
         eta_auto: skew-symmetric circuits (λ = 0) only: relax with
             min(η, η*), η* the damping at which the linearized iteration
             contracts fastest (below its stability edge), computed from the realized couplings
-            before every relaxation (:mod:`anasim.circuits.damping`); keeps the
+            whenever they may have changed (:mod:`anasim.circuits.damping`); keeps the
             relaxation converging while training grows the couplings.
         schedule: ``"sync"`` (all layers per iteration) or ``"async"``
             (even layers, then odd layers, per iteration).
