@@ -398,11 +398,11 @@ def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
         eq_c = relax(spec, second, x, k2, clamp=c, state0=eq_f, eta=eta2)
         cp, cm = circuits.read_states(second, eq_c, k4)
         phases = (eq_f, eq_c)
-        a, b = {"cl": (cp, s_free), "cpl-p": (cp, s_free), "cpl-n": (cm, s_free), "cpl-c": (cp, cm)}[cfg.rule]
-        rule = {"cl": lambda a, b: rules.contrastive(x, b, a),
-                "cpl-p": lambda a, b: rules.coupled(x, a, b, beta, "P"),
-                "cpl-n": lambda a, b: rules.coupled(x, b, a, beta, "N"),
-                "cpl-c": lambda a, b: rules.coupled(x, a, b, beta, "C")}[cfg.rule]
+        # (a, b, rule): the rule's two phases, a the one made equal to b when unsettled
+        a, b, rule = {"cl": (cp, s_free, lambda a, b: rules.contrastive(x, b, a)),
+                      "cpl-p": (cp, s_free, lambda a, b: rules.coupled(x, a, b, beta, "P")),
+                      "cpl-n": (cm, s_free, lambda a, b: rules.coupled(x, b, a, beta, "N")),
+                      "cpl-c": (cp, cm, lambda a, b: rules.coupled(x, a, b, beta, "C"))}[cfg.rule]
     iters = sum(eq.iterations for eq in phases)
     settled = _settled(spec, phases) if iterative else jnp.ones(x.shape[0], bool)
     if cfg.discard_unsettled:
