@@ -75,8 +75,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# read_states serves both engines: either chip has one ADC tile per layer in ``hw.adc``
 from anasim.circuits.layered import (Equilibrium, cost_grad, mix_compartments_backward,
-                                     mix_compartments_forward, relaxation_loop)
+                                     mix_compartments_forward, read_states, relaxation_loop)
 from anasim.circuits.layered import activation as _layered_activation
 from anasim.circuits.spec import ACTIVATIONS, COSTS, DTYPES, SCHEDULES, LamStructure
 from anasim.devices.base import IdealCoupling
@@ -795,16 +796,6 @@ def _relax_jit(spec, C, hw, x, key, beta_p, beta_m, target, a0, eta, tol):
 
     return relaxation_loop(update, states, a0, k_loop, schedule=spec.schedule, max_iters=spec.max_iters,
                            stall_window=spec.stall_window, tol=tol, res_dtype=dt)
-
-
-def read_states(hw: ConvHardware, eq: Equilibrium, key: Array) -> tuple[tuple, tuple]:
-    """Both compartments read through the per-layer ADCs: what a learning rule may see."""
-    adc = hw.profile.adc
-    L = len(eq.s_plus)
-    keys = jax.random.split(key, 2 * L)
-    sp = tuple(adc.convert(hw.adc[k], eq.s_plus[k], keys[k]) for k in range(L))
-    sm = tuple(adc.convert(hw.adc[k], eq.s_minus[k], keys[L + k]) for k in range(L))
-    return sp, sm
 
 
 def output(spec: ConvCircuitSpec, eq: Equilibrium) -> Array:

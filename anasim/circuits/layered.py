@@ -459,8 +459,11 @@ def check(eq: Equilibrium, what: str = "relaxation", require_convergence: bool =
     return eq
 
 
-def read_states(hw: Hardware, eq: Equilibrium, key: Array) -> tuple[tuple, tuple]:
-    """Read both compartments through the ADCs: what a learning rule may see."""
+def read_states(hw, eq: Equilibrium, key: Array) -> tuple[tuple, tuple]:
+    """Read both compartments through the ADCs: what a learning rule may see.
+
+    ``hw`` is a layered :class:`Hardware` or a convolutional chip: anything with
+    a ``profile`` and one ADC tile per layer in ``hw.adc``."""
     adc = hw.profile.adc
     L = len(eq.s_plus)
     keys = jax.random.split(key, 2 * L)
