@@ -2,6 +2,8 @@
 float64 references, and its write modes and twin chips on exact devices."""
 
 import dataclasses
+import types
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -9,14 +11,15 @@ import numpy as np
 import pytest
 
 from anasim.analysis.gradients import hard_sigmoid, phase_equilibrium, reference_gradient
-from anasim.circuits import CircuitSpec, Params, build, effective_matrices, relax
+from anasim.circuits import CircuitSpec, Params, build, effective_matrices, load_circuit, relax, resolve_device_path
 from anasim.circuits.spec import freeze_options
 from anasim.data import load_fashion_mnist
-from anasim.devices import IdealCoupling, IdealCouplingState, ideal_profile
+from anasim.devices import IdealCoupling, IdealCouplingState, ideal_profile, load_profile
 from anasim.errors import ProfileError
 from anasim.learning import rules
-from anasim.learning.controller import TrainConfig, config_from_spec, local_update, train
+from anasim.learning.controller import TrainConfig, _settled, config_from_spec, local_update, train
 
+ROOT = Path(__file__).resolve().parent.parent
 SIZES = (6, 8, 7, 4)
 
 
@@ -148,6 +151,35 @@ def test_discard_unsettled_averages_over_the_settled_examples_only():
     # no example settles: no update at all
     none = local_update(dataclasses.replace(spec, max_iters=2), cfg, hw, x, y, jax.random.PRNGKey(1))
     assert float(jnp.abs(rules.flatten(none)).max()) == 0.0
+
+
+def test_settled_on_a_residual_floor_is_judged_against_the_batch_median():
+    """A phase that stopped on a floor (stall window, residual no longer falling)
+    keeps the examples within FLOOR_SPREAD of the batch median; without a floor
+    stop, or without a stall window, only ``tol`` counts."""
+    r = jnp.asarray([1.0, 1.2, 0.9, 1.1, 5.0]) * 1e-3      # median 1.1e-3: limit 2.2e-3
+
+    def phase(oscillating):
+        return types.SimpleNamespace(residual_per_sample=r, oscillating=jnp.asarray(oscillating))
+
+    noisy = dataclasses.replace(_tiny(1.0), tol=1e-4, stall_window=10)
+    np.testing.assert_array_equal(_settled(noisy, [phase(True)]), [True, True, True, True, False])
+    np.testing.assert_array_equal(_settled(noisy, [phase(False)]), [False] * 5)
+    np.testing.assert_array_equal(_settled(dataclasses.replace(noisy, stall_window=0), [phase(True)]), [False] * 5)
+    # tol above every residual needs no floor; an outlier in one of two phases is out
+    np.testing.assert_array_equal(_settled(dataclasses.replace(noisy, tol=0.01), [phase(False)]), [True] * 5)
+    np.testing.assert_array_equal(_settled(noisy, [phase(True), phase(False)]), [False] * 5)
+
+
+def test_discard_unsettled_on_a_noisy_device_keeps_the_examples_on_the_noise_floor(subset):
+    # skew-small on slm-10bit: every phase ends on the photodetector floor (≈ 7e-3, above
+    # tol = 1e-3) through its stall window; the examples there count as settled
+    spec = load_circuit(ROOT / "circuits" / "skew-small.toml")
+    profile = load_profile(resolve_device_path(spec))
+    cfg = config_from_spec(spec, epochs=1, train_size=1024, test_size=200, discard_unsettled=True)
+    run = train(spec, profile, cfg, *subset, progress=False)
+    assert run.history["unsettled"][0] < 0.02
+    assert run.history["test_accuracy"][0] > 0.4
 
 
 def test_discard_unsettled_is_validated(tmp_path):

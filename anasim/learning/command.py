@@ -14,7 +14,7 @@ from anasim.errors import AnasimError
 _COLUMNS = (
     ("epoch", "{:>5d}", 5), ("train acc", "{:>9.4f}", 9), ("train loss", "{:>10.4f}", 10),
     ("test acc", "{:>8.4f}", 8), ("test loss", "{:>9.4f}", 9), ("Lipschitz", "{:>9.4f}", 9),
-    ("saturated", "{:>9.3f}", 9), ("iters", "{:>6.1f}", 6), ("res>tol", "{:>7.3f}", 7),
+    ("saturated", "{:>9.3f}", 9), ("iters", "{:>6.1f}", 6), ("unsettled", "{:>9.3f}", 9),
     ("hw time [s]", "{:>11.3e}", 11), ("wall [s]", "{:>8.1f}", 8),
 )
 _KEYS = ("epoch", "train_accuracy", "train_loss", "test_accuracy", "test_loss", "lipschitz", "saturated",
