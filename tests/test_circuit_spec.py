@@ -48,6 +48,7 @@ BAD = [
     ("[network]\nsizes = [4]\n", "network.sizes"),
     ("[network]\nlam = 0.0\n", "network.sizes"),
     ("[network]\nsizes = [4, 3]\n[relaxation]\neta = 0\n", "relaxation.eta"),
+    ("[network]\nsizes = [4, 3]\n[relaxation]\neta = 2.0\n", "relaxation.eta"),
     ("[network]\nsizes = [4, 3]\n[relaxation]\nmax_iters = 2.5\n", "relaxation.max_iters"),
     ("[network]\nsizes = [4, 3]\n[relaxation]\nschedule = \"random\"\n", "relaxation.schedule"),
     ("[network]\nsizes = [4, 3]\n[relaxation]\ntol = inf\n", "relaxation.tol"),

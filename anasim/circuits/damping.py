@@ -1,4 +1,5 @@
-"""The fastest stable damping of the skew-symmetric relaxation.
+"""The update gain η of the layered relaxation: the fastest stable damping of
+skew-symmetric circuits, and over-relaxation of symmetric ones (last section).
 
 A layered circuit with λ = 0 has hidden couplings W = θ − θᵀ (block
 tridiagonal, skew-symmetric). Linearized around a state, one damped step is
@@ -35,6 +36,26 @@ epoch and hit its 200-iteration budget half-way through the second).
 the fastest damping below the stability edge,
 with σ from a power iteration on the realized couplings: the loop gain a
 controller would set from the weights it has just written.
+
+**Symmetric circuits over-relax.** With λ = 1, W is symmetric, and the
+linearized relaxation solves (I − J) a = b by block iteration. The async
+schedule is block Gauss–Seidel at η = 1 and block SOR at 1 < η < 2. The
+even/odd layer colouring makes I − J consistently ordered. So, by Young's
+theorem, if I − J is positive definite (Jacobi spectral radius ρ_J < 1),
+SOR contracts for every 0 < η < 2. Gauss–Seidel's rate is ρ_J², and the
+fastest η is η_opt = 2/(1 + √(1 − ρ_J²)), with rate η_opt − 1. The trained
+4×500 symmetric network is near that singular edge (hidden Lipschitz
+constant in the thousands), where η = 1 crawls.
+
+Measured on that network after 12 epochs (256 test images, tol 1e-4): η = 1
+needed 116 free and 104 nudged iterations. η = 1.6 needed 24 and 29; η = 1.4
+51 and 49; η = 1.8 46 and 26. Against a float64 reference (η = 1.6, tol 1e-12),
+the η = 1.6 state is 4.3e-4 off and the η = 1 state 1.9e-3: the faster
+contraction also leaves less error behind the same residual. (ρ_GS = 0.924
+from 116 iterations gives ρ_J = 0.961 and η_opt ≈ 1.57.) Over-relaxation
+also amplifies read noise: a ← (1 − η) a + η(t + n) keeps a stationary
+variance η/(2 − η) times the per-read noise variance, 4× at η = 1.6. So the
+noisy-device specs stay at η = 1.
 """
 
 from __future__ import annotations

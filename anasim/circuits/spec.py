@@ -29,7 +29,7 @@ key)::
     asymmetry_angle = 45.0              # optional, lam = "asymmetric" only: ψ_k at this angle (degrees) to θ_kᵀ
 
     [relaxation]
-    eta = 0.5                           # damping in (0, 1]
+    eta = 0.5                           # damping in (0, 1]; 1 < η < 2 over-relaxes (symmetric, async)
     eta_auto = false                    # lam = 0 only: lower η to the fastest stable value for the current couplings
     schedule = "async"                  # sync | async
     max_iters = 100                     # iteration budget per relaxation
@@ -111,7 +111,10 @@ class CircuitSpec(LamStructure):
         sizes: (n_in, n_1, …, n_L) units per layer; the last is the output.
         lam: structure λ in [0, 1], or ``"asymmetric"``.
         activations: one neuron nonlinearity name per layer 1 … L.
-        eta: damping η in (0, 1] of the pre-activation update (dimensionless).
+        eta: gain η of the pre-activation update a ← (1 − η) a + η a_target
+            (dimensionless), in (0, 2): η ≤ 1 damps, 1 < η < 2 over-relaxes,
+            which speeds up a symmetric (λ = 1) circuit on the async schedule
+            (:mod:`anasim.circuits.damping`).
         eta_auto: skew-symmetric circuits (λ = 0) only: relax with
             min(η, η*), η* the damping at which the linearized iteration
             contracts fastest (below its stability edge), computed from the realized couplings
@@ -195,8 +198,8 @@ class CircuitSpec(LamStructure):
         if (self.lam == "asymmetric") != (self.backward == "independent"):
             raise ProfileError(
                 f"{where}: network.backward = \"independent\" goes with lam = \"asymmetric\" (and only with it)")
-        if not (0.0 < float(self.eta) <= 1.0):
-            raise ProfileError(f"{where}: relaxation.eta must be in (0, 1], got {self.eta!r}")
+        if not (0.0 < float(self.eta) < 2.0):
+            raise ProfileError(f"{where}: relaxation.eta must be in (0, 2), got {self.eta!r}")
         if not isinstance(self.eta_auto, bool):
             raise ProfileError(f"{where}: relaxation.eta_auto must be true or false, got {self.eta_auto!r}")
         if self.eta_auto and self.lam != 0.0:
