@@ -53,8 +53,9 @@ needed 116 free and 104 nudged iterations. η = 1.6 needed 24 and 29; η = 1.4
 the η = 1.6 state is 4.3e-4 off and the η = 1 state 1.9e-3: the faster
 contraction also leaves less error behind the same residual. (ρ_GS = 0.924
 from 116 iterations gives ρ_J = 0.961 and η_opt ≈ 1.57.) Over-relaxation
-also amplifies read noise: a ← (1 − η) a + η(t + n) keeps a stationary
-variance η/(2 − η) times the per-read noise variance, 4× at η = 1.6. So the
+also amplifies read noise: for one unit with a fixed target t, a ← (1 − η) a
++ η(t + n) keeps a stationary variance η/(2 − η) times the per-read noise
+variance, 4× at η = 1.6. So the
 noisy-device specs stay at η = 1.
 """
 
