@@ -87,6 +87,14 @@ def test_power_iteration_matches_svd():
     assert np.linalg.norm(W, 2) / SIGMA_MARGIN < quick <= np.linalg.norm(W, 2) * (1 + 1e-6)
 
 
+def linear_fixed_point(params: Params, W: np.ndarray, x) -> np.ndarray:
+    """States (I − W)⁻¹(θ₀x + b) of an identity-activation circuit, shape (batch, Σ n_k)."""
+    b = np.concatenate([np.asarray(v) for v in params.biases])
+    inject = np.zeros((x.shape[0], W.shape[0]))
+    inject[:, :SIZES[1]] = np.asarray(x) @ np.asarray(params.theta0).T
+    return np.linalg.solve(np.eye(W.shape[0]) - W, (inject + b).T).T
+
+
 def _spec(**kw) -> CircuitSpec:
     base = dict(sizes=SIZES, lam=0.0, activations=("identity",) * 3, eta=0.9, schedule="async",
                 max_iters=3000, tol=1e-9, dtype="float64")
@@ -99,10 +107,7 @@ def test_eta_auto_converges_to_the_linear_fixed_point():
     params = skew_params(6.0)
     x = jnp.asarray(np.random.default_rng(3).uniform(size=(4, SIZES[0])))
     W, _ = dense_skew(params)
-    b = np.concatenate([np.asarray(v) for v in params.biases])
-    inject = np.zeros((x.shape[0], W.shape[0]))
-    inject[:, :SIZES[1]] = np.asarray(x) @ np.asarray(params.theta0).T
-    s_ref = np.linalg.solve(np.eye(W.shape[0]) - W, (inject + b).T).T
+    s_ref = linear_fixed_point(params, W, x)
 
     fixed = _spec()
     auto = replace(fixed, eta_auto=True)
@@ -152,10 +157,7 @@ def test_over_relaxed_symmetric_relaxation_reaches_the_fixed_point_sooner():
     circuit; SOR in fewer than half the iterations."""
     params, W, _ = symmetric_near_singular(0.96, seed=2)
     x = jnp.asarray(np.random.default_rng(3).uniform(size=(4, SIZES[0])))
-    b = np.concatenate([np.asarray(v) for v in params.biases])
-    inject = np.zeros((x.shape[0], W.shape[0]))
-    inject[:, :SIZES[1]] = np.asarray(x) @ np.asarray(params.theta0).T
-    s_ref = np.linalg.solve(np.eye(W.shape[0]) - W, (inject + b).T).T
+    s_ref = linear_fixed_point(params, W, x)
     iters = {}
     for eta in (1.0, 1.6):
         spec = _spec(lam=1.0, eta=eta)

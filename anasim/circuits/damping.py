@@ -55,10 +55,11 @@ contraction also leaves less error behind the same residual. (ρ_GS = 0.924
 from 116 iterations gives ρ_J = 0.961 and η_opt ≈ 1.57.) Over-relaxation
 also amplifies read noise: for one unit with a fixed target t, a ← (1 − η) a
 + η(t + n) keeps a stationary variance η/(2 − η) times the per-read noise
-variance, 4× at η = 1.6. So the
-noisy-device specs stay at η = 1. Faster relaxation did not mean better
-training: on full Fashion-MNIST the 4×500 network trained worse at η = 1.6
-than at η = 1 (README, "Over-relaxing symmetric circuits"), so its spec keeps η = 1.
+variance, 4× at η = 1.6. So the noisy-device specs stay at η = 1.
+
+Faster relaxation did not mean better training: on full Fashion-MNIST the
+4×500 network trained worse at η = 1.6 than at η = 1 (README, "Over-relaxing
+symmetric circuits"), so its spec keeps η = 1.
 """
 
 from __future__ import annotations
