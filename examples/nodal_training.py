@@ -8,11 +8,11 @@ network whose relaxation is the Kirchhoff solve of the whole netlist
 * **EP** on the resistive circuit (λ = 1): inputs are voltage sources with
   inverted copies, signed weights differential conductance pairs, diode
   clamps the nonlinearity. The two nudged phases (±β: currents β g_unit V_fs
-  (y − s) into the output nodes) are solved as one batch; the update is the
-  centered difference of the circuit's co-content gradient
-  (:func:`~anasim.circuits.resistive_hopfield.cocontent_gradient`: the Hopfield
-  term of :func:`anasim.learning.rules.ep_centered` plus the leak term of a
-  passive network), which the tests check against implicit differentiation.
+  (y − s) into the output nodes) are solved as one batch; the update is
+  :func:`anasim.learning.rules.ep_centered` on the circuit's co-content: the
+  Hopfield term plus, through ``leak``, the leak term of a passive network
+  (:func:`~anasim.circuits.resistive_hopfield.cocontent_gradient`), which the
+  tests check against implicit differentiation.
 * **dyadic** learning on the gyrator circuit (λ = 0): couplings are gyrators,
   the two compartments two cross-coupled copies of the circuit in one solve;
   the update is :func:`anasim.learning.rules.dyadic` with λ = 0.
@@ -42,7 +42,7 @@ import xarray as xr
 
 import anasim  # noqa: F401  (float64)
 from anasim.circuits import layered
-from anasim.circuits.resistive_hopfield import NodalPhysics, cocontent_gradient, relax, weights_from_hardware
+from anasim.circuits.resistive_hopfield import NodalPhysics, relax, weights_from_hardware
 from anasim.circuits.spec import CircuitSpec
 from anasim.data import SHIPPED_DIR, load_fashion_mnist
 from anasim.devices.gyrator import GyratorArray
@@ -75,8 +75,7 @@ def update(mode, spec, hw, physics, x, y, beta, key):
     sp, sm = tuple(np.asarray(s, np.float64) for s in sp), tuple(np.asarray(s, np.float64) for s in sm)
     if mode == "ep":
         w, _ = weights_from_hardware(spec, hw, physics)
-        gp, gm = cocontent_gradient(w, x, sp), cocontent_gradient(w, x, sm)
-        grads = jax.tree_util.tree_map(lambda a, b: (a - b) / (2 * beta), gp, gm)
+        grads = rules.ep_centered(jnp.asarray(x), sm, sp, beta, leak=rules.coupling_signs(w.theta0, w.thetas))
     else:
         grads = rules.dyadic(jnp.asarray(x), sp, sm, beta, 0.0)
     return grads, int(eq.iterations)

@@ -445,23 +445,19 @@ def cocontent_gradient(weights: LayeredWeights, x, layers) -> dict:
 
         ∂Ẽ/∂w = −s_i s_j + ½ sign(w) (s_i² + s_j²),   ∂Ẽ/∂b_i = −s_i.
 
-    The first term is the Hopfield energy's (:func:`anasim.learning.rules.energy_gradient`);
-    the second is the leak a passive network cannot avoid: raising |w| also
-    raises both nodes' total conductance. (A crossbar's own G± pairs are
-    differentiated the same way, along the sign of the realized weight.)
+    The first term is the Hopfield energy's; the second is the leak a passive
+    network cannot avoid: raising |w| also raises both nodes' total
+    conductance. (A crossbar's own G± pairs are differentiated the same way,
+    along the sign of the realized weight.) This is
+    :func:`anasim.learning.rules.energy_gradient` with ``leak`` = the signs of
+    ``weights``, which the controller's EP, CL and CpL rules use on this circuit.
     """
+    from anasim.learning import rules  # noqa: PLC0415 (anasim.learning builds on anasim.circuits)
+
     x = np.asarray(x, np.float64)
-    mats = (np.asarray(weights.theta0, np.float64),) + tuple(np.asarray(t, np.float64) for t in weights.thetas)
-    lowers = (x,) + tuple(np.asarray(s, np.float64) for s in layers[:-1])
-    uppers = tuple(np.asarray(s, np.float64) for s in layers)
-    grads = []
-    for W, si, sj in zip(mats, uppers, lowers):
-        B = si.shape[0]
-        cross = -(si.T @ sj) / B
-        sq = 0.5 * (np.mean(si ** 2, 0)[:, None] + np.mean(sj ** 2, 0)[None, :])
-        grads.append(cross + np.sign(W) * sq)
-    return {"theta0": grads[0], "thetas": tuple(grads[1:]),
-            "biases": tuple(-np.mean(s, 0) for s in uppers)}
+    layers = tuple(np.asarray(s, np.float64) for s in layers)
+    g = rules.energy_gradient(x, layers, leak=rules.coupling_signs(weights.theta0, weights.thetas))
+    return jax.tree_util.tree_map(np.asarray, g)
 
 
 # --- from a built chip ------------------------------------------------------------------------

@@ -113,10 +113,11 @@ class TrainConfig:
         engine: "iterative" (the opto-electronic loop engine, any device) or
             "nodal" (the node-level resistive (λ = 1) or gyrator (λ = 0) circuit,
             each phase a DC operating point: :mod:`anasim.circuits.resistive_hopfield`).
-            On the resistive circuit the EP rules use the Hopfield energy, which
-            leaves out the passive network's leak term (cosine ≈ 0.99 with the
-            circuit's exact gradient; ``resistive_hopfield.cocontent_gradient``
-            is exact); the dyadic rule on the gyrator circuit is exact.
+            On the resistive circuit every rule differentiates the passive
+            network's co-content, leak term included (``leak`` in
+            :func:`anasim.learning.rules.energy_gradient`; the Hopfield energy
+            alone has cosine ≈ 0.99 with the circuit's exact gradient); the
+            dyadic rule on the gyrator circuit is exact.
     """
 
     epochs: int = 3
@@ -366,6 +367,7 @@ def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
     # running train accuracy is scored on (a nudged state has seen the target),
     # and the nudged relaxation starts from it, as EP's second phase does.
     eq_f = relax(spec, hw, x, k1, eta=eta1)
+    leak = _passive_leak(spec, cfg, hw)
     if cfg.rule == "dyadic" or cfg.rule.startswith("ep"):
         nud = {"dyadic": (beta, beta), "ep-centered": (beta, beta),
                "ep-positive": (beta, 0.0), "ep-negative": (0.0, beta)}[cfg.rule]
@@ -381,10 +383,10 @@ def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
             eq = relax(spec, hw, x, k2, nudge=nud, target=y, state0=eq_f, eta=eta1)
             sp, sm = circuits.read_states(hw, eq, k3)
             phases = (eq_f, eq)
-        rule = {"dyadic": lambda a, b: rules.dyadic(x, a, b, beta, lam),
-                "ep-centered": lambda a, b: rules.ep_centered(x, b, a, beta),
-                "ep-positive": lambda a, b: rules.ep_positive(x, b, a, beta),   # s⁻ is the free phase
-                "ep-negative": lambda a, b: rules.ep_negative(x, b, a, beta),   # s⁺ is the free phase
+        rule = {"dyadic": lambda a, b: rules.dyadic(x, a, b, beta, lam, leak),
+                "ep-centered": lambda a, b: rules.ep_centered(x, b, a, beta, leak),
+                "ep-positive": lambda a, b: rules.ep_positive(x, b, a, beta, leak),   # s⁻ is the free phase
+                "ep-negative": lambda a, b: rules.ep_negative(x, b, a, beta, leak),   # s⁺ is the free phase
                 }[cfg.rule]
         a, b = sp, sm
     else:
@@ -401,10 +403,10 @@ def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
         cp, cm = circuits.read_states(second, eq_c, k4)
         phases = (eq_f, eq_c)
         # (a, b, rule): the rule's two phases, a the one made equal to b when unsettled
-        a, b, rule = {"cl": (cp, s_free, lambda a, b: rules.contrastive(x, b, a)),
-                      "cpl-p": (cp, s_free, lambda a, b: rules.coupled(x, a, b, beta, "P")),
-                      "cpl-n": (cm, s_free, lambda a, b: rules.coupled(x, b, a, beta, "N")),
-                      "cpl-c": (cp, cm, lambda a, b: rules.coupled(x, a, b, beta, "C"))}[cfg.rule]
+        a, b, rule = {"cl": (cp, s_free, lambda a, b: rules.contrastive(x, b, a, leak)),
+                      "cpl-p": (cp, s_free, lambda a, b: rules.coupled(x, a, b, beta, "P", leak)),
+                      "cpl-n": (cm, s_free, lambda a, b: rules.coupled(x, b, a, beta, "N", leak)),
+                      "cpl-c": (cp, cm, lambda a, b: rules.coupled(x, a, b, beta, "C", leak))}[cfg.rule]
     iters = sum(eq.iterations for eq in phases)
     settled = _settled(spec, phases) if iterative else jnp.ones(x.shape[0], bool)
     if cfg.discard_unsettled:
@@ -416,6 +418,16 @@ def _phases_and_rule(spec, cfg, hw, hw2, x, y, beta, key):
     else:
         upd = rule(a, b)
     return upd, iters, eq_f.output, jnp.sum(~settled)
+
+
+def _passive_leak(spec, cfg, hw):
+    """The rules' ``leak`` where the phases are DC points of the passive resistive
+    circuit (nodal engine, λ = 1): the signs of ``hw``'s realized couplings, which
+    each differential pair knows locally. None elsewhere (active circuits)."""
+    if cfg.engine != "nodal" or spec.lam != 1.0:
+        return None
+    dev = hw.profile.coupling
+    return rules.coupling_signs(dev.effective(hw.input_state), tuple(dev.effective(f) for f in hw.forward))
 
 
 # On a residual floor, how far above the batch's median residual an example may end and

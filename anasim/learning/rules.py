@@ -65,6 +65,14 @@ theorem ∂_θ Ẽ(θ; c) = ∂E/∂θ at the clamped equilibrium, so
   gradient of ½ (o* − y)ᵀ H (o* − y) (H frozen), the loss gradient only where
   H = I. Sigmoid neurons give H ⪰ 4I roughly (Φ'' = 1/(s(1 − s)) ≥ 4), hence
   the same direction as ∇ℓ but steps several times longer.
+
+Passive resistive circuits (the node-level λ = 1 circuit of
+:mod:`anasim.circuits.resistive_hopfield`): there the energy is the network's
+co-content, and a coupling w realized as a differential conductance pair adds,
+besides −s_i s_j, the leak ½ sign(w)(s_i² + s_j²): raising |w| raises the
+conductance both its nodes leak through. Every energy-based rule takes
+``leak`` = :func:`coupling_signs` of the realized couplings to include it
+(None: the Hopfield energy of an active circuit).
 """
 
 from __future__ import annotations
@@ -97,18 +105,26 @@ def _check(x, *phases):
                 )
 
 
-def dyadic(x, s_plus: Sequence, s_minus: Sequence, beta: float, lam: float) -> Updates:
+def dyadic(x, s_plus: Sequence, s_minus: Sequence, beta: float, lam: float,
+           leak: dict | None = None) -> Updates:
     """Dyadic-learning gradient estimate for structure ``lam`` (λ in [0, 1]).
 
     ``s_plus``/``s_minus``: the two compartments of each layer at the nudged
     equilibrium (nudge strength ``beta`` > 0). Units: θ updates in
-    (state units)² / loss units, like the gradient they estimate.
+    (state units)² / loss units, like the gradient they estimate. At λ = 1 the
+    rule is centered EP on the two compartments, and ``leak``
+    (:func:`energy_gradient`) adds a passive network's leak; other λ refuse it.
     """
     if not 0.0 <= lam <= 1.0:
         raise AnasimError(f"lam: expected a structure parameter in [0, 1], got {lam}")
     if isinstance(beta, (int, float)) and beta == 0:
         raise AnasimError("beta: the dyadic rule needs a nonzero nudge strength")
     _check(x, s_plus, s_minus)
+    if leak is not None:
+        if lam != 1.0:
+            raise AnasimError(f"leak: only the lam = 1 (passive, resistive) circuit has a co-content leak "
+                              f"term, got lam = {lam}")
+        return energy_difference(x, s_plus, s_minus, 1.0 / (2.0 * beta), leak)
     c = -1.0 / (2.0 * beta)
     lb = 1.0 - lam
     thetas = tuple(
@@ -121,20 +137,44 @@ def dyadic(x, s_plus: Sequence, s_minus: Sequence, beta: float, lam: float) -> U
     return {"theta0": theta0, "thetas": thetas, "biases": biases}
 
 
-def energy_gradient(x, s: Sequence) -> Updates:
-    """∂E/∂θ of the Hopfield energy at states ``s`` (batch mean): −s_{k+1}s_kᵀ, −s_1xᵀ, −s."""
+def coupling_signs(theta0, thetas) -> dict:
+    """``leak`` argument of the energy-based rules: the signs of the realized
+    couplings θ_0 (n_1, n_0) and θ_k (n_{k+1}, n_k), i.e. which conductance of
+    each differential pair carries the weight."""
+    return {"theta0": jnp.sign(theta0), "thetas": tuple(jnp.sign(t) for t in thetas)}
+
+
+def energy_gradient(x, s: Sequence, leak: dict | None = None) -> Updates:
+    """∂E/∂θ at states ``s`` (batch mean): −s_{k+1}s_kᵀ, −s_1xᵀ, −s for the Hopfield energy.
+
+    ``leak`` (:func:`coupling_signs`): the energy is instead the co-content of a
+    passive network of differential conductance pairs, G⁺ = g_min + g max(w, 0)
+    between like nodes and G⁻ = g_min + g max(−w, 0) between opposite ones, whose
+    co-content per coupling, G⁺(s_i − s_j)² + G⁻(s_i + s_j)² over 2g, adds
+    ½ sign(w)(s_i² + s_j²) to each θ entry (the biases are unchanged).
+    """
     _check(x, s)
+    lowers = (x,) + tuple(s[:-1])
+    mats = [-_outer(s[k], lowers[k]) for k in range(len(s))]
+    if leak is not None:
+        signs = (leak["theta0"],) + tuple(leak["thetas"])
+        if len(signs) != len(s):
+            raise AnasimError(f"leak: expected signs for {len(s)} coupling matrices, got {len(signs)}")
+        msq = lambda a: jnp.mean(a * a, axis=0)  # noqa: E731
+        mats = [m + 0.5 * sg * (msq(up)[:, None] + msq(lo)[None, :])
+                for m, sg, up, lo in zip(mats, signs, s, lowers)]
     return {
-        "theta0": -_outer(s[0], x),
-        "thetas": tuple(-_outer(s[k + 1], s[k]) for k in range(len(s) - 1)),
+        "theta0": mats[0],
+        "thetas": tuple(mats[1:]),
         "biases": tuple(-jnp.mean(sk, axis=0) for sk in s),
     }
 
 
-def energy_difference(x, s_a: Sequence, s_b: Sequence, scale: float) -> Updates:
-    """``scale · (∂E/∂θ(s_a) − ∂E/∂θ(s_b))``: the common form of EP, CL and CpL."""
+def energy_difference(x, s_a: Sequence, s_b: Sequence, scale: float, leak: dict | None = None) -> Updates:
+    """``scale · (∂E/∂θ(s_a) − ∂E/∂θ(s_b))``: the common form of EP, CL and CpL
+    (``leak``: :func:`energy_gradient`)."""
     _check(x, s_a, s_b)
-    ga, gb = energy_gradient(x, s_a), energy_gradient(x, s_b)
+    ga, gb = energy_gradient(x, s_a, leak), energy_gradient(x, s_b, leak)
     return {
         "theta0": scale * (ga["theta0"] - gb["theta0"]),
         "thetas": tuple(scale * (a - b) for a, b in zip(ga["thetas"], gb["thetas"])),
@@ -142,36 +182,36 @@ def energy_difference(x, s_a: Sequence, s_b: Sequence, scale: float) -> Updates:
     }
 
 
-def ep(x, s_a: Sequence, s_b: Sequence, beta_a: float, beta_b: float) -> Updates:
+def ep(x, s_a: Sequence, s_b: Sequence, beta_a: float, beta_b: float, leak: dict | None = None) -> Updates:
     """Equilibrium propagation from two phases nudged with ``beta_a`` and ``beta_b``
-    (β > 0 pulls toward the target; β = 0 is the free phase)."""
+    (β > 0 pulls toward the target; β = 0 is the free phase; ``leak``: :func:`energy_gradient`)."""
     if isinstance(beta_a, (int, float)) and isinstance(beta_b, (int, float)) and beta_a == beta_b:
         raise AnasimError("nudge: the two EP phases need different nudge strengths")
-    return energy_difference(x, s_a, s_b, 1.0 / (beta_a - beta_b))
+    return energy_difference(x, s_a, s_b, 1.0 / (beta_a - beta_b), leak)
 
 
-def ep_positive(x, s_free, s_plus, beta):
+def ep_positive(x, s_free, s_plus, beta, leak: dict | None = None):
     """EP with nudgings (0, +β): one-sided, bias O(β)."""
-    return ep(x, s_plus, s_free, beta, 0.0)
+    return ep(x, s_plus, s_free, beta, 0.0, leak)
 
 
-def ep_negative(x, s_minus, s_free, beta):
+def ep_negative(x, s_minus, s_free, beta, leak: dict | None = None):
     """EP with nudgings (−β, 0): one-sided, bias O(β)."""
-    return ep(x, s_free, s_minus, 0.0, -beta)
+    return ep(x, s_free, s_minus, 0.0, -beta, leak)
 
 
-def ep_centered(x, s_minus, s_plus, beta):
+def ep_centered(x, s_minus, s_plus, beta, leak: dict | None = None):
     """EP with nudgings (−β, +β): symmetric difference, bias O(β²)."""
-    return ep(x, s_plus, s_minus, beta, -beta)
+    return ep(x, s_plus, s_minus, beta, -beta, leak)
 
 
-def contrastive(x, s_free, s_clamped) -> Updates:
+def contrastive(x, s_free, s_clamped, leak: dict | None = None) -> Updates:
     """Contrastive learning: output clamped to the target vs the free phase.
 
     Exactly ∇_θ [Ẽ(θ; y) − Ẽ_free(θ)] (module docstring), not a loss-gradient
     estimate; no β, scale 1.
     """
-    return energy_difference(x, s_clamped, s_free, 1.0)
+    return energy_difference(x, s_clamped, s_free, 1.0, leak)
 
 
 def coupled_clamp(o_free, y, beta: float):
@@ -179,7 +219,7 @@ def coupled_clamp(o_free, y, beta: float):
     return (1.0 - beta) * o_free + beta * y
 
 
-def coupled(x, s_a, s_b, beta: float, variant: str = "P") -> Updates:
+def coupled(x, s_a, s_b, beta: float, variant: str = "P", leak: dict | None = None) -> Updates:
     """Coupled learning. ``variant`` "P": s_a clamped at (1−β)o*+βy, s_b free;
     "N": s_a free, s_b clamped at (1+β)o*−βy; "C": s_a at +β, s_b at −β clamp.
 
@@ -194,7 +234,7 @@ def coupled(x, s_a, s_b, beta: float, variant: str = "P") -> Updates:
     scale = {"P": 1.0 / beta, "N": 1.0 / beta, "C": 1.0 / (2.0 * beta)}.get(variant)
     if scale is None:
         raise AnasimError(f"variant: expected 'P', 'N' or 'C', got {variant!r}")
-    return energy_difference(x, s_a, s_b, scale)
+    return energy_difference(x, s_a, s_b, scale, leak)
 
 
 def flatten(updates: Updates):
@@ -214,6 +254,6 @@ def cosine(u: Updates, v: Updates) -> float:
 RULES = ("dyadic", "ep-positive", "ep-negative", "ep-centered", "cl", "cpl-p", "cpl-n", "cpl-c")
 
 __all__ = [
-    "RULES", "Updates", "contrastive", "cosine", "coupled", "coupled_clamp", "dyadic", "energy_difference",
-    "energy_gradient", "ep", "ep_centered", "ep_negative", "ep_positive", "flatten",
+    "RULES", "Updates", "contrastive", "cosine", "coupled", "coupled_clamp", "coupling_signs", "dyadic",
+    "energy_difference", "energy_gradient", "ep", "ep_centered", "ep_negative", "ep_positive", "flatten",
 ]
