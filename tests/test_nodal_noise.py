@@ -169,3 +169,82 @@ def test_relax_noise_is_kT_over_C_per_node(kind):
     corr = np.corrcoef(dv.T)
     assert np.abs(corr - np.eye(len(var))).max() < 0.15            # independent nodes
     assert np.abs(dv.mean(0)).max() < 6 * np.sqrt(kTC / draws)      # zero mean about the DC point
+
+
+DIODE = """diode noise
+I1 0 a DC {i_bias} AC 1
+D1 a 0 dm
+R1 a b 10k
+R2 b 0 4.7k
+C1 a 0 1p
+C2 b 0 2p
+.model dm D(IS={i_s} N={n})
+.end
+"""
+
+
+@pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
+@pytest.mark.parametrize("i_bias", ["50u", "2m"])
+def test_output_noise_with_forward_diode_matches_ngspice(i_bias):
+    """Shot noise 2q I_D of a forward-biased diode, with the resistors' Johnson noise,
+    at both nodes: ngspice's .noise (2q|I_D|, equal here: I_D ≫ I_s)."""
+    text = DIODE.format(i_bias=i_bias, i_s="1e-14", n="1.3")
+    circ = Circuit.from_netlist(parse_netlist(text))
+    for node in ("a", "b"):
+        for f in (1.0, 1e7):
+            ours = output_noise_density(circ, node, frequency_hz=f)
+            ref = ngspice.run_noise(text, node, "i1", frequency_hz=f)
+            assert ours == pytest.approx(ref, rel=1e-6), (node, f)
+
+
+def test_diode_node_variance_zero_bias_equipartition_and_forward_half():
+    """A diode ∥ C to ground (the capacitor alone stores the fluctuation): at zero bias
+    (n = 1) the junction's shot noise is its conductance's Johnson noise, so the node
+    shows k_B T / C (equilibrium); forward biased, 2q I_D = 2 n k_B T g_d gives
+    n k_B T / (2C). gmin (1e-12 S, noiseless) is negligible beside g_d here."""
+    from anasim.circuits.nodal import thermal_covariance
+
+    kT, C = K_BOLTZMANN * T, 1e-12
+    zero = Circuit.from_netlist(parse_netlist("d0\nD1 a 0 dm\nC1 a 0 1p\n.model dm D(IS=1e-9 N=1)\n.end\n"))
+    sigma, _ = thermal_covariance(zero)
+    assert sigma[0, 0] == pytest.approx(kT / C, rel=1e-3)
+    fwd = Circuit.from_netlist(parse_netlist("d1\nI1 0 a 1m\nD1 a 0 dm\nC1 a 0 1p\n.model dm D(IS=1e-14 N=1.5)\n.end\n"))
+    sigma, _ = thermal_covariance(fwd)
+    assert sigma[0, 0] == pytest.approx(1.5 * kT / (2 * C), rel=1e-6)
+
+
+def test_diode_shot_noise_in_the_transient_and_lyapunov_match_the_linearized_circuit():
+    """Node a: 100 µA through a diode (g_d = 3.9 mS) ∥ 1 pF, joined by 10 kΩ to node b
+    (4.7 kΩ ∥ 0.2 pF). The covariance written here from the linearized circuit
+    (scipy's Lyapunov solver; shot noise q(I_D + 2 I_s) two-sided at a, Johnson
+    noise 2 k_B T g per resistor) is what ``thermal_covariance`` returns and what the
+    SDE (state-dependent shot noise, Itô) settles to; the shot noise sets node a's
+    variance: without it that variance would be 14× smaller."""
+    import scipy.linalg
+
+    from anasim.circuits.nodal import Q_ELECTRON, solve_op, thermal_covariance, thermal_voltage
+
+    text = DIODE.format(i_bias="100u", i_s="1e-14", n="1").replace("C2 b 0 2p", "C2 b 0 0.2p")
+    circ = Circuit.from_netlist(parse_netlist(text))
+    ia, ib = circ.node_index("a"), circ.node_index("b")
+    va = float(np.asarray(solve_op(circ).voltages)[ia])
+    vt = thermal_voltage(T)
+    i_d = 1e-14 * np.expm1(va / vt)
+    g_d, g1, g2, kT = 1e-14 * np.exp(va / vt) / vt + circ.gmin, 1e-4, 1 / 4.7e3, K_BOLTZMANN * T
+    G = np.array([[g_d + g1, -g1], [-g1, g1 + g2]])
+    Ci = np.diag([1e12, 5e12])
+    johnson = 2 * kT * np.array([[g1, -g1], [-g1, g1 + g2]])
+    shot = np.diag([Q_ELECTRON * (i_d + 2e-14), 0.0])
+    ref = scipy.linalg.solve_continuous_lyapunov(-Ci @ G, -Ci @ (johnson + shot) @ Ci)
+    no_shot = scipy.linalg.solve_continuous_lyapunov(-Ci @ G, -Ci @ johnson @ Ci)
+    assert ref[0, 0] / no_shot[0, 0] > 10, ref[0, 0] / no_shot[0, 0]      # 14.4
+    order = [list(circ.layout.free).index(k) for k in (ia, ib)]
+    sigma, _ = thermal_covariance(circ)
+    np.testing.assert_allclose(sigma[np.ix_(order, order)], ref, rtol=1e-6)
+    chains = 300
+    vals = jax.tree_util.tree_map(lambda a: np.broadcast_to(np.asarray(a), (chains,) + np.shape(a)), circ.values)
+    tr = simulate_transient(circ, jax.random.PRNGKey(4), dt=2e-12, n_steps=4000, every=40, values=vals,
+                            method="implicit")
+    v = np.asarray(tr.voltages)[:, 25:][..., [ia, ib]].reshape(-1, 2)    # 2 ns burn-in (τ_b ≈ 0.6 ns)
+    cov = np.cov(v.T)
+    np.testing.assert_allclose(cov, ref, rtol=0.08, atol=0.08 * np.abs(ref).max())

@@ -364,6 +364,21 @@ def _diode_iv(vd, i_s, vte, gmin, xp=jnp):
     return i, g
 
 
+def _shot_density(vd, i_s, vte, gmin, xp=jnp):
+    """One-sided shot-noise density (A²/Hz) of a junction at voltage vd (V).
+
+    The forward (I_s e^{v/nV_T}) and reverse (I_s) carrier currents of a pn
+    junction are independent Poisson streams, so S = 2q (I_s e^{v/nV_T} + I_s)
+    = 2q (I_D + 2 I_s) (van der Ziel, "Noise in solid state devices", 1986).
+    Forward biased that is 2q I_D; at zero bias, n = 1, it is 4 k_B T g_d, the
+    Johnson noise of the junction's own conductance, as thermal equilibrium
+    requires. (SPICE uses 2q|I_D|, the same except within a few nV_T of zero
+    bias.) The gmin conductance is a numerical aid and adds none.
+    """
+    i, _ = _diode_iv(vd, i_s, vte, gmin, xp=xp)
+    return 2.0 * Q_ELECTRON * (i - gmin * vd + 2.0 * i_s)
+
+
 def _pnjlim(vnew, vold, vte, vcrit, xp=jnp):
     """Junction-voltage limiting: SPICE's ``pnjlim`` for large forward steps, and the same
     logarithmic map for a forward-biased junction retreating from an overshoot.
@@ -1078,16 +1093,19 @@ def small_signal_matrices(c: Circuit, values: CircuitValues | None = None, op: O
 
 def output_noise_density(c: Circuit, node: str, values: CircuitValues | None = None,
                          frequency_hz: float = 0.0, op: OperatingPoint | None = None) -> float:
-    """Thermal output noise at ``node`` (V/√Hz, one-sided) from every resistor.
+    """Output noise at ``node`` (V/√Hz, one-sided) from every resistor and diode.
 
     Each resistor g between a, b is a current-noise source of density 4 k_B T g
-    (A²/Hz); its contribution at the output is 4 k_B T g |Z_oa − Z_ob|², with
-    Z = (G + j2πf C)⁻¹ the nodal impedance matrix (grounded sources shorted).
-    For a resistor network this equals √(4 k_B T Re Z_oo) (Nyquist's theorem),
-    which the tests check along with ngspice's ``.noise``. Diodes (shot noise)
-    and VCCS noise are not included.
+    (A²/Hz) and each diode one of 2q (I_D + 2 I_s) at the operating point
+    (:func:`_shot_density`); a source's contribution at the output is its
+    density times |Z_oa − Z_ob|², with Z = (G + j2πf C)⁻¹ the nodal impedance
+    matrix (grounded sources shorted). For a resistor network this equals
+    √(4 k_B T Re Z_oo) (Nyquist's theorem), which the tests check along with
+    ngspice's ``.noise`` (diodes included). VCCS are noiseless here.
     """
     vals = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), values if values is not None else c.values)
+    if c.diodes and op is None:
+        op = solve_op(c, values)
     G, Cm, free = small_signal_matrices(c, vals, op)
     Y = G + 2j * np.pi * frequency_hz * Cm
     k = c.node_index(node)
@@ -1103,13 +1121,20 @@ def output_noise_density(c: Circuit, node: str, values: CircuitValues | None = N
     R = np.asarray(c.resistors, np.int64).reshape(-1, 2)
     transfer = zfull[R[:, 0]] - zfull[R[:, 1]]
     psd = np.sum(4.0 * K_BOLTZMANN * c.temperature_k * vals.g * np.abs(transfer) ** 2)
+    if c.diodes:
+        D = np.asarray(c.diodes, np.int64).reshape(-1, 2)
+        v = np.append(np.asarray(op.voltages, np.float64), 0.0)
+        s_d = _shot_density(v[D[:, 0]] - v[D[:, 1]], vals.i_s, vals.n * thermal_voltage(c.temperature_k),
+                            c.gmin, xp=np)
+        psd += np.sum(s_d * np.abs(zfull[D[:, 0]] - zfull[D[:, 1]]) ** 2)
     return float(np.sqrt(psd))
 
 
 def _small_signal_batch(c: Circuit, vals: CircuitValues, volts: np.ndarray, node_capacitance_f):
-    """G (small-signal, at ``volts``), G_R (resistors only) and C over the free nodes for a
-    batch: values with one leading axis (nb, ...), volts (nb, n_nodes). Each
-    (nb, n_free, n_free), assembled with one bincount per matrix."""
+    """G (small-signal, at ``volts``), the two-sided current-noise intensity N (A²/Hz:
+    2 k_B T g per resistor, half of :func:`_shot_density` per diode) and C over
+    the free nodes for a batch: values with one leading axis (nb, ...), volts
+    (nb, n_nodes). Each (nb, n_free, n_free), assembled with one bincount per matrix."""
     lay = c.layout
     if len(lay.floating):
         raise AnasimError("small-signal analysis supports voltage sources with one terminal at ground only")
@@ -1139,19 +1164,22 @@ def _small_signal_batch(c: Circuit, vals: CircuitValues, volts: np.ndarray, node
     Q = np.asarray(c.vccs, np.int64).reshape(-1, 4)
     vccs = [(Q[:, 0], Q[:, 2], vals.gm), (Q[:, 0], Q[:, 3], -vals.gm),
             (Q[:, 1], Q[:, 2], -vals.gm), (Q[:, 1], Q[:, 3], vals.gm)]
-    diodes = []
+    diodes, shot = [], []
     if c.diodes:
         D = np.asarray(c.diodes, np.int64)
         v = np.concatenate([volts, np.zeros((nb, 1))], 1)
-        _, gd = _diode_iv(v[:, D[:, 0]] - v[:, D[:, 1]], vals.i_s, vals.n * thermal_voltage(c.temperature_k),
-                          c.gmin, xp=np)
+        vd, vte = v[:, D[:, 0]] - v[:, D[:, 1]], vals.n * thermal_voltage(c.temperature_k)
+        _, gd = _diode_iv(vd, vals.i_s, vte, c.gmin, xp=np)
         diodes = two(c.diodes, gd)
-    G_R = matrix(resistors)
+        shot = two(c.diodes, 0.5 * _shot_density(vd, vals.i_s, vte, c.gmin, xp=np))
+    N = 2.0 * K_BOLTZMANN * c.temperature_k * matrix(resistors)
+    if shot:
+        N = N + matrix(shot)
     G = matrix(resistors + vccs + diodes)
     Cm = matrix(two(c.capacitors, vals.c))
     if node_capacitance_f is not None:
         Cm = Cm + np.broadcast_to(np.asarray(node_capacitance_f, np.float64), (nf,)) * np.eye(nf)
-    return G, G_R, Cm
+    return G, N, Cm
 
 
 def _lyapunov_batch(A: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -1174,30 +1202,33 @@ def _lyapunov_batch(A: np.ndarray, Q: np.ndarray) -> np.ndarray:
 
 
 def _thermal_covariances(c: Circuit, flat: CircuitValues, volts: np.ndarray, node_capacitance_f) -> np.ndarray:
-    G, G_R, Cm = _small_signal_batch(c, flat, volts, node_capacitance_f)
+    G, N, Cm = _small_signal_batch(c, flat, volts, node_capacitance_f)
     d = np.abs(np.diagonal(Cm, axis1=-2, axis2=-1))
     if d.size and d.min() == 0:
         k = int(c.layout.free[np.argmin(d.min(0))])
         raise AnasimError(f"thermal noise: node {c.node_names[k]!r} has no capacitance "
                           "(give node_capacitance_f or a capacitor)")
     Ci = np.linalg.inv(Cm)
-    Q = 2.0 * K_BOLTZMANN * c.temperature_k * Ci @ G_R @ Ci
-    return _lyapunov_batch(Ci @ G, Q)
+    return _lyapunov_batch(Ci @ G, Ci @ N @ Ci)
 
 
 def thermal_covariance(c: Circuit, values: CircuitValues | None = None, op: OperatingPoint | None = None,
                        node_capacitance_f=None) -> tuple[np.ndarray, np.ndarray]:
     """Stationary covariance (V²) of the free node voltages under the Johnson–Nyquist
-    noise of every resistor, the circuit linearized at its operating point.
+    noise of every resistor and the shot noise of every diode, the circuit
+    linearized at its operating point.
 
     Small-signal dynamics C dv = −G v dt + dI with G the conductance matrix at
-    ``op`` (resistors, VCCS, diode slopes) and current noise of intensity
-    2 k_B T G_R (two-sided; G_R: resistors only — diodes and VCCS damp but are
-    noiseless here, as in :func:`output_noise_density`). The covariance Σ
-    solves the Lyapunov equation A Σ + Σ Aᵀ = 2 k_B T C⁻¹ G_R C⁻¹, A = C⁻¹ G.
-    For G = G_R (a resistor network) Σ = k_B T C⁻¹ (equipartition); a
+    ``op`` (resistors, VCCS, diode slopes) and white current noise of two-sided
+    intensity N: 2 k_B T g per resistor, q (I_D + 2 I_s) per diode
+    (:func:`_shot_density`); VCCS damp but are noiseless here. The covariance
+    Σ solves the Lyapunov equation A Σ + Σ Aᵀ = C⁻¹ N C⁻¹, A = C⁻¹ G. For a
+    resistor network N = 2 k_B T G and Σ = k_B T C⁻¹ (equipartition); a
     skew-symmetric VCCS part K (ideal gyrators) keeps that when C ∝ 1:
-    (G_R + K) k_B T C⁻¹ + k_B T C⁻¹ (G_R − K) = 2 k_B T G_R C⁻¹.
+    (G + K) k_B T C⁻¹ + k_B T C⁻¹ (G − K) = 2 k_B T G C⁻¹. A diode at zero
+    bias (n = 1) is its conductance's Johnson noise and keeps it too; a
+    forward-biased one carries 2q I_D = 2 n k_B T g_d, half of that: a diode
+    to ground alone gives n k_B T / (2C).
 
     Args:
         node_capacitance_f: extra capacitance (F) from every free node to
@@ -1298,14 +1329,19 @@ def _transient(c: Circuit, vals: CircuitValues, v0, key, dt, *, n_steps, every, 
         return F
 
     def one(v, xi):
-        q = Pr @ (noise_amp * xi) if noise else 0.0
+        q = Pr @ (noise_amp * xi[:len(c.resistors)]) if noise else 0.0
+        if noise and c.diodes:
+            # shot noise at the junction's present current (Itô): charge √(S/2 · dt) N(0, 1)
+            vf = full(v)
+            s_d = _shot_density(vf[da] - vf[dk], vals.i_s, vte, c.gmin)
+            q = q + Pd @ (jnp.sqrt(0.5 * s_d * dt) * xi[len(c.resistors):])
         if method == "euler_maruyama":
             return v + M @ (q - dt * drift(v))
         # drift-implicit in the linear part: (C + dt A) v' = C v − dt (F(v) − A v) + q
         return M @ (Cf @ v - dt * (drift(v) - A @ v) + q)
 
     def sample(v, k):
-        xi = jax.random.normal(k, (every, len(c.resistors)))
+        xi = jax.random.normal(k, (every, len(c.resistors) + len(c.diodes)))
         v, _ = jax.lax.scan(lambda vv, x: (one(vv, x), None), v, xi)
         return v, v
 
@@ -1331,16 +1367,19 @@ def _transient_batched(c: Circuit, vals: CircuitValues, v0, keys, dt, *, n_steps
 def simulate_transient(c: Circuit, key: Array, *, dt: float, n_steps: int, values: CircuitValues | None = None,
                        v0=None, every: int = 1, method: str = "euler_maruyama",
                        noise: bool = True) -> Transient:
-    """Transient node voltages with Johnson–Nyquist noise of every resistor.
+    """Transient node voltages with Johnson–Nyquist noise of every resistor and shot
+    noise of every diode.
 
-    Integrates C dv = −F(v) dt + Σ_k √(2 k_B T g_k) dW_k (a_k − b_k) for the
-    free nodes (F: currents leaving each node through the elements; the
-    Wiener increments are one per resistor from ``key``), with grounded voltage
+    Integrates C dv = −F(v) dt + Σ_k √(2 k_B T g_k) dW_k (a_k − b_k)
+    + Σ_d √(q (I_d(v) + 2 I_s)) dW_d (a_d − b_d) for the free nodes (F:
+    currents leaving each node through the elements; the shot intensity at the
+    junction's present current, Itô; one Wiener increment per resistor and
+    per diode from ``key``), with grounded voltage
     sources holding their nodes. Every free node needs a capacitance
     (the capacitance matrix over free nodes must be invertible).
 
     Args:
-        key: PRNG key (one Gaussian per resistor per step).
+        key: PRNG key (one Gaussian per resistor and diode per step).
         dt: time step (s). ``euler_maruyama`` is stable for dt < 2 min(C/g);
             ``implicit`` treats the linear part implicitly (stable for any dt).
             Both have O(dt·g/C) bias in the stationary variance.

@@ -60,9 +60,11 @@ Public API::
 
 Output clamping (contrastive and coupled learning) holds output nodes with
 grounded voltage sources (``clamp``). With ``NodalPhysics.node_capacitance_f``
-and a key, ``relax`` adds the stationary Johnson–Nyquist fluctuation of the
-circuit linearized at its DC point (covariance from the Lyapunov equation;
-k_B T/C per node when the network is resistive or ideally gyrator-coupled).
+and a key, ``relax`` adds the stationary thermal fluctuation (resistors'
+Johnson–Nyquist, clamp diodes' shot noise) of the circuit linearized at its DC
+point (covariance from the Lyapunov equation; k_B T/C per node when the network
+is resistive or ideally gyrator-coupled and no clamp diode conducts; a node
+held by a conducting clamp shows less, towards n k_B T/(2C)).
 EP on the resistive circuit differentiates its co-content
 (:func:`cocontent_gradient`). Not realized (clear AnasimError): the
 cross-entropy nudge (a softmax current source), λ other than 0 and 1 (see
@@ -109,10 +111,11 @@ class NodalPhysics:
         max_newton: Newton iteration budget.
         node_capacitance_f: capacitance of every neuron node to ground (F).
             None: the equilibrium is the noiseless DC point. Set, ``relax``
-            with a key adds the stationary Johnson–Nyquist fluctuation of the
-            circuit linearized at that point (zero mean, covariance from the
-            Lyapunov equation; kT/C per node for a purely resistive or ideal
-            gyrator network: :func:`anasim.circuits.nodal.thermal_covariance`).
+            with a key adds the stationary thermal fluctuation (Johnson–Nyquist
+            and diode shot noise) of the circuit linearized at that point (zero
+            mean, covariance from the Lyapunov equation; kT/C per node for a
+            purely resistive or ideal gyrator network with its clamps off:
+            :func:`anasim.circuits.nodal.thermal_covariance`).
     """
 
     kind: str = "resistive"
