@@ -248,3 +248,66 @@ def test_diode_shot_noise_in_the_transient_and_lyapunov_match_the_linearized_cir
     v = np.asarray(tr.voltages)[:, 25:][..., [ia, ib]].reshape(-1, 2)    # 2 ns burn-in (τ_b ≈ 0.6 ns)
     cov = np.cov(v.T)
     np.testing.assert_allclose(cov, ref, rtol=0.08, atol=0.08 * np.abs(ref).max())
+
+
+GYRATOR = """ideal gyrator between two RC nodes
+R1 a 0 1k
+R2 b 0 1k
+C1 a 0 1p
+C2 b 0 1p
+G1 0 a b 0 2m
+G2 0 b a 0 -2m
+.end
+"""
+
+
+def test_ota_noise_of_an_ideal_gyrator_closed_forms():
+    """Each OTA (γ, g_m = 2 mS) injects 4 k_B T γ g_m into its output node (leak g = 1 mS).
+    Stationary: the skew coupling leaves Σ = σ I with σ = k_B T (1 + γ g_m / g) / C
+    (7/3 k_B T / C at γ = 2/3), in the Lyapunov covariance and in the SDE. At DC the
+    output noise is 4 k_B T (g + γ g_m) / (g² + g_m²) (solving the two KCL equations)."""
+    from anasim.circuits.nodal import thermal_covariance
+
+    gamma, g, gm, C, kT = 2 / 3, 1e-3, 2e-3, 1e-12, K_BOLTZMANN * T
+    circ = Circuit.from_netlist(parse_netlist(GYRATOR))
+    sigma0, _ = thermal_covariance(circ)
+    np.testing.assert_allclose(sigma0, kT / C * np.eye(2), rtol=1e-9, atol=1e-20)   # noiseless OTAs: kT/C
+    sigma, _ = thermal_covariance(circ, vccs_noise_factor=gamma)
+    np.testing.assert_allclose(sigma, kT / C * (1 + gamma * gm / g) * np.eye(2), rtol=1e-9, atol=1e-20)
+    ours = output_noise_density(circ, "a", vccs_noise_factor=gamma)
+    assert ours == pytest.approx(np.sqrt(4 * kT * (g + gamma * gm) / (g ** 2 + gm ** 2)), rel=1e-12)
+    chains = 300
+    vals = jax.tree_util.tree_map(lambda a: np.broadcast_to(np.asarray(a), (chains,) + np.shape(a)), circ.values)
+    tr = simulate_transient(circ, jax.random.PRNGKey(6), dt=1e-11, n_steps=1500, every=50, values=vals,
+                            method="implicit", v0=[0.0, 0.0], vccs_noise_factor=gamma)
+    v = np.asarray(tr.voltages)[:, 10:].reshape(-1, 2)     # 5 ns burn-in (τ = 1 ns)
+    np.testing.assert_allclose(np.cov(v.T), sigma, rtol=0.08, atol=0.08 * np.abs(sigma).max())
+    with pytest.raises(Exception, match="vccs_noise_factor"):
+        thermal_covariance(circ, vccs_noise_factor=-1.0)
+
+
+def test_gyrator_chip_ota_noise_raises_every_node_above_kT_over_C():
+    """weights_from_hardware takes the gyrator array's noise factor; with it the
+    relaxed states of the node-level circuit fluctuate more than k_B T / C per node
+    (added noise intensity can only grow the stationary covariance)."""
+    from anasim.circuits import layered
+    from anasim.circuits.resistive_hopfield import NodalPhysics, solve_layers, weights_from_hardware
+    from anasim.circuits.spec import CircuitSpec
+    from anasim.devices.gyrator import GyratorArray
+    from anasim.devices.profile import DeviceProfile
+
+    sizes = (3, 4, 2)
+    spec = CircuitSpec(sizes=sizes, lam=0.0, backward="gyrator", dtype="float64", init_scale=1.0)
+    prof = DeviceProfile(name="gyr", coupling=GyratorArray(w_max=2.0, noise_factor=1.5))
+    hw = layered.build(spec, prof, layered.init_params(spec, jax.random.PRNGKey(0)), jax.random.PRNGKey(1))
+    cap = 1e-15
+    w, ph = weights_from_hardware(spec, hw, NodalPhysics(kind="gyrator", diode_is_a=1e-40,
+                                                          node_capacitance_f=cap, v_fs_v=0.5))
+    assert ph.ota_noise_factor == 1.5
+    draws = 600
+    x = np.broadcast_to(np.random.default_rng(0).uniform(0, 1, 3), (draws, 3))
+    s0, s1, _ = solve_layers(sizes, ph, w, x)
+    sn0, sn1, _ = solve_layers(sizes, ph, w, x, key=jax.random.PRNGKey(5))
+    dv = np.concatenate([np.concatenate(a, 1) - np.concatenate(b, 1) for a, b in ((sn0, s0), (sn1, s1))], 1)
+    var = (dv * ph.v_fs_v).var(0) / (K_BOLTZMANN * T / cap)
+    assert var.min() > 1.25, var     # ≥ 1 exactly; measured 2.2–3.6; without OTA noise 1 ± 0.06

@@ -1092,8 +1092,10 @@ def small_signal_matrices(c: Circuit, values: CircuitValues | None = None, op: O
 
 
 def output_noise_density(c: Circuit, node: str, values: CircuitValues | None = None,
-                         frequency_hz: float = 0.0, op: OperatingPoint | None = None) -> float:
-    """Output noise at ``node`` (V/√Hz, one-sided) from every resistor and diode.
+                         frequency_hz: float = 0.0, op: OperatingPoint | None = None,
+                         vccs_noise_factor: float = 0.0) -> float:
+    """Output noise at ``node`` (V/√Hz, one-sided) from every resistor and diode, and
+    every VCCS when ``vccs_noise_factor`` γ > 0 (4 k_B T γ |g_m| between its outputs).
 
     Each resistor g between a, b is a current-noise source of density 4 k_B T g
     (A²/Hz) and each diode one of 2q (I_D + 2 I_s) at the operating point
@@ -1101,8 +1103,9 @@ def output_noise_density(c: Circuit, node: str, values: CircuitValues | None = N
     density times |Z_oa − Z_ob|², with Z = (G + j2πf C)⁻¹ the nodal impedance
     matrix (grounded sources shorted). For a resistor network this equals
     √(4 k_B T Re Z_oo) (Nyquist's theorem), which the tests check along with
-    ngspice's ``.noise`` (diodes included). VCCS are noiseless here.
+    ngspice's ``.noise`` (diodes included; ngspice's VCCS are noiseless).
     """
+    _check_noise_factor("output_noise_density", vccs_noise_factor)
     vals = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), values if values is not None else c.values)
     if c.diodes and op is None:
         op = solve_op(c, values)
@@ -1127,14 +1130,27 @@ def output_noise_density(c: Circuit, node: str, values: CircuitValues | None = N
         s_d = _shot_density(v[D[:, 0]] - v[D[:, 1]], vals.i_s, vals.n * thermal_voltage(c.temperature_k),
                             c.gmin, xp=np)
         psd += np.sum(s_d * np.abs(zfull[D[:, 0]] - zfull[D[:, 1]]) ** 2)
+    if vccs_noise_factor and c.vccs:
+        Q = np.asarray(c.vccs, np.int64).reshape(-1, 4)
+        s_q = 4.0 * K_BOLTZMANN * c.temperature_k * vccs_noise_factor * np.abs(vals.gm)
+        psd += np.sum(s_q * np.abs(zfull[Q[:, 0]] - zfull[Q[:, 1]]) ** 2)
     return float(np.sqrt(psd))
 
 
-def _small_signal_batch(c: Circuit, vals: CircuitValues, volts: np.ndarray, node_capacitance_f):
+def _check_noise_factor(where: str, factor) -> None:
+    if not (np.isscalar(factor) and float(factor) >= 0 and np.isfinite(float(factor))):
+        raise AnasimError(f"{where}: vccs_noise_factor must be a finite number >= 0 (OTA excess noise "
+                          f"factor γ), got {factor!r}")
+
+
+def _small_signal_batch(c: Circuit, vals: CircuitValues, volts: np.ndarray, node_capacitance_f,
+                        vccs_noise_factor: float = 0.0):
     """G (small-signal, at ``volts``), the two-sided current-noise intensity N (A²/Hz:
-    2 k_B T g per resistor, half of :func:`_shot_density` per diode) and C over
-    the free nodes for a batch: values with one leading axis (nb, ...), volts
-    (nb, n_nodes). Each (nb, n_free, n_free), assembled with one bincount per matrix."""
+    2 k_B T g per resistor, half of :func:`_shot_density` per diode, 2 k_B T γ |g_m|
+    per VCCS) and C over the free nodes for a batch: values with one leading axis
+    (nb, ...), volts (nb, n_nodes). Each (nb, n_free, n_free), assembled with one
+    bincount per matrix."""
+    _check_noise_factor("thermal noise", vccs_noise_factor)
     lay = c.layout
     if len(lay.floating):
         raise AnasimError("small-signal analysis supports voltage sources with one terminal at ground only")
@@ -1172,9 +1188,12 @@ def _small_signal_batch(c: Circuit, vals: CircuitValues, volts: np.ndarray, node
         _, gd = _diode_iv(vd, vals.i_s, vte, c.gmin, xp=np)
         diodes = two(c.diodes, gd)
         shot = two(c.diodes, 0.5 * _shot_density(vd, vals.i_s, vte, c.gmin, xp=np))
-    N = 2.0 * K_BOLTZMANN * c.temperature_k * matrix(resistors)
+    kT2 = 2.0 * K_BOLTZMANN * c.temperature_k
+    N = kT2 * matrix(resistors)
     if shot:
         N = N + matrix(shot)
+    if vccs_noise_factor and len(Q):
+        N = N + matrix(two(Q[:, :2], kT2 * vccs_noise_factor * np.abs(vals.gm)))
     G = matrix(resistors + vccs + diodes)
     Cm = matrix(two(c.capacitors, vals.c))
     if node_capacitance_f is not None:
@@ -1201,8 +1220,9 @@ def _lyapunov_batch(A: np.ndarray, Q: np.ndarray) -> np.ndarray:
     return S
 
 
-def _thermal_covariances(c: Circuit, flat: CircuitValues, volts: np.ndarray, node_capacitance_f) -> np.ndarray:
-    G, N, Cm = _small_signal_batch(c, flat, volts, node_capacitance_f)
+def _thermal_covariances(c: Circuit, flat: CircuitValues, volts: np.ndarray, node_capacitance_f,
+                         vccs_noise_factor: float = 0.0) -> np.ndarray:
+    G, N, Cm = _small_signal_batch(c, flat, volts, node_capacitance_f, vccs_noise_factor)
     d = np.abs(np.diagonal(Cm, axis1=-2, axis2=-1))
     if d.size and d.min() == 0:
         k = int(c.layout.free[np.argmin(d.min(0))])
@@ -1213,7 +1233,7 @@ def _thermal_covariances(c: Circuit, flat: CircuitValues, volts: np.ndarray, nod
 
 
 def thermal_covariance(c: Circuit, values: CircuitValues | None = None, op: OperatingPoint | None = None,
-                       node_capacitance_f=None) -> tuple[np.ndarray, np.ndarray]:
+                       node_capacitance_f=None, vccs_noise_factor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Stationary covariance (V²) of the free node voltages under the Johnson–Nyquist
     noise of every resistor and the shot noise of every diode, the circuit
     linearized at its operating point.
@@ -1221,18 +1241,24 @@ def thermal_covariance(c: Circuit, values: CircuitValues | None = None, op: Oper
     Small-signal dynamics C dv = −G v dt + dI with G the conductance matrix at
     ``op`` (resistors, VCCS, diode slopes) and white current noise of two-sided
     intensity N: 2 k_B T g per resistor, q (I_D + 2 I_s) per diode
-    (:func:`_shot_density`); VCCS damp but are noiseless here. The covariance
+    (:func:`_shot_density`), 2 k_B T γ |g_m| per VCCS (γ = ``vccs_noise_factor``;
+    0: they damp but add no noise). The covariance
     Σ solves the Lyapunov equation A Σ + Σ Aᵀ = C⁻¹ N C⁻¹, A = C⁻¹ G. For a
     resistor network N = 2 k_B T G and Σ = k_B T C⁻¹ (equipartition); a
     skew-symmetric VCCS part K (ideal gyrators) keeps that when C ∝ 1:
     (G + K) k_B T C⁻¹ + k_B T C⁻¹ (G − K) = 2 k_B T G C⁻¹. A diode at zero
     bias (n = 1) is its conductance's Johnson noise and keeps it too; a
     forward-biased one carries 2q I_D = 2 n k_B T g_d, half of that: a diode
-    to ground alone gives n k_B T / (2C).
+    to ground alone gives n k_B T / (2C). Noisy OTAs (γ > 0) break
+    equipartition: an ideal gyrator g_m between two nodes of leak g and
+    capacitance C gives each k_B T (1 + γ g_m / g) / C.
 
     Args:
         node_capacitance_f: extra capacitance (F) from every free node to
             ground, scalar or (n_free,), added to the circuit's capacitors.
+        vccs_noise_factor: excess noise factor γ of every VCCS (an OTA): output
+            current noise of one-sided density 4 k_B T γ |g_m| between its
+            output nodes (0: noiseless, as SPICE's G elements).
 
     Returns (Σ of shape (n_free, n_free), the free node indices). One
     unbatched circuit without floating sources (default op: solved here).
@@ -1243,12 +1269,13 @@ def thermal_covariance(c: Circuit, values: CircuitValues | None = None, op: Oper
     if op is None:
         op = solve_op(c, vals)
     one = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], vals)
-    sigma = _thermal_covariances(c, one, np.asarray(op.voltages, np.float64)[None], node_capacitance_f)
+    sigma = _thermal_covariances(c, one, np.asarray(op.voltages, np.float64)[None], node_capacitance_f,
+                                 vccs_noise_factor)
     return sigma[0], c.layout.free
 
 
 def thermal_fluctuation(c: Circuit, values: CircuitValues, op: OperatingPoint, key: Array,
-                        node_capacitance_f=None) -> np.ndarray:
+                        node_capacitance_f=None, vccs_noise_factor: float = 0.0) -> np.ndarray:
     """One draw of the stationary thermal fluctuation of every node voltage (V), shape
     (*batch, n_nodes) like ``op.voltages`` (zero on nodes held by sources): a
     zero-mean Gaussian with the covariance of :func:`thermal_covariance` at each
@@ -1259,7 +1286,7 @@ def thermal_fluctuation(c: Circuit, values: CircuitValues, op: OperatingPoint, k
     nb = int(np.prod(batch, dtype=np.int64))
     flat = jax.tree_util.tree_map(lambda a: a.reshape((nb,) + a.shape[len(batch):]), vals)
     volts = np.asarray(op.voltages, np.float64).reshape(nb, c.n_nodes)
-    sigma = _thermal_covariances(c, flat, volts, node_capacitance_f)
+    sigma = _thermal_covariances(c, flat, volts, node_capacitance_f, vccs_noise_factor)
     w, U = np.linalg.eigh(sigma)
     xi = np.asarray(jax.random.normal(key, (nb, len(c.layout.free))), np.float64)
     out = np.zeros((nb, c.n_nodes))
@@ -1291,7 +1318,8 @@ def _incidence(c: Circuit, lay: _Layout, pairs) -> np.ndarray:
     return P
 
 
-def _transient(c: Circuit, vals: CircuitValues, v0, key, dt, *, n_steps, every, method, noise):
+def _transient(c: Circuit, vals: CircuitValues, v0, key, dt, *, n_steps, every, method, noise,
+               vccs_noise_factor=0.0):
     """One trajectory (vmapped by the caller): free node voltages every ``every`` steps."""
     lay = c.layout
     nf = len(lay.free)
@@ -1328,20 +1356,28 @@ def _transient(c: Circuit, vals: CircuitValues, v0, key, dt, *, n_steps, every, 
             F = F + Pd @ i_d
         return F
 
+    n_r, n_d = len(c.resistors), len(c.diodes)
+    n_q = len(c.vccs) if vccs_noise_factor else 0
+    if n_q:
+        Pq = jnp.asarray(_incidence(c, lay, [q[:2] for q in c.vccs]))
+        ota_amp = jnp.sqrt(2.0 * K_BOLTZMANN * c.temperature_k * vccs_noise_factor * jnp.abs(vals.gm) * dt)
+
     def one(v, xi):
-        q = Pr @ (noise_amp * xi[:len(c.resistors)]) if noise else 0.0
+        q = Pr @ (noise_amp * xi[:n_r]) if noise else 0.0
+        if noise and n_q:
+            q = q + Pq @ (ota_amp * xi[n_r + n_d:])
         if noise and c.diodes:
             # shot noise at the junction's present current (Itô): charge √(S/2 · dt) N(0, 1)
             vf = full(v)
             s_d = _shot_density(vf[da] - vf[dk], vals.i_s, vte, c.gmin)
-            q = q + Pd @ (jnp.sqrt(0.5 * s_d * dt) * xi[len(c.resistors):])
+            q = q + Pd @ (jnp.sqrt(0.5 * s_d * dt) * xi[n_r:n_r + n_d])
         if method == "euler_maruyama":
             return v + M @ (q - dt * drift(v))
         # drift-implicit in the linear part: (C + dt A) v' = C v − dt (F(v) − A v) + q
         return M @ (Cf @ v - dt * (drift(v) - A @ v) + q)
 
     def sample(v, k):
-        xi = jax.random.normal(k, (every, len(c.resistors) + len(c.diodes)))
+        xi = jax.random.normal(k, (every, n_r + n_d + n_q))
         v, _ = jax.lax.scan(lambda vv, x: (one(vv, x), None), v, xi)
         return v, v
 
@@ -1349,14 +1385,16 @@ def _transient(c: Circuit, vals: CircuitValues, v0, key, dt, *, n_steps, every, 
     return traj
 
 
-@functools.partial(jax.jit, static_argnames=("c", "n_steps", "every", "method", "noise"))
-def _transient_batched(c: Circuit, vals: CircuitValues, v0, keys, dt, *, n_steps, every, method, noise):
+@functools.partial(jax.jit, static_argnames=("c", "n_steps", "every", "method", "noise", "vccs_noise_factor"))
+def _transient_batched(c: Circuit, vals: CircuitValues, v0, keys, dt, *, n_steps, every, method, noise,
+                       vccs_noise_factor=0.0):
     """Trajectories of a batch, as all node voltages (batch, samples, n_nodes)."""
     lay = c.layout
     pos = _gather_index(c, lay)
 
     def one(vv, v_, k):
-        traj = _transient(c, vv, v_, k, dt, n_steps=n_steps, every=every, method=method, noise=noise)
+        traj = _transient(c, vv, v_, k, dt, n_steps=n_steps, every=every, method=method, noise=noise,
+                          vccs_noise_factor=vccs_noise_factor)
         vfix = lay.fixed_sign * vv.v[lay.fixed_src] if len(lay.fixed) else jnp.zeros(0)
         rest = jnp.broadcast_to(jnp.concatenate([vfix, jnp.zeros(1)]), (traj.shape[0], len(lay.fixed) + 1))
         return jnp.concatenate([traj, rest], axis=1)[:, pos[:-1]]
@@ -1366,16 +1404,16 @@ def _transient_batched(c: Circuit, vals: CircuitValues, v0, keys, dt, *, n_steps
 
 def simulate_transient(c: Circuit, key: Array, *, dt: float, n_steps: int, values: CircuitValues | None = None,
                        v0=None, every: int = 1, method: str = "euler_maruyama",
-                       noise: bool = True) -> Transient:
+                       noise: bool = True, vccs_noise_factor: float = 0.0) -> Transient:
     """Transient node voltages with Johnson–Nyquist noise of every resistor and shot
     noise of every diode.
 
     Integrates C dv = −F(v) dt + Σ_k √(2 k_B T g_k) dW_k (a_k − b_k)
     + Σ_d √(q (I_d(v) + 2 I_s)) dW_d (a_d − b_d) for the free nodes (F:
     currents leaving each node through the elements; the shot intensity at the
-    junction's present current, Itô; one Wiener increment per resistor and
-    per diode from ``key``), with grounded voltage
-    sources holding their nodes. Every free node needs a capacitance
+    junction's present current, Itô; one Wiener increment per resistor, per
+    diode and, with ``vccs_noise_factor``, per VCCS from ``key``), with
+    grounded voltage sources holding their nodes. Every free node needs a capacitance
     (the capacitance matrix over free nodes must be invertible).
 
     Args:
@@ -1389,6 +1427,9 @@ def simulate_transient(c: Circuit, key: Array, *, dt: float, n_steps: int, value
             noiseless DC operating point (so no burn-in from a cold start).
         every: keep one sample every ``every`` steps.
         noise: False for the deterministic RC transient.
+        vccs_noise_factor: excess noise factor γ of every VCCS (an OTA): output
+            current noise of one-sided density 4 k_B T γ |g_m| between its
+            output nodes (0: noiseless, as SPICE's G elements).
     """
     if method not in ("euler_maruyama", "implicit"):
         raise AnasimError(f"simulate_transient: method must be 'euler_maruyama' or 'implicit', got {method!r}")
@@ -1416,7 +1457,9 @@ def simulate_transient(c: Circuit, key: Array, *, dt: float, n_steps: int, value
         v0 = np.asarray(op.voltages)[..., lay.free]
     v0 = np.broadcast_to(np.asarray(v0, np.float64), batch + (nf,)).reshape(nb, nf)
     keys = jax.random.split(key, nb)
-    full = _transient_batched(c, flat, v0, keys, dt, n_steps=n_steps, every=every, method=method, noise=noise)
+    _check_noise_factor("simulate_transient", vccs_noise_factor)
+    full = _transient_batched(c, flat, v0, keys, dt, n_steps=n_steps, every=every, method=method, noise=noise,
+                              vccs_noise_factor=float(vccs_noise_factor))
     ns = full.shape[1]
     times = dt * every * np.arange(1, ns + 1)
     return Transient(node_names=c.node_names, times=times, voltages=full.reshape(batch + (ns, c.n_nodes)))

@@ -116,6 +116,11 @@ class NodalPhysics:
             mean, covariance from the Lyapunov equation; kT/C per node for a
             purely resistive or ideal gyrator network with its clamps off:
             :func:`anasim.circuits.nodal.thermal_covariance`).
+        ota_noise_factor: excess noise factor γ of every transconductor (the
+            gyrators' OTAs, the input projection's and the nudge's VCCS):
+            output current noise 4 k_B T γ |g_m| (A²/Hz) in the thermal
+            fluctuation; 0: noiseless. :func:`weights_from_hardware` takes a
+            gyrator array's ``noise_factor``.
     """
 
     kind: str = "resistive"
@@ -132,6 +137,7 @@ class NodalPhysics:
     gmin: float = DEFAULT_GMIN
     max_newton: int = 100
     node_capacitance_f: float | None = None
+    ota_noise_factor: float = 0.0
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -146,6 +152,9 @@ class NodalPhysics:
         if self.node_capacitance_f is not None and not float(self.node_capacitance_f) > 0:
             raise AnasimError(f"NodalPhysics.node_capacitance_f must be > 0 F or None, "
                               f"got {self.node_capacitance_f!r}")
+        if not (np.isfinite(float(self.ota_noise_factor)) and float(self.ota_noise_factor) >= 0):
+            raise AnasimError(f"NodalPhysics.ota_noise_factor must be a finite number >= 0, "
+                              f"got {self.ota_noise_factor!r}")
 
     @property
     def leak_s(self) -> float:
@@ -416,7 +425,8 @@ def solve_layers(sizes, physics: NodalPhysics, weights: LayeredWeights, x, *, be
     op = solve_op(hc.circuit, vals, max_iter=physics.max_newton, raise_on_failure=raise_on_failure)
     v = np.asarray(op.voltages)
     if key is not None and physics.node_capacitance_f is not None:
-        v = v + thermal_fluctuation(hc.circuit, vals, op, key, physics.node_capacitance_f)
+        v = v + thermal_fluctuation(hc.circuit, vals, op, key, physics.node_capacitance_f,
+                                    physics.ota_noise_factor)
     v = v / physics.v_fs_v
     sign = -1.0 if physics.kind == "resistive" else 1.0
     c0 = tuple(v[:, idx] for idx in hc.layer_nodes[0])
@@ -485,7 +495,7 @@ def weights_from_hardware(spec, hw, physics: NodalPhysics | None = None):
     """Realized matrices of a chip from :func:`anasim.circuits.layered.build`, and the physics
     to use (``physics.kind`` from λ; a resistive crossbar's own conductances and
     g_unit = (G_max − G_min)/w_max when the profile's coupling is one; a gyrator
-    array's forward (1+ε)∘θ, backward −θᵀ and output conductances)."""
+    array's forward (1+ε)∘θ, backward −θᵀ, output conductances and OTA noise factor)."""
     kind = _kind_for(spec)
     physics = physics or NodalPhysics(kind=kind)
     if physics.kind != kind:
@@ -493,6 +503,8 @@ def weights_from_hardware(spec, hw, physics: NodalPhysics | None = None):
     dev = hw.profile.coupling
     L = spec.n_layers
     gyr = hasattr(dev, "forward") and hasattr(dev, "backward") and hasattr(dev, "output_conductance")
+    if gyr and hasattr(dev, "noise_factor"):
+        physics = replace(physics, ota_noise_factor=float(dev.noise_factor))
 
     def fwd(state):
         return np.asarray(dev.forward(state) if gyr else dev.effective(state), np.float64)
