@@ -82,7 +82,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from anasim.circuits.netlist import DEFAULT_GMIN, Netlist
-from anasim.circuits.nodal import Circuit, CircuitValues, solve_op, thermal_fluctuation
+from anasim.circuits.nodal import Circuit, CircuitValues, solve_op
+from anasim.circuits.nodal_noise import thermal_fluctuation
 from anasim.errors import AnasimError
 
 Array = jax.Array
@@ -115,7 +116,7 @@ class NodalPhysics:
             and diode shot noise) of the circuit linearized at that point (zero
             mean, covariance from the Lyapunov equation; kT/C per node for a
             purely resistive or ideal gyrator network with its clamps off:
-            :func:`anasim.circuits.nodal.thermal_covariance`).
+            :func:`anasim.circuits.nodal_noise.thermal_covariance`).
         ota_noise_factor: excess noise factor γ of every transconductor (the
             gyrators' OTAs, the input projection's and the nudge's VCCS):
             output current noise 4 k_B T γ |g_m| (A²/Hz) in the thermal
