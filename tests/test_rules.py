@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jax.scipy.special import xlogy
 
 from anasim.analysis.gradients import (
@@ -261,3 +263,47 @@ def test_rule_input_validation():
         rules.ep(x, s, s, 0.1, 0.1)
     with pytest.raises(AnasimError, match="variant"):
         rules.coupled(x, s, s, 0.1, "Q")
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), g_min=st.floats(0.0, 0.5))
+def test_leak_term_is_the_autodiff_gradient_of_the_passive_cocontent(seed, g_min):
+    """``energy_gradient(..., leak=coupling_signs(θ))`` is ∂/∂θ of the co-content of the
+    differential-pair network, written here as the physical sum over conductances
+    (G⁺ = g_min + max(w, 0) between like nodes, G⁻ = g_min + max(−w, 0) between
+    opposite ones, per unit conductance, over 2) minus the bias currents, and
+    differentiated by jax.grad; it differs from the Hopfield energy's."""
+    rng = np.random.default_rng(seed)
+    sizes = (3, 4, 2)
+    x = jnp.asarray(rng.uniform(0, 1, (5, sizes[0])))
+    s = tuple(jnp.asarray(rng.uniform(-1, 1, (5, n))) for n in sizes[1:])
+    w0 = jnp.asarray(rng.uniform(-1, 1, (sizes[1], sizes[0])))
+    w1 = jnp.asarray(rng.uniform(-1, 1, (sizes[2], sizes[1])))
+    b = tuple(jnp.asarray(rng.normal(0, 1, n)) for n in sizes[1:])
+
+    def cocontent(w0, w1, b1, b2):
+        total = 0.0
+        for w, up, lo in ((w0, s[0], x), (w1, s[1], s[0])):
+            gp, gn = g_min + jnp.maximum(w, 0), g_min + jnp.maximum(-w, 0)
+            diff = up[:, :, None] - lo[:, None, :]
+            summ = up[:, :, None] + lo[:, None, :]
+            total = total + 0.5 * jnp.sum(gp * diff ** 2 + gn * summ ** 2) / x.shape[0]
+        return total - (jnp.sum(s[0] @ b1) + jnp.sum(s[1] @ b2)) / x.shape[0]
+
+    ref = jax.grad(cocontent, argnums=(0, 1, 2, 3))(w0, w1, *b)
+    got = rules.energy_gradient(x, s, leak=rules.coupling_signs(w0, (w1,)))
+    np.testing.assert_allclose(got["theta0"], ref[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got["thetas"][0], ref[1], rtol=1e-12, atol=1e-12)
+    for a, r in zip(got["biases"], ref[2:]):
+        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
+    hop = rules.energy_gradient(x, s)
+    assert np.abs(np.asarray(hop["theta0"] - ref[0])).max() > 1e-3
+
+
+def test_leak_refused_where_it_has_no_meaning():
+    x = jnp.ones((2, 3))
+    s = (jnp.ones((2, 4)), jnp.ones((2, 2)))
+    with pytest.raises(AnasimError, match="leak: only the lam = 1"):
+        rules.dyadic(x, s, s, 0.1, 0.5, leak=rules.coupling_signs(jnp.ones((4, 3)), (jnp.ones((2, 4)),)))
+    with pytest.raises(AnasimError, match="leak: expected signs for 2"):
+        rules.energy_gradient(x, s, leak=rules.coupling_signs(jnp.ones((4, 3)), ()))
