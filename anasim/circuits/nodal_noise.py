@@ -52,6 +52,19 @@ from anasim.errors import AnasimError
 Array = jax.Array
 
 
+def _johnson_density(g, temperature_k: float):
+    """One-sided Johnson–Nyquist current-noise density (A²/Hz) of conductances g (S):
+    4 k_B T g (Nyquist 1928)."""
+    return 4.0 * K_BOLTZMANN * temperature_k * g
+
+
+def _ota_density(gm, temperature_k: float, factor: float, xp=jnp):
+    """One-sided output current-noise density (A²/Hz) of transconductors gm (S) with
+    excess noise factor γ: 4 k_B T γ |g_m| (γ = 2/3 for a long-channel MOSFET in
+    saturation; an OTA's several transistors raise it to a few)."""
+    return _johnson_density(factor * xp.abs(gm), temperature_k)
+
+
 def _shot_density(vd, i_s, vte, gmin, xp=jnp):
     """One-sided shot-noise density (A²/Hz) of a junction at voltage vd (V).
 
@@ -137,7 +150,7 @@ def output_noise_density(c: Circuit, node: str, values: CircuitValues | None = N
     zfull[free] = z_row
     R = np.asarray(c.resistors, np.int64).reshape(-1, 2)
     transfer = zfull[R[:, 0]] - zfull[R[:, 1]]
-    psd = np.sum(4.0 * K_BOLTZMANN * c.temperature_k * vals.g * np.abs(transfer) ** 2)
+    psd = np.sum(_johnson_density(vals.g, c.temperature_k) * np.abs(transfer) ** 2)
     if c.diodes:
         D = np.asarray(c.diodes, np.int64).reshape(-1, 2)
         v = np.append(np.asarray(op.voltages, np.float64), 0.0)
@@ -146,7 +159,7 @@ def output_noise_density(c: Circuit, node: str, values: CircuitValues | None = N
         psd += np.sum(s_d * np.abs(zfull[D[:, 0]] - zfull[D[:, 1]]) ** 2)
     if vccs_noise_factor and c.vccs:
         Q = np.asarray(c.vccs, np.int64).reshape(-1, 4)
-        s_q = 4.0 * K_BOLTZMANN * c.temperature_k * vccs_noise_factor * np.abs(vals.gm)
+        s_q = _ota_density(vals.gm, c.temperature_k, vccs_noise_factor, xp=np)
         psd += np.sum(s_q * np.abs(zfull[Q[:, 0]] - zfull[Q[:, 1]]) ** 2)
     return float(np.sqrt(psd))
 
@@ -202,12 +215,11 @@ def _small_signal_batch(c: Circuit, vals: CircuitValues, volts: np.ndarray, node
         _, gd = _diode_iv(vd, vals.i_s, vte, c.gmin, xp=np)
         diodes = two(c.diodes, gd)
         shot = two(c.diodes, 0.5 * _shot_density(vd, vals.i_s, vte, c.gmin, xp=np))
-    kT2 = 2.0 * K_BOLTZMANN * c.temperature_k
-    N = kT2 * matrix(resistors)
+    N = matrix(two(c.resistors, 0.5 * _johnson_density(vals.g, c.temperature_k)))
     if shot:
         N = N + matrix(shot)
     if vccs_noise_factor and len(Q):
-        N = N + matrix(two(Q[:, :2], kT2 * vccs_noise_factor * np.abs(vals.gm)))
+        N = N + matrix(two(Q[:, :2], 0.5 * _ota_density(vals.gm, c.temperature_k, vccs_noise_factor, xp=np)))
     G = matrix(resistors + vccs + diodes)
     Cm = matrix(two(c.capacitors, vals.c))
     if node_capacitance_f is not None:
@@ -357,9 +369,9 @@ def _transient(c: Circuit, vals: CircuitValues, v0, key, dt, *, n_steps, every, 
         Pd = jnp.asarray(_incidence(c, lay, c.diodes))
         vte = vals.n * vt
     Pr = jnp.asarray(_incidence(c, lay, c.resistors))
-    # Johnson–Nyquist: a current √(2 k_B T g) ξ(t) across each resistor (two-sided density
-    # 2 k_B T g, one-sided 4 k_B T g); over one step it moves the charge √(2 k_B T g dt) N(0, 1)
-    noise_amp = jnp.sqrt(2.0 * K_BOLTZMANN * c.temperature_k * vals.g * dt)
+    # a white current of one-sided density S across an element (two-sided S/2) moves the
+    # charge √(S/2 · dt) N(0, 1) over one step; Johnson–Nyquist: √(2 k_B T g dt) N(0, 1)
+    noise_amp = jnp.sqrt(0.5 * _johnson_density(vals.g, c.temperature_k) * dt)
     M = jnp.linalg.inv(Cf + dt * A) if method == "implicit" else jnp.linalg.inv(Cf)
 
     def drift(v):
@@ -374,14 +386,14 @@ def _transient(c: Circuit, vals: CircuitValues, v0, key, dt, *, n_steps, every, 
     n_q = len(c.vccs) if vccs_noise_factor else 0
     if n_q:
         Pq = jnp.asarray(_incidence(c, lay, [q[:2] for q in c.vccs]))
-        ota_amp = jnp.sqrt(2.0 * K_BOLTZMANN * c.temperature_k * vccs_noise_factor * jnp.abs(vals.gm) * dt)
+        ota_amp = jnp.sqrt(0.5 * _ota_density(vals.gm, c.temperature_k, vccs_noise_factor) * dt)
 
     def one(v, xi):
         q = Pr @ (noise_amp * xi[:n_r]) if noise else 0.0
         if noise and n_q:
             q = q + Pq @ (ota_amp * xi[n_r + n_d:])
         if noise and c.diodes:
-            # shot noise at the junction's present current (Itô): charge √(S/2 · dt) N(0, 1)
+            # shot noise at the junction's present current (Itô)
             vf = full(v)
             s_d = _shot_density(vf[da] - vf[dk], vals.i_s, vte, c.gmin)
             q = q + Pd @ (jnp.sqrt(0.5 * s_d * dt) * xi[n_r:n_r + n_d])
