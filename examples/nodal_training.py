@@ -24,6 +24,15 @@ conductances / transconductances). Accuracy is the argmax of the free
 equilibrium's outputs on the test split. Prints one line per epoch; writes
 ``examples/results/nodal_training.nc`` and ``examples/figures/nodal_training.png``.
 
+Then each trained chip is read at a sampling instant, when its nodes carry
+their stationary thermal fluctuation about the DC point
+(:func:`anasim.circuits.nodal_noise.thermal_fluctuation`: the resistors'
+Johnson–Nyquist noise, the clamp diodes' shot noise and, on the gyrator chip,
+its OTAs' noise with the array's γ = 2/3), for node capacitances C of 1, 0.1
+and 0.01 fF (rms fluctuation of order √(k_B T / C): 2, 6 and 20 mV against a
+1 V full scale). It prints the test accuracy (three draws) and the measured
+rms node fluctuation for each C.
+
     .venv/bin/python examples/nodal_training.py            # 2000 train / 500 test, 6 epochs
     .venv/bin/python examples/nodal_training.py --quick    # 500 / 200, 2 epochs
 """
@@ -32,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import jax
@@ -81,10 +91,13 @@ def update(mode, spec, hw, physics, x, y, beta, key):
     return grads, int(eq.iterations)
 
 
-def evaluate(spec, hw, physics, x, labels, batch=250):
+def evaluate(spec, hw, physics, x, labels, batch=250, key=None):
+    """(test accuracy, loss) of the free equilibria; with ``key`` and
+    ``physics.node_capacitance_f`` each output carries a thermal draw."""
     correct, loss = 0, 0.0
     for i in range(0, len(x), batch):
-        out = np.asarray(relax(spec, hw, x[i:i + batch], None, physics=physics).output)
+        k = None if key is None else jax.random.fold_in(key, i)
+        out = np.asarray(relax(spec, hw, x[i:i + batch], k, physics=physics).output)
         correct += int((out.argmax(1) == labels[i:i + batch]).sum())
         loss += float(np.sum((out - np.eye(10)[labels[i:i + batch]]) ** 2)) / 2
     return correct / len(x), loss / len(x)
@@ -126,7 +139,26 @@ def train(mode, xtr, ytr, xte, yte, *, epochs, batch, lr, beta, seed, hidden):
               f"Newton iterations per solve {np.mean(its):.1f}, {wall:.1f} s")
         hist["test_accuracy"].append(acc), hist["test_loss"].append(lossv)
         hist["newton_iterations"].append(float(np.mean(its))), hist["epoch_wall_s"].append(wall)
-    return hist, sizes
+    return hist, sizes, (spec, hw, physics)
+
+
+CAPACITANCES_F = (1e-15, 1e-16, 1e-17)
+
+
+def thermal_readout(spec, hw, physics, x, labels, *, draws=3, seed=0):
+    """Test accuracy (capacitance, draw) of a trained chip read with its nodes' thermal
+    fluctuation, and the rms fluctuation (V) of every node state, per capacitance."""
+    acc = np.zeros((len(CAPACITANCES_F), draws))
+    rms = np.zeros(len(CAPACITANCES_F))
+    quiet = relax(spec, hw, x, None, physics=physics)
+    for i, cap in enumerate(CAPACITANCES_F):
+        noisy_physics = replace(physics, node_capacitance_f=cap)
+        for d in range(draws):
+            acc[i, d], _ = evaluate(spec, hw, noisy_physics, x, labels, key=jax.random.PRNGKey(1000 * seed + d))
+        eq = relax(spec, hw, x, jax.random.PRNGKey(7), physics=noisy_physics)
+        dv = np.concatenate([np.asarray(a) - np.asarray(b) for a, b in zip(eq.s_plus, quiet.s_plus)], 1)
+        rms[i] = physics.v_fs_v * np.sqrt(np.mean(dv ** 2))
+    return acc, rms
 
 
 def main() -> None:
@@ -152,11 +184,16 @@ def main() -> None:
     xte, yte = pooled(test_set.x[:args.test_size]).astype(np.float64), test_set.y[:args.test_size]
     print(f"Fashion-MNIST shipped subset: {len(xtr)} train / {len(xte)} test images, 7x7 inputs; "
           f"chance accuracy 0.100")
-    results = {}
+    results, noisy = {}, {}
     for mode in args.modes.split(","):
         lr = args.lr_ep if mode == "ep" else args.lr_dyadic
-        results[mode], sizes = train(mode, xtr, ytr, xte, yte, epochs=args.epochs, batch=args.batch, lr=lr,
-                                     beta=args.beta, seed=args.seed, hidden=args.hidden)
+        results[mode], sizes, chip = train(mode, xtr, ytr, xte, yte, epochs=args.epochs, batch=args.batch,
+                                           lr=lr, beta=args.beta, seed=args.seed, hidden=args.hidden)
+        noisy[mode] = thermal_readout(*chip, xte, yte, seed=args.seed)
+        for cap, a, r in zip(CAPACITANCES_F, *noisy[mode]):
+            print(f"[{mode}] read with thermal noise, C = {cap * 1e15:g} fF: rms node fluctuation "
+                  f"{r * 1e3:.2f} mV, test accuracy {a.mean():.3f} ± {a.std():.3f} (noiseless "
+                  f"{results[mode]['test_accuracy'][-1]:.3f})")
     modes = list(results)
     ds = xr.Dataset(
         {k: (("mode", "epoch"), np.asarray([results[m][k] for m in modes]))
@@ -166,6 +203,12 @@ def main() -> None:
                "lr_dyadic": args.lr_dyadic, "train_size": len(xtr), "test_size": len(xte),
                "seed": args.seed, "circuits": "ep: resistive (lam = 1); dyadic: gyrator (lam = 0)",
                "write_mode": "shadow", "data": "fashion-mnist shipped subset, 4x4 average pooled"})
+    ds["thermal_test_accuracy"] = (("mode", "node_capacitance_f", "draw"),
+                                   np.asarray([noisy[m][0] for m in modes]))
+    ds["thermal_rms_v"] = (("mode", "node_capacitance_f"), np.asarray([noisy[m][1] for m in modes]))
+    ds = ds.assign_coords(node_capacitance_f=np.asarray(CAPACITANCES_F))
+    ds["thermal_rms_v"].attrs["units"] = "V"
+    ds["node_capacitance_f"].attrs["units"] = "F"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(args.out)
     import matplotlib

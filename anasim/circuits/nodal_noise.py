@@ -30,6 +30,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from anasim.circuits.nodal import (
     K_BOLTZMANN,
@@ -50,6 +51,13 @@ from anasim.circuits.nodal import (
 from anasim.errors import AnasimError
 
 Array = jax.Array
+
+# The covariances are many small (n_free ≲ a few hundred) LAPACK problems, one per
+# circuit: BLAS threads gain nothing there, and their spin-waiting collapses when other
+# work shares the cores. Beside a 2-thread training run on the 2-core machine, one
+# 100-circuit thermal draw of the 49-32-10 resistive Hopfield circuit took 28 s with
+# OpenBLAS's default threads and 0.42 s with one.
+_SMALL_LAPACK_THREADS = 1
 
 
 def _johnson_density(g, temperature_k: float):
@@ -246,6 +254,7 @@ def _lyapunov_batch(A: np.ndarray, Q: np.ndarray) -> np.ndarray:
     return S
 
 
+@threadpool_limits.wrap(limits=_SMALL_LAPACK_THREADS, user_api="blas")
 def _thermal_covariances(c: Circuit, flat: CircuitValues, volts: np.ndarray, node_capacitance_f,
                          vccs_noise_factor: float = 0.0) -> np.ndarray:
     G, N, Cm = _small_signal_batch(c, flat, volts, node_capacitance_f, vccs_noise_factor)
@@ -313,7 +322,8 @@ def thermal_fluctuation(c: Circuit, values: CircuitValues, op: OperatingPoint, k
     flat = jax.tree_util.tree_map(lambda a: a.reshape((nb,) + a.shape[len(batch):]), vals)
     volts = np.asarray(op.voltages, np.float64).reshape(nb, c.n_nodes)
     sigma = _thermal_covariances(c, flat, volts, node_capacitance_f, vccs_noise_factor)
-    w, U = np.linalg.eigh(sigma)
+    with threadpool_limits(limits=_SMALL_LAPACK_THREADS, user_api="blas"):
+        w, U = np.linalg.eigh(sigma)
     xi = np.asarray(jax.random.normal(key, (nb, len(c.layout.free))), np.float64)
     out = np.zeros((nb, c.n_nodes))
     out[:, c.layout.free] = np.einsum("bij,bj->bi", U, np.sqrt(np.maximum(w, 0.0)) * xi)
