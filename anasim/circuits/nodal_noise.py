@@ -73,7 +73,7 @@ def _ota_density(gm, temperature_k: float, factor: float, xp=jnp):
     return _johnson_density(factor * xp.abs(gm), temperature_k)
 
 
-def _shot_density(vd, i_s, vte, gmin, xp=jnp):
+def _shot_density(vd, i_s, vte, gmin, xp=jnp, i=None):
     """One-sided shot-noise density (A²/Hz) of a junction at voltage vd (V).
 
     The forward (I_s e^{v/nV_T}) and reverse (I_s) carrier currents of a pn
@@ -82,9 +82,11 @@ def _shot_density(vd, i_s, vte, gmin, xp=jnp):
     Forward biased that is 2q I_D; at zero bias, n = 1, it is 4 k_B T g_d, the
     Johnson noise of the junction's own conductance, as thermal equilibrium
     requires. (SPICE uses 2q|I_D|, the same except within a few nV_T of zero
-    bias.) The gmin conductance is a numerical aid and adds none.
+    bias.) The gmin conductance is a numerical aid and adds none. ``i``: the
+    junction current at vd from :func:`_diode_iv`, where the caller has it.
     """
-    i, _ = _diode_iv(vd, i_s, vte, gmin, xp=xp)
+    if i is None:
+        i, _ = _diode_iv(vd, i_s, vte, gmin, xp=xp)
     return 2.0 * Q_ELECTRON * (i - gmin * vd + 2.0 * i_s)
 
 
@@ -384,13 +386,6 @@ def _transient(c: Circuit, vals: CircuitValues, v0, key, dt, *, n_steps, every, 
     noise_amp = jnp.sqrt(0.5 * _johnson_density(vals.g, c.temperature_k) * dt)
     M = jnp.linalg.inv(Cf + dt * A) if method == "implicit" else jnp.linalg.inv(Cf)
 
-    def drift(v):
-        F = A @ v + b0
-        if c.diodes:
-            vf = full(v)
-            i_d, _ = _diode_iv(vf[da] - vf[dk], vals.i_s, vte, c.gmin)
-            F = F + Pd @ i_d
-        return F
 
     n_r, n_d = len(c.resistors), len(c.diodes)
     n_q = len(c.vccs) if vccs_noise_factor else 0
@@ -399,18 +394,23 @@ def _transient(c: Circuit, vals: CircuitValues, v0, key, dt, *, n_steps, every, 
         ota_amp = jnp.sqrt(0.5 * _ota_density(vals.gm, c.temperature_k, vccs_noise_factor) * dt)
 
     def one(v, xi):
+        F = A @ v + b0      # currents leaving each free node
         q = Pr @ (noise_amp * xi[:n_r]) if noise else 0.0
         if noise and n_q:
             q = q + Pq @ (ota_amp * xi[n_r + n_d:])
-        if noise and c.diodes:
-            # shot noise at the junction's present current (Itô)
+        if c.diodes:
             vf = full(v)
-            s_d = _shot_density(vf[da] - vf[dk], vals.i_s, vte, c.gmin)
-            q = q + Pd @ (jnp.sqrt(0.5 * s_d * dt) * xi[n_r:n_r + n_d])
+            vd = vf[da] - vf[dk]
+            i_d, _ = _diode_iv(vd, vals.i_s, vte, c.gmin)
+            F = F + Pd @ i_d
+            if noise:
+                # shot noise at the junction's present current (Itô)
+                s_d = _shot_density(vd, vals.i_s, vte, c.gmin, i=i_d)
+                q = q + Pd @ (jnp.sqrt(0.5 * s_d * dt) * xi[n_r:n_r + n_d])
         if method == "euler_maruyama":
-            return v + M @ (q - dt * drift(v))
+            return v + M @ (q - dt * F)
         # drift-implicit in the linear part: (C + dt A) v' = C v − dt (F(v) − A v) + q
-        return M @ (Cf @ v - dt * (drift(v) - A @ v) + q)
+        return M @ (Cf @ v - dt * (F - A @ v) + q)
 
     def sample(v, k):
         xi = jax.random.normal(k, (every, n_r + n_d + n_q))
