@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--cheap", type=int, default=64, help="cheap points per sweep")
     args = ap.parse_args()
 
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
     with tempfile.TemporaryDirectory() as tmp:
         # Warm the in-process compilation cache (the workers warm their own below).

@@ -3,7 +3,6 @@ float32 integrator and residual, checked against the float64 fixed point."""
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from anasim.circuits import layered

@@ -347,7 +347,7 @@ def test_report_sweep_draws_the_standard_plots(tmp_path):
         "measurement": "synthetic",
         "parameters": {"bits": [2, 4], "noise": [0.0, 0.3], "epochs": [2, 3], "seed": [0, 1]},
     })
-    res = run_sweep(spec, tmp_path / "r.nc", progress=False)
+    run_sweep(spec, tmp_path / "r.nc", progress=False)
     paths = report_sweep(tmp_path / "r.nc")
     assert [p.name for p in paths] == ["r.png", "r-heatmap.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
