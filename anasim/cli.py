@@ -84,8 +84,12 @@ def _add_lipschitz(sub) -> Callable:
         description="Build the circuit on its device profile and print, for the chip as built "
                     "(effective() matrices): the linearized bound (Høier et al. eq. 17), the "
                     "general proximal bound 1/(1 - λmax(sym W)), and an empirical estimate "
-                    "from relaxed equilibria (random pairs plus gradient ascent).")
+                    "from relaxed equilibria (random pairs plus gradient ascent). With "
+                    "--trained, the chip a training run left behind instead of a fresh one.")
     p.add_argument("circuit", help="circuit spec (TOML)")
+    p.add_argument("--trained", metavar="RUN",
+                   help="a training run's result file (run.nc; its checkpoint run.ckpt.h5 is read) "
+                        "or checkpoint: analyse the trained chip (the spec and device it was trained on)")
     p.add_argument("--device", help="device profile (TOML); default: the spec's own or ideal")
     p.add_argument("--seed", type=int, default=0, help="seed for weights, fabrication and pairs (default 0)")
     p.add_argument("--pairs", type=int, default=16,
@@ -116,17 +120,25 @@ def _add_lipschitz(sub) -> Callable:
                 raise AnasimError(f"cannot load device profile {dev_path}: no profile loader installed") from None
             profile = load_profile(dev_path)
         k_w, k_hw, k_pairs = jax.random.split(jax.random.key(args.seed), 3)
-        params = init_params(spec, k_w)
-        hw = build(spec, profile, params, k_hw)
+        if args.trained:
+            from anasim.learning import trained_chip
+
+            epoch, hw = trained_chip(args.trained, spec, profile)
+            state = f"trained {epoch} epochs ({args.trained})"
+        else:
+            params = init_params(spec, k_w)
+            hw = build(spec, profile, params, k_hw)
+            epoch, state = 0, f"untrained (seed {args.seed})"
         rep = lipschitz_report(spec, hw, k_pairs, n_pairs=args.pairs, ascent_steps=args.ascent_steps)
         rep["seed"] = args.seed
+        rep["trained_epochs"] = epoch
         if args.json:
             _print_json(rep)
             return 0
         lin, gen, emp = rep["linearized"], rep["general"], rep["empirical"]
         sizes = "-".join(str(n) for n in rep["sizes"])
         print(f"circuit {rep['circuit']} ({sizes}, lam={rep['lam']}) on device {rep['device']}, "
-              f"untrained (seed {args.seed}), effective weights")
+              f"{state}, effective weights")
         print(f"  linearized  hidden  ||(I-W)^-1||             {lin['hidden']:.6f}")
         print(f"  linearized  output  ||E_L (I-W)^-1 E_1 th0|| {lin['output']:.6f}")
         held = "holds" if gen["margin"] > 0 else "does not hold"

@@ -123,3 +123,74 @@ def test_input_size_mismatch_is_reported(subset):
     spec = CircuitSpec(sizes=(100, 8, 10), lam=0.0, training=freeze_options({"epochs": 1}))
     with pytest.raises(AnasimError, match="784 inputs"):
         train(spec, ideal_profile(), config_from_spec(spec), *subset, progress=False)
+
+
+SMALL_SYM = """
+name = "small-sym"
+[network]
+sizes = [784, 16, 10]
+lam = 1.0
+activation = "tempered_hard_sigmoid"
+[relaxation]
+eta = 0.5
+max_iters = 40
+tol = 0.0
+[training]
+epochs = 1
+batch_size = 32
+beta = 0.2
+learning_rate = 0.2
+train_size = 320
+test_size = 50
+"""
+
+
+def test_lipschitz_of_the_trained_chip(tmp_path, subset, capsys):
+    """`anasim lipschitz --trained run.nc` analyses the chip the run left behind:
+    its eq. 17 bound equals the one computed from the returned chip directly
+    (‖(I − W)^{-1}‖₂ by numpy's SVD) and differs from the untrained chip's."""
+    import json
+
+    from anasim.circuits import effective_matrices, load_circuit
+    from anasim.cli import main
+    from anasim.learning import trained_chip
+
+    path = tmp_path / "small-sym.toml"
+    path.write_text(SMALL_SYM)
+    spec = load_circuit(path)
+    r = train(spec, ideal_profile(), config_from_spec(spec), *subset, out=tmp_path / "run.nc", progress=False)
+    W = np.asarray(effective_matrices(spec, r.hardware).W, np.float64)
+    expected = 1.0 / np.linalg.svd(np.eye(len(W)) - W, compute_uv=False).min()
+    assert r.history["lipschitz"][-1] == pytest.approx(expected, rel=1e-6)
+
+    assert main(["lipschitz", str(path), "--trained", str(tmp_path / "run.nc"), "--pairs", "0", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["trained_epochs"] == 1
+    assert rep["linearized"]["hidden"] == pytest.approx(expected, rel=1e-6)
+    assert main(["lipschitz", str(path), "--pairs", "0", "--json"]) == 0
+    untrained = json.loads(capsys.readouterr().out)["linearized"]["hidden"]
+    assert abs(untrained - expected) > 1e-3 * expected
+
+    epoch, hw = trained_chip(checkpoint_path(tmp_path / "run.nc"), spec, ideal_profile())
+    assert epoch == 1
+    for a, b in zip(_leaves(hw), _leaves(r.hardware), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_trained_chip_errors_name_the_file(tmp_path, subset, capsys):
+    from anasim.circuits import load_circuit
+    from anasim.cli import main
+    from anasim.learning import trained_chip
+
+    path = tmp_path / "small-sym.toml"
+    path.write_text(SMALL_SYM)
+    with pytest.raises(AnasimError, match="no checkpoint .*missing.ckpt.h5"):
+        trained_chip(tmp_path / "missing.nc", load_circuit(path), ideal_profile())
+    assert main(["lipschitz", str(path), "--trained", str(tmp_path / "missing.nc")]) == 2
+    assert "missing.ckpt.h5" in capsys.readouterr().err
+    spec = load_circuit(path)
+    train(spec, ideal_profile(), config_from_spec(spec), *subset, out=tmp_path / "run.nc", progress=False)
+    wider = tmp_path / "wider.toml"
+    wider.write_text(SMALL_SYM.replace("[784, 16, 10]", "[784, 20, 10]"))
+    with pytest.raises(AnasimError, match=r"run.ckpt.h5: checkpoint array 'hw/.*' has shape"):
+        trained_chip(tmp_path / "run.nc", load_circuit(wider), ideal_profile())

@@ -22,10 +22,12 @@ from anasim.learning.controller import (
     history_dataset,
     local_update,
     train,
+    trained_chip,
 )
 from anasim.learning.plots import plot_learning_curves
 
 __all__ = [
     "RULE_NAMES", "TrainConfig", "TrainResult", "checkpoint_path", "config_from_spec", "evaluate",
     "history_dataset", "holomorphic", "local_update", "plot_learning_curves", "rules", "train",
+    "trained_chip",
 ]

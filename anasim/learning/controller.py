@@ -652,24 +652,65 @@ def save_checkpoint(path, epoch: int, params, opt_state, hw, hw2, history: dict,
     _atomic(Path(path), write)
 
 
+def _open_checkpoint(path: Path):
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise AnasimError(f"{path}: cannot read checkpoint ({err})") from None
+
+
+def _pour(path: Path, group, name: str, template):
+    """The leaves stored under ``group`` in the pytree structure of ``template``,
+    each checked against the template's shape."""
+    leaves, tree = jax.tree_util.tree_flatten(template)
+    stored = sorted(group.keys())
+    if len(stored) != len(leaves):
+        raise AnasimError(f"{path}: checkpoint group '{name}' holds {len(stored)} arrays, the circuit "
+                          f"built from this spec and profile has {len(leaves)}: not the same circuit/device")
+    new = []
+    for i, t in enumerate(leaves):
+        data = group[f"{i:05d}"][()]
+        if data.shape != np.shape(t):
+            raise AnasimError(f"{path}: checkpoint array '{name}/{i:05d}' has shape {data.shape}, the "
+                              f"circuit built from this spec and profile expects {np.shape(t)}")
+        new.append(jnp.asarray(data, dtype=jnp.asarray(t).dtype))
+    return jax.tree_util.tree_unflatten(tree, new)
+
+
 def load_checkpoint(path, fingerprint: str, templates: dict):
     """Leaves from a checkpoint, poured into the pytree structure of ``templates``."""
     path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise AnasimError(f"{path}: cannot read checkpoint ({err})") from None
-    with f:
+    with _open_checkpoint(path) as f:
         if f.attrs.get("fingerprint") != fingerprint:
             raise AnasimError(f"{path}: checkpoint was written for a different circuit/device/training "
                               f"configuration; delete it or drop --resume")
-        out = {}
-        for name, tmpl in templates.items():
-            leaves, tree = jax.tree_util.tree_flatten(tmpl)
-            g = f[name]
-            new = [jnp.asarray(g[f"{i:05d}"][()], dtype=jnp.asarray(t).dtype) for i, t in enumerate(leaves)]
-            out[name] = jax.tree_util.tree_unflatten(tree, new)
+        out = {name: _pour(path, f[name], name, tmpl) for name, tmpl in templates.items()}
         return int(f.attrs["epoch"]), json.loads(f.attrs["history"]), out
+
+
+def trained_chip(run: str | os.PathLike, spec: CircuitSpec, profile: DeviceProfile):
+    """The chip a training run left behind, for analysis: ``(epoch, hw)``.
+
+    ``run``: the run's result file (``run.nc``; its checkpoint ``run.ckpt.h5``
+    is read, :func:`checkpoint_path`) or the checkpoint itself. ``spec`` and
+    ``profile`` must describe the circuit and device it was trained on: they
+    give the chip's structure, and every stored array's shape is checked
+    against it. ``hw`` holds the devices as last programmed (fixed-pattern
+    errors included), so ``effective_matrices(spec, hw)`` is the trained chip
+    as built.
+    """
+    run = Path(run)
+    path = run if run.name.endswith(".ckpt.h5") else checkpoint_path(run)
+    if not path.exists():
+        raise AnasimError(f"{run}: no checkpoint {path} (a run writes one next to its result file "
+                          f"when trained with an output path)")
+    physics = _physics(spec)
+    key = jax.random.PRNGKey(0)
+    template = _build_jit(physics, profile, _init_jit(physics, key), key)
+    with _open_checkpoint(path) as f:
+        if "hw" not in f:
+            raise AnasimError(f"{path}: not a training checkpoint (no 'hw' group)")
+        return int(f.attrs["epoch"]), _pour(path, f["hw"], "hw", template)
 
 
 def check_run(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set: Split) -> None:
