@@ -96,6 +96,10 @@ def _add_lipschitz(sub) -> Callable:
                    help="random input pairs of the empirical estimate (default 16; 0 = bounds only)")
     p.add_argument("--ascent-steps", type=int, default=10,
                    help="gradient-ascent steps of the adversarial search (default 10; 0 = off)")
+    p.add_argument("--data", metavar="SOURCE", default=None,
+                   help="draw the empirical estimate's pairs around test images of this dataset "
+                        "(IDX directory, 'debian' or 'subset', as for train) instead of uniform "
+                        "[0, 1] inputs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     def run(args) -> int:
@@ -129,8 +133,18 @@ def _add_lipschitz(sub) -> Callable:
             params = init_params(spec, k_w)
             hw = build(spec, profile, params, k_hw)
             epoch, state = 0, f"untrained (seed {args.seed})"
-        rep = lipschitz_report(spec, hw, k_pairs, n_pairs=args.pairs, ascent_steps=args.ascent_steps)
+        x = None
+        if args.data is not None:
+            from anasim.data import load_fashion_mnist
+
+            test = load_fashion_mnist(args.data)[1]
+            if test.x.shape[1] != spec.n_in:
+                raise AnasimError(f"--data {args.data}: images have {test.x.shape[1]} pixels, "
+                                  f"{args.circuit} takes {spec.n_in} inputs")
+            x = test.x
+        rep = lipschitz_report(spec, hw, k_pairs, x=x, n_pairs=args.pairs, ascent_steps=args.ascent_steps)
         rep["seed"] = args.seed
+        rep["inputs"] = "uniform [0, 1]" if x is None else f"test images ({test.source})"
         rep["trained_epochs"] = epoch
         if args.json:
             _print_json(rep)
@@ -145,6 +159,7 @@ def _add_lipschitz(sub) -> Callable:
         print(f"  general     lam_max(sym W) = {gen['lam_max_sym']:.6f}, margin {gen['margin']:.6f} ({held})")
         print(f"  general     bound vs current {gen['current']:.6f}, vs input {gen['input']:.6f}")
         if emp is not None:
+            print(f"  empirical   pairs around {rep['inputs']}")
             print(f"  empirical   hidden {emp['hidden']:.6f} (random pairs {emp['hidden_random']:.6f}), "
                   f"output {emp['output']:.6g}; {emp['n_pairs']} pairs, residual <= {emp['max_residual']:.1e}")
         return 0

@@ -1,6 +1,7 @@
 """Training on the shipped subset, kill-and-resume, result files, configuration errors."""
 
 import dataclasses
+from pathlib import Path
 
 import h5py
 import jax
@@ -14,6 +15,8 @@ from anasim.data import load_fashion_mnist
 from anasim.devices import ideal_profile
 from anasim.errors import AnasimError, ProfileError
 from anasim.learning.controller import checkpoint_path, config_from_spec, train
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +174,18 @@ def test_lipschitz_of_the_trained_chip(tmp_path, subset, capsys):
     untrained = json.loads(capsys.readouterr().out)["linearized"]["hidden"]
     assert abs(untrained - expected) > 1e-3 * expected
 
+    # the empirical estimate's pairs drawn around test images instead of uniform inputs
+    emp = {}
+    for data in ([], ["--data", "subset"]):
+        assert main(["lipschitz", str(path), "--trained", str(tmp_path / "run.nc"), *data,
+                     "--pairs", "4", "--ascent-steps", "0", "--json"]) == 0
+        rep = json.loads(capsys.readouterr().out)
+        emp[rep["inputs"].split(" (")[0]] = rep["empirical"]["hidden"]
+        if rep["general"]["margin"] > 0:   # the proximal bound holds: no measured ratio exceeds it
+            assert rep["empirical"]["hidden"] <= rep["general"]["current"] * (1 + 1e-9)
+    assert set(emp) == {"uniform [0, 1]", "test images"}
+    assert np.all(np.isfinite(list(emp.values()))) and emp["uniform [0, 1]"] != emp["test images"]
+
     epoch, hw = trained_chip(checkpoint_path(tmp_path / "run.nc"), spec, ideal_profile())
     assert epoch == 1
     for a, b in zip(_leaves(hw), _leaves(r.hardware), strict=True):
@@ -188,6 +203,9 @@ def test_trained_chip_errors_name_the_file(tmp_path, subset, capsys):
         trained_chip(tmp_path / "missing.nc", load_circuit(path), ideal_profile())
     assert main(["lipschitz", str(path), "--trained", str(tmp_path / "missing.nc")]) == 2
     assert "missing.ckpt.h5" in capsys.readouterr().err
+    tiny = str(ROOT / "circuits/tiny.toml")
+    assert main(["lipschitz", tiny, "--data", "subset", "--pairs", "1"]) == 2
+    assert "--data subset: images have 784 pixels" in capsys.readouterr().err
     spec = load_circuit(path)
     train(spec, ideal_profile(), config_from_spec(spec), *subset, out=tmp_path / "run.nc", progress=False)
     wider = tmp_path / "wider.toml"
