@@ -54,6 +54,11 @@ BAD = [
     ("[network]\nsizes = [4, 3]\n[relaxation]\ntol = inf\n", "relaxation.tol"),
     ("[network]\nsizes = [4, 3]\n[training]\nbeta = nan\n", "training.beta"),
     ("[network]\nsizes = [4, 3\n", "not valid TOML"),
+    ("[network]\nsizes = [4, 3]\n[nodal]\nnode_capacitance = 1e-15\n", "nodal.node_capacitance"),
+    ("[network]\nsizes = [4, 3]\n[nodal]\nkind = \"gyrator\"\n", "nodal.kind"),
+    ("[network]\nsizes = [4, 3]\n[nodal]\nnode_capacitance_f = -1e-15\n", "nodal.node_capacitance_f"),
+    ("[network]\nsizes = [4, 3]\n[nodal]\ntemperature_k = \"hot\"\n", "nodal.temperature_k"),
+    ("[network]\nsizes = [4, 3]\n[nodal]\nmax_newton = 2.5\n", "nodal.max_newton"),
 ]
 
 
@@ -97,3 +102,15 @@ def test_flawless_slm_circuit_is_the_ideal_circuit():
     for a, b in zip(ideal.s_plus + ideal.s_minus, real.s_plus + real.s_minus):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
     assert int(ideal.iterations) == int(real.iterations)
+
+
+def test_nodal_table_sets_the_node_level_physics(tmp_path):
+    from anasim.circuits.resistive_hopfield import NodalPhysics
+
+    path = tmp_path / "c.toml"
+    path.write_text("[network]\nsizes = [4, 3]\nlam = 1.0\n[nodal]\nnode_capacitance_f = 1e-15\ng_min_s = 1e-7\n")
+    spec = load_circuit(path)
+    assert spec.nodal_options() == {"node_capacitance_f": 1e-15, "g_min_s": 1e-7}
+    hash(spec)
+    ph = NodalPhysics(kind="resistive", **spec.nodal_options())
+    assert ph.node_capacitance_f == 1e-15 and ph.g_min_s == 1e-7 and ph.v_fs_v == NodalPhysics().v_fs_v

@@ -494,11 +494,12 @@ def _kind_for(spec) -> str:
 
 def weights_from_hardware(spec, hw, physics: NodalPhysics | None = None):
     """Realized matrices of a chip from :func:`anasim.circuits.layered.build`, and the physics
-    to use (``physics.kind`` from λ; a resistive crossbar's own conductances and
+    to use (``physics`` None: the spec's ``[nodal]`` table over NodalPhysics' defaults;
+    ``physics.kind`` from λ; a resistive crossbar's own conductances and
     g_unit = (G_max − G_min)/w_max when the profile's coupling is one; a gyrator
     array's forward (1+ε)∘θ, backward −θᵀ, output conductances and OTA noise factor)."""
     kind = _kind_for(spec)
-    physics = physics or NodalPhysics(kind=kind)
+    physics = physics or NodalPhysics(kind=kind, **spec.nodal_options())
     if physics.kind != kind:
         physics = replace(physics, kind=kind)
     dev = hw.profile.coupling
@@ -635,7 +636,11 @@ def relax_in_jit(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None
 
     The DC solve itself runs on the host (numpy/scipy around its own compiled
     Newton loop); ``nudge``, ``target``, ``clamp`` and ``x`` may be traced.
-    ``clamp`` entries are None or arrays, as a static structure.
+    ``clamp`` entries are None or arrays, as a static structure. Called with
+    concrete arrays (outside ``jit``) it calls :func:`relax` directly: the
+    Newton loop's own compiled computation must not run from inside a host
+    callback, where XLA's CPU client can wait on itself (a training step of a
+    784-input circuit hung that way).
     """
     from anasim.circuits.layered import Equilibrium
 
@@ -660,4 +665,7 @@ def relax_in_jit(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None
                    nudge=tuple(float(b) for b in nudge), target=target, clamp=clamp, physics=physics)
         return jax.tree_util.tree_map(lambda a, s: np.asarray(a, s.dtype), eq, shapes)
 
-    return jax.pure_callback(host, shapes, leaves, x, key, tuple(nudge), target, tuple(clamp))
+    args = (leaves, x, key, tuple(nudge), target, tuple(clamp))
+    if not any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(args)):
+        return jax.tree_util.tree_map(jnp.asarray, host(*args))
+    return jax.pure_callback(host, shapes, *args)

@@ -40,6 +40,9 @@ key)::
     [training]                          # free-form, validated by the learning code
     epochs = 3
 
+    [nodal]                             # optional: the node-level circuit (training.engine = "nodal")
+    node_capacitance_f = 1e-15          # any NodalPhysics field but kind (SI units: V, S, A, K, F)
+
 Backward realizations (how the θ_kᵀ direction is built):
 
 ``transpose``
@@ -62,6 +65,15 @@ couplings start, by default, as their own draw U(±init_scale/√n_{k+1}). With
 so that the cosine between ψ_k and θ_kᵀ is cos α for large matrices (exactly
 θ_kᵀ at α = 0, unrelated at 90°, −θ_kᵀ at 180°). Studies sweep it as
 ``circuit.asymmetry_angle`` (the key must be present in the circuit file).
+
+Node-level realization: the ``[nodal]`` table sets the fields of
+:class:`~anasim.circuits.resistive_hopfield.NodalPhysics` for the
+resistive (λ = 1) or gyrator (λ = 0) netlist that ``training.engine =
+"nodal"`` and :func:`anasim.circuits.resistive_hopfield.relax` solve: e.g.
+``node_capacitance_f`` puts each node's stationary thermal fluctuation (kT/C
+order) into every equilibrium, ``g_min_s`` the crossbar's floor conductance,
+``temperature_k``. ``kind`` follows λ. Without the table every field keeps
+its default.
 
 Reduced precision: ``bfloat16`` and ``float16`` run the relaxation's states and
 coupling reads (and the programmed devices) in that format, while the
@@ -147,6 +159,10 @@ class CircuitSpec(LamStructure):
             (nested tables and lists become tuples so the spec stays
             hashable); :meth:`training_options` returns it as a dict.
         source: the file the spec came from ("" if built in code).
+        nodal: the ``[nodal]`` table as sorted (key, value) pairs: fields of
+            :class:`~anasim.circuits.resistive_hopfield.NodalPhysics` (all
+            but ``kind``) for the node-level realization; :meth:`nodal_options`
+            returns it as a dict.
     """
 
     sizes: tuple[int, ...]
@@ -167,9 +183,11 @@ class CircuitSpec(LamStructure):
     training: tuple = ()
     source: str = ""
     asymmetry_angle: float | None = None
+    nodal: tuple = ()
 
     def __post_init__(self):
         where = self.source or "CircuitSpec"
+        self._check_nodal(where)
         sizes = tuple(int(n) for n in self.sizes)
         if len(sizes) < 2 or any(n < 1 for n in sizes):
             raise ProfileError(f"{where}: network.sizes must list ≥ 2 positive layer sizes, got {self.sizes}")
@@ -261,11 +279,38 @@ class CircuitSpec(LamStructure):
         """The ``[training]`` table as a (nested) dict."""
         return _thaw(self.training)
 
+    def nodal_options(self) -> dict[str, Any]:
+        """The ``[nodal]`` table as a dict of NodalPhysics keyword arguments."""
+        return dict(self.nodal)
+
+    def _check_nodal(self, where: str) -> None:
+        if not self.nodal:
+            return
+        # The node-level module pulls in the nodal solver: imported only when used.
+        from anasim.circuits.resistive_hopfield import NodalPhysics  # noqa: PLC0415
+        from anasim.errors import AnasimError  # noqa: PLC0415
+
+        allowed = [f for f in NodalPhysics.__dataclass_fields__ if f != "kind"]
+        opts = dict(self.nodal)
+        for key, value in opts.items():
+            if key not in allowed:
+                raise ProfileError(f"{where}: unknown key 'nodal.{key}' (allowed: {', '.join(allowed)}; "
+                                   f"kind follows network.lam)")
+            want, what = (int, "an integer") if key == "max_newton" else ((int, float), "a number")
+            if isinstance(value, bool) or not isinstance(value, want):
+                raise ProfileError(f"{where}: key 'nodal.{key}' must be {what}, got {value!r}")
+            _check_finite(value, where, f"nodal.{key}")
+        try:
+            NodalPhysics(**opts)
+        except AnasimError as err:
+            # NodalPhysics names its fields; the user wrote them as nodal.<field>
+            raise ProfileError(f"{where}: {str(err).replace('NodalPhysics.', 'nodal.')}") from None
+
 
 # --- TOML loading ----------------------------------------------------------------
 
 _TOP = {"name": str, "description": str, "device": str, "network": dict, "relaxation": dict,
-        "training": dict}
+        "training": dict, "nodal": dict}
 _NETWORK = {"sizes": list, "lam": (float, int, str), "activation": (str, list), "backward": str,
             "cost": str, "init_scale": (float, int), "asymmetry_angle": (float, int)}
 _RELAXATION = {"eta": (float, int), "eta_auto": bool, "schedule": str, "max_iters": int, "tol": (float, int),
@@ -368,6 +413,7 @@ def load_circuit(path: str | Path) -> CircuitSpec:
         device=data.get("device", ""),
         name=data.get("name", path.stem),
         training=_freeze(training),
+        nodal=tuple(sorted(data.get("nodal", {}).items())),
         source=where,
     )
     return CircuitSpec(**kwargs)
