@@ -114,3 +114,8 @@ def test_nodal_table_sets_the_node_level_physics(tmp_path):
     hash(spec)
     ph = NodalPhysics(kind="resistive", **spec.nodal_options())
     assert ph.node_capacitance_f == 1e-15 and ph.g_min_s == 1e-7 and ph.v_fs_v == NodalPhysics().v_fs_v
+    # in code, a dict gives the same (hashable) spec
+    same = CircuitSpec(sizes=(4, 3), lam=1.0, nodal={"g_min_s": 1e-7, "node_capacitance_f": 1e-15})
+    assert same.nodal == spec.nodal
+    with pytest.raises(ProfileError, match="nodal must be a table"):
+        CircuitSpec(sizes=(4, 3), lam=1.0, nodal=[1e-15])

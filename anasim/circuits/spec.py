@@ -187,6 +187,13 @@ class CircuitSpec(LamStructure):
 
     def __post_init__(self):
         where = self.source or "CircuitSpec"
+        # a dict given in code becomes the hashable sorted pairs a TOML file gives
+        try:
+            nodal = dict(self.nodal)
+        except (TypeError, ValueError):
+            raise ProfileError(f"{where}: nodal must be a table (dict or (key, value) pairs) of "
+                               f"NodalPhysics fields, got {self.nodal!r}") from None
+        object.__setattr__(self, "nodal", tuple(sorted(nodal.items())))
         self._check_nodal(where)
         sizes = tuple(int(n) for n in self.sizes)
         if len(sizes) < 2 or any(n < 1 for n in sizes):

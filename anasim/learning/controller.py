@@ -489,10 +489,14 @@ def _train_step(spec, cfg, params, opt_state, hw, hw2, mult, x, y, beta, lr, key
     return params, opt_state, hw, hw2, iters, correct, loss, unsettled
 
 
-# The nodal engine's DC solve is its own compiled Newton loop driven from the host:
-# run inside an outer jit (through a host callback) it can wait forever on XLA's
-# CPU client, so its steps run op by op around the solve instead.
-_train_step_eager = _train_step.__wrapped__
+def _for_engine(jitted: Callable, engine: str) -> Callable:
+    """``jitted`` for the iterative engine; its plain Python body for the nodal one.
+
+    The nodal engine's DC solve is its own compiled Newton loop driven from the
+    host: run inside an outer jit (through a host callback) it can wait forever
+    on XLA's CPU client, so its steps run op by op around the solve instead.
+    """
+    return jitted if engine == "iterative" else jitted.__wrapped__
 
 
 def _write_in_situ(spec, hw, updates: Params, key):
@@ -544,11 +548,11 @@ def evaluate(spec: CircuitSpec, hw, split: Split, key, batch: int = 500, engine:
     correct = loss = sat = iters = 0.0
     diverged = False
     nb = 0
+    eval_batch = _for_engine(_eval_batch, engine)
     for i, start in enumerate(range(0, n, batch)):
         x = jnp.asarray(split.x[start:start + batch])
         y = jax.nn.one_hot(split.y[start:start + batch], spec.n_out, dtype=jnp.dtype(spec.dtype))
-        run = _eval_batch if engine == "iterative" else _eval_batch.__wrapped__
-        c, l_, s, it, dv = run(spec, hw, x, y, jax.random.fold_in(key, i), engine)
+        c, l_, s, it, dv = eval_batch(spec, hw, x, y, jax.random.fold_in(key, i), engine)
         correct += float(c)
         loss += float(l_)
         sat += float(s) * x.shape[0]
@@ -774,7 +778,7 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
     hw_time = history["hardware_time_s"][-1] if history["hardware_time_s"] else 0.0
     energy = history["energy_j"][-1] if history["energy_j"] else 0.0
     last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
-    train_step = _train_step if cfg.engine == "iterative" else _train_step_eager
+    train_step = _for_engine(_train_step, cfg.engine)
     for epoch in range(start_epoch, last):
         t0 = time.perf_counter()
         beta = cfg.beta + cfg.beta_growth * epoch
