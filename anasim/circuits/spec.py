@@ -90,7 +90,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from anasim.errors import ProfileError
+from anasim.errors import AnasimError, ProfileError
 
 #: Neuron nonlinearities a spec may name (see :mod:`anasim.circuits.layered`).
 ACTIVATIONS = ("hard_sigmoid", "tempered_hard_sigmoid", "relu", "identity", "sigmoid")
@@ -295,7 +295,6 @@ class CircuitSpec(LamStructure):
             return
         # The node-level module pulls in the nodal solver: imported only when used.
         from anasim.circuits.resistive_hopfield import NodalPhysics  # noqa: PLC0415
-        from anasim.errors import AnasimError  # noqa: PLC0415
 
         allowed = [f for f in NodalPhysics.__dataclass_fields__ if f != "kind"]
         opts = dict(self.nodal)
