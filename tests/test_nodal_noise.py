@@ -312,3 +312,39 @@ def test_gyrator_chip_ota_noise_raises_every_node_above_kT_over_C():
     dv = np.concatenate([np.concatenate(a, 1) - np.concatenate(b, 1) for a, b in ((sn0, s0), (sn1, s1))], 1)
     var = (dv * ph.v_fs_v).var(0) / (K_BOLTZMANN * T / cap)
     assert var.min() > 1.25, var     # ≥ 1 exactly; measured 2.2–3.6; without OTA noise 1 ± 0.06
+
+
+def test_small_signal_batch_of_different_circuits_equals_each_alone():
+    """Stamps whose values differ across the batch (here the resistors and VCCS)
+    and stamps shared by every circuit (capacitors) assemble to the matrices
+    each circuit gives on its own."""
+    import dataclasses
+
+    from anasim.circuits.nodal_noise import _small_signal_batch
+
+    text = """mixed
+V1 in 0 1
+R1 in a 1k
+R2 a b 2k
+R3 b 0 3k
+C1 a 0 1p
+C2 b 0 2p
+G1 0 a b 0 0.5m
+D1 a 0 dmod
+.model dmod D(IS=1e-14 N=1.5)
+.end
+"""
+    circ = Circuit.from_netlist(parse_netlist(text))
+    base = circ.values
+    scale = np.array([[1.0], [0.5], [2.0]])
+    vals = dataclasses.replace(base, g=np.asarray(base.g)[None] * scale, gm=np.asarray(base.gm)[None] * scale,
+                               **{k: np.broadcast_to(getattr(base, k), (3,) + np.shape(getattr(base, k)))
+                                  for k in ("c", "i_s", "n", "v", "i")})
+    volts = np.random.default_rng(0).uniform(0, 0.7, (3, circ.n_nodes))
+    batch = _small_signal_batch(circ, vals, volts, 1e-15, 0.5)
+    for k in range(3):
+        one = jax.tree_util.tree_map(lambda a, k=k: np.asarray(a)[k:k + 1], vals)
+        alone = _small_signal_batch(circ, one, volts[k:k + 1], 1e-15, 0.5)
+        for got, ref in zip(batch, alone, strict=True):
+            np.testing.assert_allclose(got[k], ref[0], rtol=1e-12, atol=0)
+    assert not np.allclose(batch[0][0], batch[0][1])   # the circuits do differ

@@ -193,20 +193,29 @@ def _small_signal_batch(c: Circuit, vals: CircuitValues, volts: np.ndarray, node
         raise AnasimError("small-signal analysis supports voltage sources with one terminal at ground only")
     nb = volts.shape[0]
     nf = len(lay.free)
-    m = nf + 1
-    pos = np.full(c.n_nodes + 1, nf, np.int64)   # fixed nodes and ground → a dummy row/col
+    pos = np.full(c.n_nodes + 1, nf, np.int64)   # fixed nodes and ground → nf, outside the block
     pos[lay.free] = np.arange(nf)
-    base = (np.arange(nb) * m * m)[:, None]
 
     def matrix(stamps):
-        idx, w = [], []
+        # Entries at a fixed node fall outside the free block and are dropped first;
+        # a stamp whose values are the same for every circuit of the batch (a chip's
+        # conductances, all its inputs) is summed once, not once per circuit.
+        shared, per = [], []
         for i, j, x in stamps:
-            idx.append(base + pos[i] * m + pos[j])
-            w.append(np.broadcast_to(x, (nb, len(i))))
-        if not idx:
-            return np.zeros((nb, nf, nf))
-        M = np.bincount(np.concatenate(idx, 1).ravel(), np.concatenate(w, 1).ravel(), nb * m * m)
-        return M.reshape(nb, m, m)[:, :nf, :nf]
+            x = np.broadcast_to(x, (nb, len(i)))
+            keep = (pos[i] < nf) & (pos[j] < nf)
+            entry = (pos[i[keep]] * nf + pos[j[keep]], x[:, keep])
+            (shared if np.all(entry[1] == entry[1][:1]) else per).append(entry)
+        M = np.zeros((nb, nf, nf))
+        if shared:
+            M += np.bincount(np.concatenate([k for k, _ in shared]),
+                             np.concatenate([x[0] for _, x in shared]), nf * nf).reshape(nf, nf)
+        if per:
+            base = (np.arange(nb) * nf * nf)[:, None]
+            idx = np.concatenate([base + k for k, _ in per], 1)
+            M += np.bincount(idx.ravel(), np.concatenate([x for _, x in per], 1).ravel(),
+                             nb * nf * nf).reshape(nb, nf, nf)
+        return M
 
     def two(pairs, x):
         P = np.asarray(pairs, np.int64).reshape(-1, 2)
