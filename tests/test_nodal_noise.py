@@ -348,3 +348,37 @@ D1 a 0 dmod
         for got, ref in zip(batch, alone, strict=True):
             np.testing.assert_allclose(got[k], ref[0], rtol=1e-12, atol=0)
     assert not np.allclose(batch[0][0], batch[0][1])   # the circuits do differ
+
+
+def test_thermal_draw_does_not_hang_on_the_eigenbasis():
+    """Equal RC nodes have Σ = k_B T / C · I: every basis diagonalizes it. The draw
+    uses the symmetric root of Σ, so a conductance change in the 12th digit
+    changes the draw for the same key in about the 12th digit, not wholesale;
+    and over many draws each node still shows k_B T / C."""
+    import dataclasses
+
+    from anasim.circuits.nodal import solve_op
+    from anasim.circuits.nodal_noise import thermal_fluctuation
+
+    text = """equal nodes
+R1 a 0 1k
+R2 b 0 1k
+R3 c 0 1k
+R4 a b 2k
+R5 b c 2k
+C1 a 0 1p
+C2 b 0 1p
+C3 c 0 1p
+.end
+"""
+    circ = Circuit.from_netlist(parse_netlist(text))
+    key = jax.random.PRNGKey(7)
+    vals = circ.values
+    nudged = dataclasses.replace(vals, g=np.asarray(vals.g) * (1 + 1e-12))
+    a = thermal_fluctuation(circ, vals, solve_op(circ, vals), key)
+    b = thermal_fluctuation(circ, nudged, solve_op(circ, nudged), key)
+    np.testing.assert_allclose(a, b, rtol=1e-8, atol=0)
+    many = dataclasses.replace(vals, **{k: np.broadcast_to(getattr(vals, k), (4000,) + np.shape(getattr(vals, k)))
+                                         for k in ("g", "c", "i_s", "n", "v", "i", "gm")})
+    draws = thermal_fluctuation(circ, many, solve_op(circ, many), key)
+    np.testing.assert_allclose(draws.var(0), K_BOLTZMANN * T / 1e-12, rtol=0.08)

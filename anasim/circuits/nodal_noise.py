@@ -336,8 +336,13 @@ def thermal_fluctuation(c: Circuit, values: CircuitValues, op: OperatingPoint, k
     with threadpool_limits(limits=_SMALL_LAPACK_THREADS, user_api="blas"):
         w, U = np.linalg.eigh(sigma)
     xi = np.asarray(jax.random.normal(key, (nb, len(c.layout.free))), np.float64)
+    # The symmetric square root U √w Uᵀ, not U √w: near equipartition Σ's eigenvalues
+    # are nearly degenerate and eigh's basis within them moves with the last bits
+    # of Σ; the symmetric root does not, so a key gives the same draw whatever
+    # order the matrices were summed in.
     out = np.zeros((nb, c.n_nodes))
-    out[:, c.layout.free] = np.einsum("bij,bj->bi", U, np.sqrt(np.maximum(w, 0.0)) * xi)
+    rot = np.einsum("bji,bj->bi", U, xi)
+    out[:, c.layout.free] = np.einsum("bij,bj->bi", U, np.sqrt(np.maximum(w, 0.0)) * rot)
     return out.reshape(batch + (c.n_nodes,))
 
 
