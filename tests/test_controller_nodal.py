@@ -80,7 +80,9 @@ def test_nodal_table_puts_thermal_noise_into_the_controllers_equilibria():
     from anasim.devices import ideal_profile
     from anasim.learning.controller import relaxation
 
-    k_b, temperature, cap, v_fs = 1.380649e-23, 300.15, 1e-15, 1.0
+    from anasim.circuits.nodal import K_BOLTZMANN as k_b
+
+    temperature, cap, v_fs = 300.15, 1e-15, 1.0
     quiet = CircuitSpec(sizes=SIZES, lam=1.0, dtype="float64", init_scale=0.5)
     noisy = CircuitSpec(sizes=SIZES, lam=1.0, dtype="float64", init_scale=0.5,
                         nodal=(("node_capacitance_f", cap), ("temperature_k", temperature)))

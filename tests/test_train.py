@@ -148,20 +148,31 @@ test_size = 50
 """
 
 
-def test_lipschitz_of_the_trained_chip(tmp_path, subset, capsys):
+@pytest.fixture(scope="module")
+def small_sym_run(tmp_path_factory, subset):
+    """(spec file, spec, result) of one epoch of SMALL_SYM, its run at ``<dir>/run.nc``."""
+    from anasim.circuits import load_circuit
+
+    tmp = tmp_path_factory.mktemp("small-sym")
+    path = tmp / "small-sym.toml"
+    path.write_text(SMALL_SYM)
+    spec = load_circuit(path)
+    result = train(spec, ideal_profile(), config_from_spec(spec), *subset, out=tmp / "run.nc", progress=False)
+    return path, spec, result
+
+
+def test_lipschitz_of_the_trained_chip(small_sym_run, capsys):
     """`anasim lipschitz --trained run.nc` analyses the chip the run left behind:
     its eq. 17 bound equals the one computed from the returned chip directly
     (‖(I − W)^{-1}‖₂ by numpy's SVD) and differs from the untrained chip's."""
     import json
 
-    from anasim.circuits import effective_matrices, load_circuit
+    from anasim.circuits import effective_matrices
     from anasim.cli import main
     from anasim.learning import trained_chip
 
-    path = tmp_path / "small-sym.toml"
-    path.write_text(SMALL_SYM)
-    spec = load_circuit(path)
-    r = train(spec, ideal_profile(), config_from_spec(spec), *subset, out=tmp_path / "run.nc", progress=False)
+    path, spec, r = small_sym_run
+    tmp_path = path.parent
     W = np.asarray(effective_matrices(spec, r.hardware).W, np.float64)
     expected = 1.0 / np.linalg.svd(np.eye(len(W)) - W, compute_uv=False).min()
     assert r.history["lipschitz"][-1] == pytest.approx(expected, rel=1e-6)
@@ -192,13 +203,12 @@ def test_lipschitz_of_the_trained_chip(tmp_path, subset, capsys):
         np.testing.assert_array_equal(a, b)
 
 
-def test_trained_chip_errors_name_the_file(tmp_path, subset, capsys):
+def test_trained_chip_errors_name_the_file(tmp_path, small_sym_run, capsys):
     from anasim.circuits import load_circuit
     from anasim.cli import main
     from anasim.learning import trained_chip
 
-    path = tmp_path / "small-sym.toml"
-    path.write_text(SMALL_SYM)
+    path, _, _ = small_sym_run
     with pytest.raises(AnasimError, match="no checkpoint .*missing.ckpt.h5"):
         trained_chip(tmp_path / "missing.nc", load_circuit(path), ideal_profile())
     assert main(["lipschitz", str(path), "--trained", str(tmp_path / "missing.nc")]) == 2
@@ -206,9 +216,7 @@ def test_trained_chip_errors_name_the_file(tmp_path, subset, capsys):
     tiny = str(ROOT / "circuits/tiny.toml")
     assert main(["lipschitz", tiny, "--data", "subset", "--pairs", "1"]) == 2
     assert "--data subset: images have 784 pixels" in capsys.readouterr().err
-    spec = load_circuit(path)
-    train(spec, ideal_profile(), config_from_spec(spec), *subset, out=tmp_path / "run.nc", progress=False)
     wider = tmp_path / "wider.toml"
     wider.write_text(SMALL_SYM.replace("[784, 16, 10]", "[784, 20, 10]"))
     with pytest.raises(AnasimError, match=r"run.ckpt.h5: checkpoint array 'hw/.*' has shape"):
-        trained_chip(tmp_path / "run.nc", load_circuit(wider), ideal_profile())
+        trained_chip(path.parent / "run.nc", load_circuit(wider), ideal_profile())
