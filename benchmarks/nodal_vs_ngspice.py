@@ -26,9 +26,9 @@ import time
 import numpy as np
 
 import anasim  # noqa: F401
-from anasim.circuits import ngspice
-from anasim.circuits.nodal import solve_op
-from anasim.circuits.resistive_hopfield import (
+from anasim.nodal import ngspice
+from anasim.nodal.solver import solve_op
+from anasim.nodal.hopfield import (
     LayeredWeights, NodalPhysics, hopfield_circuit, hopfield_values)
 
 

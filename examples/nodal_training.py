@@ -3,7 +3,7 @@
 Two circuits learn Fashion-MNIST (the shipped class-balanced subset, images
 averaged over 4×4 pixel blocks to 7×7 = 49 inputs) with a 49-32-10 layered
 network whose relaxation is the Kirchhoff solve of the whole netlist
-(:mod:`anasim.circuits.nodal`, checked against ngspice in the tests):
+(:mod:`anasim.nodal.solver`, checked against ngspice in the tests):
 
 * **EP** on the resistive circuit (λ = 1): inputs are voltage sources with
   inverted copies, signed weights differential conductance pairs, diode
@@ -11,7 +11,7 @@ network whose relaxation is the Kirchhoff solve of the whole netlist
   (y − s) into the output nodes) are solved as one batch; the update is
   :func:`anasim.learning.rules.ep_centered` on the circuit's co-content: the
   Hopfield term plus, through ``leak``, the leak term of a passive network
-  (:func:`~anasim.circuits.resistive_hopfield.cocontent_gradient`), which the
+  (:func:`~anasim.nodal.hopfield.cocontent_gradient`), which the
   tests check against implicit differentiation.
 * **dyadic** learning on the gyrator circuit (λ = 0): couplings are gyrators,
   the two compartments two cross-coupled copies of the circuit in one solve;
@@ -26,7 +26,7 @@ equilibrium's outputs on the test split. Prints one line per epoch; writes
 
 Then each trained chip is read at a sampling instant, when its nodes carry
 their stationary thermal fluctuation about the DC point
-(:func:`anasim.circuits.nodal_noise.thermal_fluctuation`: the resistors'
+(:func:`anasim.nodal.noise.thermal_fluctuation`: the resistors'
 Johnson–Nyquist noise, the clamp diodes' shot noise and, on the gyrator chip,
 its OTAs' noise with the array's γ = 2/3), for node capacitances C of 1, 0.1
 and 0.01 fF (rms fluctuation of order √(k_B T / C): 2, 6 and 20 mV against a
@@ -52,7 +52,7 @@ import xarray as xr
 
 import anasim  # noqa: F401  (float64)
 from anasim.circuits import layered
-from anasim.circuits.resistive_hopfield import NodalPhysics, relax, weights_from_hardware
+from anasim.nodal.hopfield import NodalPhysics, relax, weights_from_hardware
 from anasim.circuits.spec import CircuitSpec
 from anasim.data import SHIPPED_DIR, load_fashion_mnist
 from anasim.devices.gyrator import GyratorArray

@@ -105,7 +105,7 @@ def test_flawless_slm_circuit_is_the_ideal_circuit():
 
 
 def test_nodal_table_sets_the_node_level_physics(tmp_path):
-    from anasim.circuits.resistive_hopfield import NodalPhysics
+    from anasim.nodal.hopfield import NodalPhysics
 
     path = tmp_path / "c.toml"
     path.write_text("[network]\nsizes = [4, 3]\nlam = 1.0\n[nodal]\nnode_capacitance_f = 1e-15\ng_min_s = 1e-7\n")

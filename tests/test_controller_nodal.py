@@ -10,7 +10,7 @@ import pytest
 
 import anasim  # noqa: F401
 from anasim.circuits import layered
-from anasim.circuits.resistive_hopfield import solve_layers, weights_from_hardware
+from anasim.nodal.hopfield import solve_layers, weights_from_hardware
 from anasim.circuits.spec import CircuitSpec
 from anasim.data import Split
 from anasim.devices.gyrator import GyratorArray
@@ -80,7 +80,7 @@ def test_nodal_table_puts_thermal_noise_into_the_controllers_equilibria():
     from anasim.devices import ideal_profile
     from anasim.learning.controller import relaxation
 
-    from anasim.circuits.nodal import K_BOLTZMANN as k_b
+    from anasim.nodal.solver import K_BOLTZMANN as k_b
 
     temperature, cap, v_fs = 300.15, 1e-15, 1.0
     quiet = CircuitSpec(sizes=SIZES, lam=1.0, dtype="float64", init_scale=0.5)

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import anasim  # noqa: F401
-from anasim.circuits import ngspice
-from anasim.circuits.netlist import (
+from anasim.nodal import ngspice
+from anasim.nodal.netlist import (
     DiodeModel, Element, Netlist, NetlistError, format_netlist, parse_netlist, parse_value, read_netlist)
-from anasim.circuits.nodal import Circuit, solve_op
+from anasim.nodal.solver import Circuit, solve_op
 from anasim.cli import main
 from anasim.errors import AnasimError
 

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import pytest
 
 import anasim  # noqa: F401  (enables x64)
-from anasim.circuits import ngspice
-from anasim.circuits.netlist import DiodeModel, Element, Netlist, parse_netlist
-from anasim.circuits.nodal import Circuit, CircuitValues, solve_op, thermal_voltage
+from anasim.nodal import ngspice
+from anasim.nodal.netlist import DiodeModel, Element, Netlist, parse_netlist
+from anasim.nodal.solver import Circuit, CircuitValues, solve_op, thermal_voltage
 from anasim.errors import AnasimError, ConvergenceError
 
 needs_ngspice = pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")

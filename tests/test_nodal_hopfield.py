@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import anasim  # noqa: F401
-from anasim.circuits import layered, ngspice
-from anasim.circuits.resistive_hopfield import (
+from anasim.circuits import layered
+from anasim.nodal import ngspice
+from anasim.nodal.hopfield import (
     LayeredWeights, NodalPhysics, hopfield_netlist, relax, solve_layers, weights_from_hardware)
 from anasim.circuits.spec import CircuitSpec
 from anasim.devices.gyrator import GyratorArray
@@ -241,8 +242,8 @@ def _implicit_gradient(ph, w, x, y):
     solver): dv/dθ = −(∂F/∂v)⁻¹ ∂F/∂θ at the DC point."""
     import jax.numpy as jnp
 
-    from anasim.circuits.nodal import thermal_voltage
-    from anasim.circuits.resistive_hopfield import hopfield_circuit
+    from anasim.nodal.solver import thermal_voltage
+    from anasim.nodal.hopfield import hopfield_circuit
 
     hc = hopfield_circuit(SIZES, ph)
     c = hc.circuit
@@ -291,7 +292,7 @@ def _implicit_gradient(ph, w, x, y):
 
 
 def test_ep_from_nodal_equilibria_matches_implicit_differentiation_and_a_step_lowers_the_loss():
-    from anasim.circuits.resistive_hopfield import cocontent_gradient
+    from anasim.nodal.hopfield import cocontent_gradient
 
     rng = np.random.default_rng(21)
     ph = NodalPhysics(kind="resistive", g_min_s=1e-6)
@@ -333,8 +334,8 @@ def test_dyadic_from_gyrator_circuit_matches_implicit_differentiation():
     function theorem on a KCL residual (leaks, clamp diodes, VCCS) written here."""
     import jax.numpy as jnp
 
-    from anasim.circuits.nodal import thermal_voltage
-    from anasim.circuits.resistive_hopfield import hopfield_circuit
+    from anasim.nodal.solver import thermal_voltage
+    from anasim.nodal.hopfield import hopfield_circuit
     from anasim.learning import rules
 
     rng = np.random.default_rng(8)
@@ -396,7 +397,7 @@ def test_dyadic_from_gyrator_circuit_matches_implicit_differentiation():
 def test_relax_in_jit_equals_relax():
     """The host-callback form runs inside jax.jit (as a jitted training step would call
     the iterative engine) and returns the same equilibrium."""
-    from anasim.circuits.resistive_hopfield import relax_in_jit
+    from anasim.nodal.hopfield import relax_in_jit
 
     spec = CircuitSpec(sizes=SIZES, lam=1.0, dtype="float64", init_scale=2.0)
     hw = layered.build(spec, DeviceProfile(), layered.init_params(spec, jax.random.PRNGKey(0)), jax.random.PRNGKey(1))

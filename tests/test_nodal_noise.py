@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import anasim  # noqa: F401
-from anasim.circuits import ngspice
-from anasim.circuits.netlist import parse_netlist
-from anasim.circuits.nodal import K_BOLTZMANN, Circuit
-from anasim.circuits.nodal_noise import output_noise_density, simulate_transient
+from anasim.nodal import ngspice
+from anasim.nodal.netlist import parse_netlist
+from anasim.nodal.solver import K_BOLTZMANN, Circuit
+from anasim.nodal.noise import output_noise_density, simulate_transient
 
 T = 300.15
 
@@ -110,7 +110,7 @@ def test_thermal_covariance_of_a_mismatched_gyrator_matches_the_sde():
     covariance at the operating point equals the sample covariance of the
     Euler–Maruyama-free, drift-implicit SDE of :func:`simulate_transient`, and
     differs from k_B T C⁻¹ by far more than the tolerance."""
-    from anasim.circuits.nodal_noise import thermal_covariance
+    from anasim.nodal.noise import thermal_covariance
 
     text = """gyrator rc
 R1 a 0 1k
@@ -141,7 +141,7 @@ def test_relax_noise_is_kT_over_C_per_node(kind):
     """With node capacitance C, each node of a linear resistive network — and of an
     ideal (ε = 0) gyrator network, whose skew part leaves equipartition intact —
     fluctuates with variance k_B T / C about the DC point, independently."""
-    from anasim.circuits.resistive_hopfield import LayeredWeights, NodalPhysics, solve_layers
+    from anasim.nodal.hopfield import LayeredWeights, NodalPhysics, solve_layers
 
     sizes = (3, 4, 2)
     n = 6
@@ -202,7 +202,7 @@ def test_diode_node_variance_zero_bias_equipartition_and_forward_half():
     (n = 1) the junction's shot noise is its conductance's Johnson noise, so the node
     shows k_B T / C (equilibrium); forward biased, 2q I_D = 2 n k_B T g_d gives
     n k_B T / (2C). gmin (1e-12 S, noiseless) is negligible beside g_d here."""
-    from anasim.circuits.nodal_noise import thermal_covariance
+    from anasim.nodal.noise import thermal_covariance
 
     kT, C = K_BOLTZMANN * T, 1e-12
     zero = Circuit.from_netlist(parse_netlist("d0\nD1 a 0 dm\nC1 a 0 1p\n.model dm D(IS=1e-9 N=1)\n.end\n"))
@@ -222,8 +222,8 @@ def test_diode_shot_noise_in_the_transient_and_lyapunov_match_the_linearized_cir
     variance: without it that variance would be 14× smaller."""
     import scipy.linalg
 
-    from anasim.circuits.nodal import Q_ELECTRON, solve_op, thermal_voltage
-    from anasim.circuits.nodal_noise import thermal_covariance
+    from anasim.nodal.solver import Q_ELECTRON, solve_op, thermal_voltage
+    from anasim.nodal.noise import thermal_covariance
 
     text = DIODE.format(i_bias="100u", i_s="1e-14", n="1").replace("C2 b 0 2p", "C2 b 0 0.2p")
     circ = Circuit.from_netlist(parse_netlist(text))
@@ -267,7 +267,7 @@ def test_ota_noise_of_an_ideal_gyrator_closed_forms():
     Stationary: the skew coupling leaves Σ = σ I with σ = k_B T (1 + γ g_m / g) / C
     (7/3 k_B T / C at γ = 2/3), in the Lyapunov covariance and in the SDE. At DC the
     output noise is 4 k_B T (g + γ g_m) / (g² + g_m²) (solving the two KCL equations)."""
-    from anasim.circuits.nodal_noise import thermal_covariance
+    from anasim.nodal.noise import thermal_covariance
 
     gamma, g, gm, C, kT = 2 / 3, 1e-3, 2e-3, 1e-12, K_BOLTZMANN * T
     circ = Circuit.from_netlist(parse_netlist(GYRATOR))
@@ -292,7 +292,7 @@ def test_gyrator_chip_ota_noise_raises_every_node_above_kT_over_C():
     relaxed states of the node-level circuit fluctuate more than k_B T / C per node
     (added noise intensity can only grow the stationary covariance)."""
     from anasim.circuits import layered
-    from anasim.circuits.resistive_hopfield import NodalPhysics, solve_layers, weights_from_hardware
+    from anasim.nodal.hopfield import NodalPhysics, solve_layers, weights_from_hardware
     from anasim.circuits.spec import CircuitSpec
     from anasim.devices.gyrator import GyratorArray
     from anasim.devices.profile import DeviceProfile
@@ -320,7 +320,7 @@ def test_small_signal_batch_of_different_circuits_equals_each_alone():
     each circuit gives on its own."""
     import dataclasses
 
-    from anasim.circuits.nodal_noise import _small_signal_batch
+    from anasim.nodal.noise import _small_signal_batch
 
     text = """mixed
 V1 in 0 1
@@ -357,8 +357,8 @@ def test_thermal_draw_does_not_hang_on_the_eigenbasis():
     and over many draws each node still shows k_B T / C."""
     import dataclasses
 
-    from anasim.circuits.nodal import solve_op
-    from anasim.circuits.nodal_noise import thermal_fluctuation
+    from anasim.nodal.solver import solve_op
+    from anasim.nodal.noise import thermal_fluctuation
 
     text = """equal nodes
 R1 a 0 1k

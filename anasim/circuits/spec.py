@@ -67,9 +67,9 @@ so that the cosine between ψ_k and θ_kᵀ is cos α for large matrices (exactl
 ``circuit.asymmetry_angle`` (the key must be present in the circuit file).
 
 Node-level realization: the ``[nodal]`` table sets the fields of
-:class:`~anasim.circuits.resistive_hopfield.NodalPhysics` for the
+:class:`~anasim.nodal.hopfield.NodalPhysics` for the
 resistive (λ = 1) or gyrator (λ = 0) netlist that ``training.engine =
-"nodal"`` and :func:`anasim.circuits.resistive_hopfield.relax` solve: e.g.
+"nodal"`` and :func:`anasim.nodal.hopfield.relax` solve: e.g.
 ``node_capacitance_f`` puts each node's stationary thermal fluctuation (kT/C
 order) into every equilibrium, ``g_min_s`` the crossbar's floor conductance,
 ``temperature_k``. ``kind`` follows λ. Without the table every field keeps
@@ -160,7 +160,7 @@ class CircuitSpec(LamStructure):
             hashable); :meth:`training_options` returns it as a dict.
         source: the file the spec came from ("" if built in code).
         nodal: the ``[nodal]`` table as sorted (key, value) pairs: fields of
-            :class:`~anasim.circuits.resistive_hopfield.NodalPhysics` (all
+            :class:`~anasim.nodal.hopfield.NodalPhysics` (all
             but ``kind``) for the node-level realization; :meth:`nodal_options`
             returns it as a dict.
     """
@@ -294,7 +294,7 @@ class CircuitSpec(LamStructure):
         if not self.nodal:
             return
         # The node-level module pulls in the nodal solver: imported only when used.
-        from anasim.circuits.resistive_hopfield import NodalPhysics  # noqa: PLC0415
+        from anasim.nodal.hopfield import NodalPhysics  # noqa: PLC0415
 
         allowed = [f for f in NodalPhysics.__dataclass_fields__ if f != "kind"]
         opts = dict(self.nodal)

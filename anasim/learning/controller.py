@@ -112,7 +112,7 @@ class TrainConfig:
             :data:`FLOOR_SPREAD` (2×) of the batch median. Iterative engine only.
         engine: "iterative" (the opto-electronic loop engine, any device) or
             "nodal" (the node-level resistive (λ = 1) or gyrator (λ = 0) circuit,
-            each phase a DC operating point: :mod:`anasim.circuits.resistive_hopfield`).
+            each phase a DC operating point: :mod:`anasim.nodal.hopfield`).
             On the resistive circuit every rule differentiates the passive
             network's co-content, leak term included (``leak`` in
             :func:`anasim.learning.rules.energy_gradient`; the Hopfield energy
@@ -342,7 +342,7 @@ def relaxation(engine: str) -> Callable:
     """The relax function of an engine (:data:`ENGINES`); both share
     :func:`anasim.circuits.layered.relax`'s signature and result."""
     if engine == "nodal":
-        from anasim.circuits.resistive_hopfield import relax_in_jit  # noqa: PLC0415
+        from anasim.nodal.hopfield import relax_in_jit  # noqa: PLC0415
 
         return relax_in_jit
     return circuits.relax

@@ -67,7 +67,7 @@ theorem ∂_θ Ẽ(θ; c) = ∂E/∂θ at the clamped equilibrium, so
   the same direction as ∇ℓ but steps several times longer.
 
 Passive resistive circuits (the node-level λ = 1 circuit of
-:mod:`anasim.circuits.resistive_hopfield`): there the energy is the network's
+:mod:`anasim.nodal.hopfield`): there the energy is the network's
 co-content, and a coupling w realized as a differential conductance pair adds,
 besides −s_i s_j, the leak ½ sign(w)(s_i² + s_j²): raising |w| raises the
 conductance both its nodes leak through. Every energy-based rule takes

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from anasim.circuits.nodal import (
+from anasim.nodal.solver import (
     K_BOLTZMANN,
     Q_ELECTRON,
     Circuit,

@@ -2,7 +2,7 @@
 
 Two physical realizations of the layered circuit of DESIGN.md §4, each a
 netlist of resistors, diodes, sources and VCCS whose DC operating point *is*
-the equilibrium (solved by :func:`anasim.circuits.nodal.solve_op`, checked
+the equilibrium (solved by :func:`anasim.nodal.solver.solve_op`, checked
 against ngspice):
 
 ``resistive`` (λ = 1, symmetric; in the style of Kendall et al., "Training
@@ -81,9 +81,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anasim.circuits.netlist import DEFAULT_GMIN, Netlist
-from anasim.circuits.nodal import Circuit, CircuitValues, solve_op
-from anasim.circuits.nodal_noise import thermal_fluctuation
+from anasim.nodal.netlist import DEFAULT_GMIN, Netlist
+from anasim.nodal.solver import Circuit, CircuitValues, solve_op
+from anasim.nodal.noise import thermal_fluctuation
 from anasim.errors import AnasimError
 
 Array = jax.Array
@@ -116,7 +116,7 @@ class NodalPhysics:
             and diode shot noise) of the circuit linearized at that point (zero
             mean, covariance from the Lyapunov equation; kT/C per node for a
             purely resistive or ideal gyrator network with its clamps off:
-            :func:`anasim.circuits.nodal_noise.thermal_covariance`).
+            :func:`anasim.nodal.noise.thermal_covariance`).
         ota_noise_factor: excess noise factor γ of every transconductor (the
             gyrators' OTAs, the input projection's and the nudge's VCCS):
             output current noise 4 k_B T γ |g_m| (A²/Hz) in the thermal

@@ -5,7 +5,7 @@ each netlist in turn, runs ``op`` (or ``noise``), prints every node voltage with
 15 significant digits and removes the circuit: many circuits in one process,
 so the ~10 ms process start is paid once. Per DESIGN.md §8: ``op`` inside
 ``.control`` and ``set numdgt=15``; the netlists carry tight tolerances
-(:func:`~anasim.circuits.netlist.format_netlist` with ``tight=True``).
+(:func:`~anasim.nodal.netlist.format_netlist` with ``tight=True``).
 
 Raises :class:`~anasim.errors.AnasimError` with one line when ngspice is not
 installed or a circuit fails in it.
@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from anasim.circuits.netlist import Netlist, format_netlist
+from anasim.nodal.netlist import Netlist, format_netlist
 from anasim.errors import AnasimError
 
 _MARK = "anasim-result"

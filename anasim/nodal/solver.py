@@ -38,7 +38,7 @@ one large network. A solve that does not converge raises
 residual.
 
 Noise (Johnson–Nyquist, diode shot, OTA), small-signal analysis and noisy
-transients of these circuits: :mod:`anasim.circuits.nodal_noise`.
+transients of these circuits: :mod:`anasim.nodal.noise`.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anasim.circuits.netlist import (
+from anasim.nodal.netlist import (
     DEFAULT_GMIN,
     DEFAULT_TEMPERATURE_K,
     DiodeModel,
@@ -1032,7 +1032,7 @@ def _solve_op_sparse(c: Circuit, vals: CircuitValues, *, max_iter, reltol, vntol
 
 def parse_and_solve(path: str, **kwargs) -> OperatingPoint:
     """Read a netlist file and solve its DC operating point (for the CLI)."""
-    from anasim.circuits.netlist import read_netlist
+    from anasim.nodal.netlist import read_netlist
 
     c = Circuit.from_netlist(read_netlist(path))
     return solve_op(c, **kwargs)
