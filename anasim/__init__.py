@@ -6,24 +6,25 @@ relaxation computes dyadic-learning or equilibrium-propagation inference; local
 rules and a controller (:mod:`anasim.learning`) train them on the simulated
 hardware; :mod:`anasim.analysis` bounds and measures Lipschitz constants and
 gradient alignment; :mod:`anasim.study` sweeps non-idealities.
+Node-level circuits (netlists, DC operating points, ngspice) are in
+:mod:`anasim.nodal`.
+
+Importing anasim changes no global JAX setting: float32 stays the default.
+The computations that need float64 (the nodal solver, float64 relaxations,
+the reference gradients) switch it on for themselves only, with
+:func:`jax.experimental.enable_x64`.
 """
 
-import jax
+import importlib
 
-# Physics needs float64 for the nodal solver and the autodiff references; the
-# relaxation engines choose their own dtype explicitly (float32 by default).
-jax.config.update("jax_enable_x64", True)
-
-import importlib  # noqa: E402
-
-from anasim import devices  # noqa: E402
-from anasim.errors import AnasimError, ConvergenceError, ProfileError  # noqa: E402
+from anasim import devices
+from anasim.errors import AnasimError, ConvergenceError, ProfileError
 
 __version__ = "0.1.0"
 
 # The heavier rooms (circuits compile, study pulls in dask) load on first use,
 # so `import anasim` stays quick for the CLI and for device-only work.
-_LAZY = ("analysis", "circuits", "data", "learning", "study", "testing")
+_LAZY = ("analysis", "circuits", "data", "learning", "nodal", "study", "testing")
 
 
 def __getattr__(name: str):

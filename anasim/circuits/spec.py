@@ -36,12 +36,17 @@ key)::
     tol = 1e-4                          # stop when max |f(target) − s| ≤ tol (0: fixed budget)
     stall_window = 0                    # also stop at a noise floor: no 10 % gain in this many iterations (0: off)
     dtype = "float32"                   # float32 | float64 | bfloat16 | float16
+    engine = "iterative"                # iterative | nodal (anasim.circuits.engine)
 
-    [training]                          # free-form, validated by the learning code
+    [training]                          # owned by anasim.learning.config (TrainConfig)
     epochs = 3
 
-    [nodal]                             # optional: the node-level circuit (training.engine = "nodal")
+    [nodal]                             # owned by anasim.nodal.physics (engine = "nodal")
     node_capacitance_f = 1e-15          # any NodalPhysics field but kind (SI units: V, S, A, K, F)
+
+The ``[training]`` and ``[nodal]`` tables belong to other packages: this module
+accepts them in the file and leaves them to :func:`anasim.learning.load_train_config`
+and :func:`anasim.nodal.load_nodal_physics`, which read the same file (or dict).
 
 Backward realizations (how the θ_kᵀ direction is built):
 
@@ -66,10 +71,12 @@ so that the cosine between ψ_k and θ_kᵀ is cos α for large matrices (exactl
 θ_kᵀ at α = 0, unrelated at 90°, −θ_kᵀ at 180°). Studies sweep it as
 ``circuit.asymmetry_angle`` (the key must be present in the circuit file).
 
-Node-level realization: the ``[nodal]`` table sets the fields of
-:class:`~anasim.nodal.hopfield.NodalPhysics` for the
-resistive (λ = 1) or gyrator (λ = 0) netlist that ``training.engine =
-"nodal"`` and :func:`anasim.nodal.hopfield.relax` solve: e.g.
+Engines: ``relaxation.engine`` chooses how the circuit finds its equilibrium
+(:mod:`anasim.circuits.engine`): ``"iterative"`` runs the damped fixed-point
+loop through the device chain (any device, any λ); ``"nodal"`` solves the
+node-level resistive (λ = 1) or gyrator (λ = 0) netlist, each equilibrium a
+DC operating point (:mod:`anasim.nodal`). Its ``[nodal]`` table sets the
+fields of :class:`~anasim.nodal.hopfield.NodalPhysics`, e.g.
 ``node_capacitance_f`` puts each node's stationary thermal fluctuation (kT/C
 order) into every equilibrium, ``g_min_s`` the crossbar's floor conductance,
 ``temperature_k``. ``kind`` follows λ. Without the table every field keeps
@@ -85,12 +92,12 @@ float32 so that ``tol`` keeps its meaning; the parameters a controller keeps
 from __future__ import annotations
 
 import math
-import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from anasim.errors import AnasimError, ProfileError
+from anasim.errors import ProfileError
+from anasim.tables import Source, check_finite, check_table, read_tables, table
 
 #: Neuron nonlinearities a spec may name (see :mod:`anasim.circuits.layered`).
 ACTIVATIONS = ("hard_sigmoid", "tempered_hard_sigmoid", "relu", "identity", "sigmoid")
@@ -98,6 +105,8 @@ SCHEDULES = ("sync", "async")
 BACKWARDS = ("transpose", "copy", "gyrator", "independent")
 COSTS = ("squared", "cross_entropy")
 DTYPES = ("float32", "float64", "bfloat16", "float16")
+#: Relaxation engines a spec may name (:mod:`anasim.circuits.engine`).
+ENGINES = ("iterative", "nodal")
 #: Formats whose relaxation keeps a float32 integrator and residual.
 LOW_PRECISION = ("bfloat16", "float16")
 
@@ -154,15 +163,12 @@ class CircuitSpec(LamStructure):
             only); None keeps ψ_k an independent draw.
         device: default device profile path ("" = ideal); relative paths are
             resolved by :func:`resolve_device_path`.
+        engine: the relaxation engine, one of :data:`ENGINES`
+            (:mod:`anasim.circuits.engine`); ``"nodal"`` needs λ = 0 or 1.
         name: a label.
-        training: the ``[training]`` table as sorted (key, value) pairs
-            (nested tables and lists become tuples so the spec stays
-            hashable); :meth:`training_options` returns it as a dict.
-        source: the file the spec came from ("" if built in code).
-        nodal: the ``[nodal]`` table as sorted (key, value) pairs: fields of
-            :class:`~anasim.nodal.hopfield.NodalPhysics` (all
-            but ``kind``) for the node-level realization; :meth:`nodal_options`
-            returns it as a dict.
+        source: the file the spec came from, or the name given to a dict
+            source ("" if built in code): names it in errors and anchors
+            relative device paths.
     """
 
     sizes: tuple[int, ...]
@@ -180,21 +186,12 @@ class CircuitSpec(LamStructure):
     dtype: str = "float32"
     device: str = ""
     name: str = "circuit"
-    training: tuple = ()
     source: str = ""
     asymmetry_angle: float | None = None
-    nodal: tuple = ()
+    engine: str = "iterative"
 
     def __post_init__(self):
         where = self.source or "CircuitSpec"
-        # a dict given in code becomes the hashable sorted pairs a TOML file gives
-        try:
-            nodal = dict(self.nodal)
-        except (TypeError, ValueError):
-            raise ProfileError(f"{where}: nodal must be a table (dict or (key, value) pairs) of "
-                               f"NodalPhysics fields, got {self.nodal!r}") from None
-        object.__setattr__(self, "nodal", tuple(sorted(nodal.items())))
-        self._check_nodal(where)
         sizes = tuple(int(n) for n in self.sizes)
         if len(sizes) < 2 or any(n < 1 for n in sizes):
             raise ProfileError(f"{where}: network.sizes must list ≥ 2 positive layer sizes, got {self.sizes}")
@@ -256,6 +253,12 @@ class CircuitSpec(LamStructure):
                 raise ProfileError(
                     f"{where}: network.asymmetry_angle needs independent backward couplings (lam = \"asymmetric\")")
             object.__setattr__(self, "asymmetry_angle", float(angle))
+        if self.engine not in ENGINES:
+            raise ProfileError(f"{where}: relaxation.engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.engine == "nodal" and (self.asymmetric or self.lam not in (0.0, 1.0)):
+            raise ProfileError(
+                f"{where}: relaxation.engine = \"nodal\" builds a resistive (lam = 1) or gyrator (lam = 0) "
+                f"node-level circuit, got network.lam = {self.lam!r}")
         object.__setattr__(self, "eta", float(self.eta))
         object.__setattr__(self, "tol", float(self.tol))
         object.__setattr__(self, "max_iters", int(self.max_iters))
@@ -282,125 +285,52 @@ class CircuitSpec(LamStructure):
         """True for bfloat16/float16 relaxation (float32 integrator and residual)."""
         return self.dtype in LOW_PRECISION
 
-    def training_options(self) -> dict[str, Any]:
-        """The ``[training]`` table as a (nested) dict."""
-        return _thaw(self.training)
-
-    def nodal_options(self) -> dict[str, Any]:
-        """The ``[nodal]`` table as a dict of NodalPhysics keyword arguments."""
-        return dict(self.nodal)
-
-    def _check_nodal(self, where: str) -> None:
-        if not self.nodal:
-            return
-        # The node-level module pulls in the nodal solver: imported only when used.
-        from anasim.nodal.hopfield import NodalPhysics  # noqa: PLC0415
-
-        allowed = [f for f in NodalPhysics.__dataclass_fields__ if f != "kind"]
-        opts = dict(self.nodal)
-        for key, value in opts.items():
-            if key not in allowed:
-                raise ProfileError(f"{where}: unknown key 'nodal.{key}' (allowed: {', '.join(allowed)}; "
-                                   f"kind follows network.lam)")
-            want, what = (int, "an integer") if key == "max_newton" else ((int, float), "a number")
-            if isinstance(value, bool) or not isinstance(value, want):
-                raise ProfileError(f"{where}: key 'nodal.{key}' must be {what}, got {value!r}")
-            _check_finite(value, where, f"nodal.{key}")
-        try:
-            NodalPhysics(**opts)
-        except AnasimError as err:
-            # NodalPhysics names its fields; the user wrote them as nodal.<field>
-            raise ProfileError(f"{where}: {str(err).replace('NodalPhysics.', 'nodal.')}") from None
+    def physics(self) -> "CircuitSpec":
+        """The spec without its labels (name, source, default device): what a
+        compiled relaxation depends on, so specs that differ only in labels
+        share one compilation."""
+        return replace(self, name="circuit", source="", device="")
 
 
 # --- TOML loading ----------------------------------------------------------------
 
+#: Tables of a spec file that other packages own (see the module docstring).
+FOREIGN_TABLES = ("training", "nodal")
 _TOP = {"name": str, "description": str, "device": str, "network": dict, "relaxation": dict,
-        "training": dict, "nodal": dict}
+        **{t: dict for t in FOREIGN_TABLES}}
 _NETWORK = {"sizes": list, "lam": (float, int, str), "activation": (str, list), "backward": str,
             "cost": str, "init_scale": (float, int), "asymmetry_angle": (float, int)}
 _RELAXATION = {"eta": (float, int), "eta_auto": bool, "schedule": str, "max_iters": int, "tol": (float, int),
-               "stall_window": int, "dtype": str}
+               "stall_window": int, "dtype": str, "engine": str}
 
 
-def _check_table(table: dict, allowed: dict, where: str, prefix: str) -> None:
-    for key, value in table.items():
-        full = f"{prefix}{key}"
-        if key not in allowed:
-            raise ProfileError(f"{where}: unknown key '{full}' (allowed: {', '.join(allowed)})")
-        want = allowed[key]
-        # bool is an int subclass: accept it only where bool itself is wanted
-        if (isinstance(value, bool) and want is not bool) or not isinstance(value, want):
-            names = want.__name__ if isinstance(want, type) else " or ".join(t.__name__ for t in want)
-            raise ProfileError(f"{where}: key '{full}' must be {names}, got {type(value).__name__} {value!r}")
-        _check_finite(value, where, full)
+def load_circuit(source: Source, *, where: str | None = None) -> CircuitSpec:
+    """Read and validate a circuit spec (layout in the module docstring).
 
-
-def _check_finite(value: Any, where: str, key: str) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ProfileError(f"{where}: key '{key}' must be finite, got {value!r}")
-    if isinstance(value, list):
-        for v in value:
-            _check_finite(v, where, key)
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_finite(v, where, f"{key}.{k}")
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return ("__list__",) + tuple(_freeze(v) for v in value)
-    return value
-
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, tuple):
-        if value and value[0] == "__list__":
-            return [_thaw(v) for v in value[1:]]
-        return {k: _thaw(v) for k, v in value}
-    return value
-
-
-def freeze_options(options: dict[str, Any]) -> tuple:
-    """A dict of training options in the hashable form :class:`CircuitSpec` stores."""
-    return _freeze(dict(options))
-
-
-def load_circuit(path: str | Path) -> CircuitSpec:
-    """Read and validate a circuit spec (TOML, layout in the module docstring).
+    ``source`` is a TOML file's path, or a dict laid out like the file (what a
+    sweep builds); ``where`` names it in errors. The ``[training]`` and
+    ``[nodal]`` tables are left to their own loaders.
 
     Raises:
-        ProfileError: missing file, TOML syntax error, unknown key, wrong type,
-            NaN/inf or a value out of range; the message names file and key.
+        ProfileError: missing file, bytes that are not UTF-8, TOML syntax
+            error, unknown key, wrong type, NaN/inf or a value out of range;
+            the message names file and key.
     """
-    path = Path(path)
-    where = str(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ProfileError(f"{where}: no such circuit spec") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ProfileError(f"{where}: not valid TOML ({err})") from None
-    except OSError as err:
-        raise ProfileError(f"{where}: cannot read ({err.strerror})") from None
-    _check_table(data, _TOP, where, "")
-    net = data.get("network")
-    if net is None or "sizes" not in net:
+    data, where = read_tables(source, "circuit spec", where)
+    check_table(data, _TOP, where, "")
+    net = table(data, "network", where)
+    if "sizes" not in net:
         raise ProfileError(f"{where}: missing key 'network.sizes'")
-    _check_table(net, _NETWORK, where, "network.")
-    rel = data.get("relaxation", {})
-    _check_table(rel, _RELAXATION, where, "relaxation.")
+    check_table(net, _NETWORK, where, "network.")
+    rel = table(data, "relaxation", where)
+    check_table(rel, _RELAXATION, where, "relaxation.")
     sizes = net["sizes"]
     if not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
         raise ProfileError(f"{where}: key 'network.sizes' must be a list of integers, got {sizes!r}")
     act = net.get("activation", "hard_sigmoid")
     if isinstance(act, list) and not all(isinstance(a, str) for a in act):
         raise ProfileError(f"{where}: key 'network.activation' must be a name or a list of names")
-    training = data.get("training", {})
-    _check_finite(training, where, "training")
+    is_file = not isinstance(source, Mapping)
     kwargs = dict(
         sizes=tuple(sizes),
         lam=net.get("lam", 0.0),
@@ -416,10 +346,9 @@ def load_circuit(path: str | Path) -> CircuitSpec:
         tol=rel.get("tol", 1e-4),
         stall_window=rel.get("stall_window", 0),
         dtype=rel.get("dtype", "float32"),
+        engine=rel.get("engine", "iterative"),
         device=data.get("device", ""),
-        name=data.get("name", path.stem),
-        training=_freeze(training),
-        nodal=tuple(sorted(data.get("nodal", {}).items())),
+        name=data.get("name", Path(source).stem if is_file else "circuit"),
         source=where,
     )
     return CircuitSpec(**kwargs)

@@ -13,6 +13,13 @@ A device is split along the lines a physical part has (DESIGN.md §3):
 ``effective(state) -> W_eff``
     The noiseless realized matrix, shape ``(n_out, n_in)``, for analysis.
 
+What a device can do beyond that is declared on its class, never guessed from
+its name or its attributes (:class:`CouplingDevice`): ``transposed_read``
+(``mvm_t``: the device read from the other side), ``in_situ_write``
+(``apply_update``: a write response to an increment), ``output_load``
+(``output_conductance``: the device loads the node it drives) and
+``skew_link`` (the transposed read is −θᵀ: a gyrator).
+
 Matrices follow the convention ``y = W x``: ``w_target`` and ``effective`` have
 shape ``(n_out, n_in)``; batched vectors are rows, so ``y = x @ W.T``.
 
@@ -26,7 +33,7 @@ Randomness is always an explicit JAX PRNG key.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +43,25 @@ Array = jax.Array
 
 @runtime_checkable
 class CouplingDevice(Protocol):
-    """A matrix-vector multiplier built from physical parts (crossbar, SLM, gyrators)."""
+    """A matrix-vector multiplier built from physical parts (crossbar, SLM, gyrators).
+
+    Abilities (class attributes, False unless the model has the part):
+
+    * ``transposed_read``: ``mvm_t(state, y, key) -> x`` reads the array from
+      the output side, x = Wᵀ y for a reciprocal device (a resistive crossbar),
+      x = −θᵀ y for a gyrator;
+    * ``in_situ_write``: ``apply_update(state, key, dw) -> state`` is the
+      array's response to write pulses asking for an increment ``dw``;
+    * ``output_load``: ``output_conductance(state) -> (g_a, g_b)`` is the load
+      the device puts on the nodes it drives (an OTA's finite output resistance);
+    * ``skew_link``: the coupling is a gyrator: its transposed read is −θᵀ,
+      so the backward direction is built in with the opposite sign.
+    """
+
+    transposed_read: ClassVar[bool]
+    in_situ_write: ClassVar[bool]
+    output_load: ClassVar[bool]
+    skew_link: ClassVar[bool]
 
     def fabricate(self, key: Array, shape: tuple[int, int]) -> Any: ...
 
@@ -67,6 +92,11 @@ class IdealCouplingState:
 @dataclass(frozen=True)
 class IdealCoupling:
     """An exact matrix: programs what it is told and multiplies without noise."""
+
+    transposed_read: ClassVar[bool] = True
+    in_situ_write: ClassVar[bool] = False
+    output_load: ClassVar[bool] = False
+    skew_link: ClassVar[bool] = False
 
     def fabricate(self, key: Array, shape: tuple[int, int]) -> None:
         del key, shape

@@ -44,6 +44,7 @@ Non-idealities:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -90,6 +91,12 @@ class GyratorState:
 @dataclass(frozen=True)
 class GyratorArray:
     """Array of gm-C gyrator links between a lower layer a and an upper layer b."""
+
+    # the OTA pair's reverse read is −θᵀ, and each OTA loads its output node
+    transposed_read: ClassVar[bool] = True
+    in_situ_write: ClassVar[bool] = False
+    output_load: ClassVar[bool] = True
+    skew_link: ClassVar[bool] = True
 
     w_max: float = param(0.5, "1", 0.0, doc="normalized full-scale coupling (g = g_max_s)", lo_open=True)
     g_max_s: float = param(100e-6, "S", 0.0, 1.0, "full-scale transconductance", lo_open=True)

@@ -38,6 +38,7 @@ Non-idealities:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +86,12 @@ class ResistiveState:
 @dataclass(frozen=True)
 class ResistiveCrossbar:
     """Differential-pair resistive crossbar with programming, read, thermal noise, drift and in-situ writes."""
+
+    # a crossbar conducts both ways (mvm_t) and takes write pulses in place (apply_update)
+    transposed_read: ClassVar[bool] = True
+    in_situ_write: ClassVar[bool] = True
+    output_load: ClassVar[bool] = False
+    skew_link: ClassVar[bool] = False
 
     w_max: float = param(0.5, "1", 0.0, doc="normalized full-scale weight (G⁺ − G⁻ = G_max − G_min)", lo_open=True)
     g_min_s: float = param(50e-6, "S", 0.0, 1.0, "minimum conductance")

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -112,6 +113,12 @@ class SLMCrossbar:
     other path's ``T = t_min`` (minus the leak): weights are clipped to
     ``±w_max (1 − t_min)``.
     """
+
+    # optics is not reciprocal: the backward direction needs a second SLM (backward = "copy")
+    transposed_read: ClassVar[bool] = False
+    in_situ_write: ClassVar[bool] = False
+    output_load: ClassVar[bool] = False
+    skew_link: ClassVar[bool] = False
 
     w_max: float = param(0.5, "1", 0.0, doc="normalized full-scale weight (T⁺ − T⁻ = 1)", lo_open=True)
     bits: int = param(10, "bit", 0, 24, "transmission levels 2^bits per array (0 = continuous)")
