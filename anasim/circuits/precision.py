@@ -53,6 +53,17 @@ def spec_precision(fn: Callable) -> Callable:
     return wrapper
 
 
+def in_float64(fn: Callable) -> Callable:
+    """Run ``fn`` inside :func:`float64_scope` (reference computations that are float64 by design)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with float64_scope(True):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def holds_float64(tree: Any) -> bool:
     """True if any array leaf of ``tree`` is float64 or complex128 (a float64 chip or equilibrium)."""
     return any(getattr(leaf, "dtype", None) in (np.dtype("float64"), np.dtype("complex128"))
@@ -92,5 +103,5 @@ def cast_floats(tree, dtype):
     return jax.tree_util.tree_map(cast, tree)
 
 
-__all__ = ["cast_floats", "engine_dtypes", "float64_scope", "holds_float64", "param_dtype",
+__all__ = ["cast_floats", "engine_dtypes", "float64_scope", "holds_float64", "in_float64", "param_dtype",
            "spec_precision", "wants_float64"]
