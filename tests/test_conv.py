@@ -143,6 +143,7 @@ def _flat(p: cv.ConvParams):
     return jnp.concatenate([a.ravel() for a in jax.tree_util.tree_leaves(p)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lam,output_layer,k", [(1.0, 0, 3), (0.0, 0, 3), (0.0, 1, 5)])
 def test_dyadic_kernel_rule_matches_implicit_gradient(lam, output_layer, k, x64):
     spec = _tiny(lam, output_layer, k)
@@ -210,6 +211,7 @@ def _zeroed_resistive(d: ResistiveCrossbar) -> ResistiveCrossbar:
 
 @pytest.mark.parametrize("profile_file,zero,backward", [("slm-10bit.toml", _zeroed_slm, "copy"),
                                                         ("reram.toml", _zeroed_resistive, "transpose")])
+@pytest.mark.slow
 def test_zero_nonidealities_reduce_to_the_ideal_conv(profile_file, zero, backward, repo_root):
     prof = load_profile(repo_root / "devices" / profile_file)
     spec = cv.ConvCircuitSpec(input_shape=(6, 6, 1), layers=_tiny(0.0).layers[:2], lam=0.0, dtype="float64",

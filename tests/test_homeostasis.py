@@ -65,6 +65,7 @@ def _dense_W(spec, p):
     return W
 
 
+@pytest.mark.slow
 def test_circuit_jacobian_and_its_hutchinson_loss():
     spec = CircuitSpec(sizes=(4, 5, 6, 3), lam="asymmetric", backward="independent", activations=("sigmoid",),
                        dtype="float64", asymmetry_angle=50.0, init_scale=2.0)

@@ -120,6 +120,7 @@ def test_untrained_skew_4x500_hidden_constant_is_one(capsys, repo_root):
     assert sum(sizes[0::2]) == 1010 and sum(sizes[1::2]) == 1000
 
 
+@pytest.mark.slow
 @settings(max_examples=3)
 @given(eps=gyrator_mismatches(0.3), seed=seeds())
 def test_gyrator_mismatch_stays_under_effective_bound(eps, seed):

@@ -28,6 +28,7 @@ def _gap(a, b):
                for u, v in zip(a, b))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("nudge", [(0.0, 0.0), (0.2, 0.2)], ids=["free", "dyadic"])
 def test_reduced_precision_fixed_point_within_format_tolerance(nudge):
     _, ref = _run("float64", tol=1e-12, nudge=nudge)

@@ -61,6 +61,7 @@ def test_shipped_values_are_the_cited_figures(repo_root):
     assert both.coupling == c and both.adc == adc.adc and both.loop_time_s == slm.loop_time_s
 
 
+@pytest.mark.slow
 def test_slm_500_profile_noise(repo_root):
     """slm-10bit-500 (8 mW, 250 kHz) on a 784 → 500 layer: its pixels receive the power
     slm-10bit (2 mW) gives a 784 → 128 layer (8.0 vs 7.8 µW), and every noise source
