@@ -8,7 +8,6 @@ the ideal fixed-point map (dense Jacobian solve in float64).
 """
 
 from dataclasses import replace
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +22,13 @@ from anasim.devices import DeviceProfile, ResistiveCrossbar, SLMCrossbar, ideal_
 from anasim.errors import AnasimError
 from anasim.learning.conv_rules import dyadic_conv
 
-ROOT = Path(__file__).resolve().parent.parent
+
+@pytest.fixture
+def x64():
+    """float64 for this test's own JAX computations (the library scopes its own)."""
+    with jax.enable_x64(True):
+        yield
+
 
 
 def toeplitz_numpy(K: np.ndarray, H: int, W: int) -> np.ndarray:
@@ -54,7 +59,7 @@ def clean_slm():
 
 
 @pytest.mark.parametrize("k", [3, 5])
-def test_ideal_realized_matrix_is_toeplitz_and_transpose_is_vjp(k):
+def test_ideal_realized_matrix_is_toeplitz_and_transpose_is_vjp(k, x64):
     spec = one_conv_spec(k=k)
     p = cv.init_params(spec, jax.random.key(k))
     K = np.asarray(p.kernels[0])
@@ -138,8 +143,9 @@ def _flat(p: cv.ConvParams):
     return jnp.concatenate([a.ravel() for a in jax.tree_util.tree_leaves(p)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lam,output_layer,k", [(1.0, 0, 3), (0.0, 0, 3), (0.0, 1, 5)])
-def test_dyadic_kernel_rule_matches_implicit_gradient(lam, output_layer, k):
+def test_dyadic_kernel_rule_matches_implicit_gradient(lam, output_layer, k, x64):
     spec = _tiny(lam, output_layer, k)
     p = cv.init_params(spec, jax.random.key(11))
     p = replace(p, biases=tuple(0.3 + 0.1 * jax.random.normal(jax.random.key(20 + i), b.shape, jnp.float64)
@@ -167,7 +173,7 @@ def test_dyadic_kernel_rule_matches_implicit_gradient(lam, output_layer, k):
     np.testing.assert_allclose(correlation(spec, 2, u, v), auto, atol=1e-12)
 
 
-def test_relaxation_reaches_the_ideal_fixed_point_sync_and_async():
+def test_relaxation_reaches_the_ideal_fixed_point_sync_and_async(x64):
     # λ = 1 and 0 reach their fixed points in the gradient tests above (same specs)
     x = jax.random.uniform(jax.random.key(4), (2, 6, 6, 1), jnp.float64)
     for lam in (0.0, 0.5, "asymmetric"):
@@ -205,8 +211,9 @@ def _zeroed_resistive(d: ResistiveCrossbar) -> ResistiveCrossbar:
 
 @pytest.mark.parametrize("profile_file,zero,backward", [("slm-10bit.toml", _zeroed_slm, "copy"),
                                                         ("reram.toml", _zeroed_resistive, "transpose")])
-def test_zero_nonidealities_reduce_to_the_ideal_conv(profile_file, zero, backward):
-    prof = load_profile(ROOT / "devices" / profile_file)
+@pytest.mark.slow
+def test_zero_nonidealities_reduce_to_the_ideal_conv(profile_file, zero, backward, repo_root):
+    prof = load_profile(repo_root / "devices" / profile_file)
     spec = cv.ConvCircuitSpec(input_shape=(6, 6, 1), layers=_tiny(0.0).layers[:2], lam=0.0, dtype="float64",
                               tol=1e-13, max_iters=3000, init_scale=1.5, backward=backward)
     p = cv.init_params(spec, jax.random.key(5))

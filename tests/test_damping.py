@@ -19,6 +19,13 @@ from anasim.circuits.layered import relaxation_eta
 from anasim.devices import ideal_profile
 from anasim.errors import ProfileError
 
+
+@pytest.fixture
+def x64():
+    """float64 for this test's own JAX computations (the library scopes its own)."""
+    with jax.enable_x64(True):
+        yield
+
 SIZES = (3, 6, 5, 4)
 
 
@@ -152,7 +159,7 @@ def test_symmetric_async_over_relaxation_follows_young():
     assert iteration_radius(W, offs, 1.95, "async") < 1.0
 
 
-def test_over_relaxed_symmetric_relaxation_reaches_the_fixed_point_sooner():
+def test_over_relaxed_symmetric_relaxation_reaches_the_fixed_point_sooner(x64):
     """The engine at η = 1.6 and at η = 1 reaches (I − W)⁻¹(θ₀x + b) of a linear symmetric
     circuit; SOR in fewer than half the iterations."""
     params, W, _ = symmetric_near_singular(0.96, seed=2)

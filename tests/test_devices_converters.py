@@ -9,6 +9,14 @@ from hypothesis import strategies as st
 
 from anasim.devices import ADC, DAC, IdealConverter
 
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """These tests check the device physics in float64 (their own arrays are float64):
+    float64 on for each test (the library leaves the global flag alone)."""
+    with jax.enable_x64(True):
+        yield
+
 KEY = jax.random.key(0)
 
 

@@ -1,7 +1,6 @@
 """Gyrator array: exact skew symmetry at ε = 0, symmetric part ∝ ε, realized blocks, noise."""
 
 import math
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +11,14 @@ from hypothesis import strategies as st
 
 from anasim.devices import GyratorArray, IdealCoupling
 
-ROOT = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """These tests check the device physics in float64 (their own arrays are float64):
+    float64 on for each test (the library leaves the global flag alone)."""
+    with jax.enable_x64(True):
+        yield
+
 
 K = 1.380649e-23
 
@@ -121,7 +127,7 @@ def test_float32_jit_and_seeds():
     assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
 
 
-def test_output_conductance_leak_from_the_ota_physics_in_si_units():
+def test_output_conductance_leak_from_the_ota_physics_in_si_units(repo_root):
     """The node leak derived in amperes from the profile's physical numbers.
 
     Each OTA's output conductance follows its bias like its transconductance:
@@ -131,7 +137,7 @@ def test_output_conductance_leak_from_the_ota_physics_in_si_units():
     """
     from anasim.devices import load_profile
 
-    dev = load_profile(ROOT / "devices" / "gyrator-gmc.toml").coupling
+    dev = load_profile(repo_root / "devices" / "gyrator-gmc.toml").coupling
     g_max, g_out, w_max, v_fs = 100e-6, 2e-6, 0.5, 0.5  # the file's numbers, restated
     assert (dev.g_max_s, dev.g_out_s, dev.w_max, dev.v_fs_v) == (g_max, g_out, w_max, v_fs)
     n_b, n_a = 128, 784

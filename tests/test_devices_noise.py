@@ -9,6 +9,14 @@ import pytest
 
 from anasim.devices import noise
 
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """These tests check the device physics in float64 (their own arrays are float64):
+    float64 on for each test (the library leaves the global flag alone)."""
+    with jax.enable_x64(True):
+        yield
+
 K = 1.380649e-23  # J/K, CODATA 2018 (exact)
 Q = 1.602176634e-19  # C, CODATA 2018 (exact)
 

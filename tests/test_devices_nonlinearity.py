@@ -1,11 +1,21 @@
 """Neuron nonlinearities are non-expansive, with the stated (tight) Lipschitz constants."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anasim.devices.nonlinearity import LIPSCHITZ, NONLINEARITIES
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """These tests check the device physics in float64 (their own arrays are float64):
+    float64 on for each test (the library leaves the global flag alone)."""
+    with jax.enable_x64(True):
+        yield
 
 _x = st.floats(-50, 50, allow_nan=False)
 

@@ -12,6 +12,14 @@ from scipy.signal import convolve2d
 
 from anasim.devices import IdealCoupling, SLMCrossbar
 
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """These tests check the device physics in float64 (their own arrays are float64):
+    float64 on for each test (the library leaves the global flag alone)."""
+    with jax.enable_x64(True):
+        yield
+
 K = 1.380649e-23
 Q = 1.602176634e-19
 

@@ -14,6 +14,14 @@ from anasim.circuits.spec import CircuitSpec
 from anasim.errors import ProfileError
 
 
+@pytest.fixture(autouse=True)
+def _float64():
+    """These tests check the Jacobian identities in float64 (their own arrays are float64):
+    float64 on for each test (the library leaves the global flag alone)."""
+    with jax.enable_x64(True):
+        yield
+
+
 def _half_asym(J):
     return 0.5 * np.sum((J - J.T) ** 2)
 
@@ -57,6 +65,7 @@ def _dense_W(spec, p):
     return W
 
 
+@pytest.mark.slow
 def test_circuit_jacobian_and_its_hutchinson_loss():
     spec = CircuitSpec(sizes=(4, 5, 6, 3), lam="asymmetric", backward="independent", activations=("sigmoid",),
                        dtype="float64", asymmetry_angle=50.0, init_scale=2.0)

@@ -1,7 +1,6 @@
 """Lipschitz bounds and estimates against closed forms and measured equilibria."""
 
 import json
-from pathlib import Path
 from dataclasses import replace
 
 import jax
@@ -28,9 +27,15 @@ from anasim.circuits import (
 )
 from anasim.cli import main
 from anasim.devices import DeviceProfile, ideal_profile
-ROOT = Path(__file__).resolve().parent.parent
 
 from anasim.testing import bounded_sym_matrices, gyrator_mismatches, input_pairs, seeds, skew_matrices
+
+
+@pytest.fixture
+def x64():
+    """float64 for this test's own JAX computations (the library scopes its own)."""
+    with jax.enable_x64(True):
+        yield
 
 
 def single_layer(W, activation="hard_sigmoid"):
@@ -76,7 +81,7 @@ def test_general_bound_holds(W, pair, act):
     assert np.all(ds <= gen.current * du * (1 + 1e-9) + 1e-8)
 
 
-def test_linearized_bound_closed_forms():
+def test_linearized_bound_closed_forms(x64):
     """Skew: 1/√(1+σ_min(θ)²) for a balanced bipartite W; feedforward: the finite
     Neumann series; symmetric: 1/min|1 − μ|."""
     rng = np.random.default_rng(0)
@@ -101,12 +106,12 @@ def test_linearized_bound_closed_forms():
             assert lin.output == pytest.approx(np.linalg.norm(th1 @ th0, 2), rel=1e-10)
 
 
-def test_untrained_skew_4x500_hidden_constant_is_one(capsys):
+def test_untrained_skew_4x500_hidden_constant_is_one(capsys, repo_root):
     """`anasim lipschitz` on the skew 4×500 network reports 1.0. Closed form: W is
     skew, so ‖(I − W)x‖² = ‖x‖² + ‖Wx‖² ≥ ‖x‖² and the constant is ≤ 1; W is
     bipartite between odd layers (500 + 500 + 10 = 1010 units) and even ones
     (1000), so it has a null vector v, (I − W)^{-1} v = v: exactly 1."""
-    path = str(ROOT / "circuits/skew-4x500.toml")
+    path = str(repo_root / "circuits/skew-4x500.toml")
     assert main(["lipschitz", path, "--json", "--pairs", "0"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["linearized"]["hidden"] == pytest.approx(1.0, abs=1e-6)
@@ -115,6 +120,7 @@ def test_untrained_skew_4x500_hidden_constant_is_one(capsys):
     assert sum(sizes[0::2]) == 1010 and sum(sizes[1::2]) == 1000
 
 
+@pytest.mark.slow
 @settings(max_examples=3)
 @given(eps=gyrator_mismatches(0.3), seed=seeds())
 def test_gyrator_mismatch_stays_under_effective_bound(eps, seed):
@@ -158,10 +164,10 @@ def test_empirical_estimate_is_below_the_bounds():
     assert emp.hidden <= 1.0 + 1e-9                  # skew: non-expansive in the current
 
 
-def test_cli_lipschitz_json_and_errors(tmp_path, capsys):
-    assert main(["lipschitz", str(ROOT / "circuits/tiny.toml"), "--json", "--pairs", "2", "--ascent-steps", "1"]) == 0
+def test_cli_lipschitz_json_and_errors(tmp_path, capsys, repo_root):
+    assert main(["lipschitz", str(repo_root / "circuits/tiny.toml"), "--json", "--pairs", "2", "--ascent-steps", "1"]) == 0
     rep = json.loads(capsys.readouterr().out)
-    spec = load_circuit(str(ROOT / "circuits/tiny.toml"))
+    spec = load_circuit(str(repo_root / "circuits/tiny.toml"))
     k_w, k_hw, _ = jax.random.split(jax.random.key(0), 3)
     hw = build(spec, ideal_profile(), init_params(spec, k_w), k_hw)
     assert rep["linearized"]["hidden"] == pytest.approx(linearized_bound(effective_matrices(spec, hw)).hidden)
@@ -171,4 +177,4 @@ def test_cli_lipschitz_json_and_errors(tmp_path, capsys):
     assert main(["lipschitz", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert "lamda" in err and str(bad) in err and "\n" not in err
-    assert main(["lipschitz", str(ROOT / "circuits/tiny.toml"), "--pairs", "-1"]) == 2
+    assert main(["lipschitz", str(repo_root / "circuits/tiny.toml"), "--pairs", "-1"]) == 2

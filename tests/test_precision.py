@@ -3,6 +3,7 @@ float32 integrator and residual, checked against the float64 fixed point."""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from anasim.circuits import layered
@@ -27,6 +28,7 @@ def _gap(a, b):
                for u, v in zip(a, b))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("nudge", [(0.0, 0.0), (0.2, 0.2)], ids=["free", "dyadic"])
 def test_reduced_precision_fixed_point_within_format_tolerance(nudge):
     _, ref = _run("float64", tol=1e-12, nudge=nudge)
@@ -62,3 +64,20 @@ def test_unknown_dtype_is_rejected():
     with pytest.raises(ProfileError, match="dtype"):
         CircuitSpec(sizes=(3, 4, 2), dtype="int8")
 
+
+
+def test_float64_spec_scopes_float64_itself():
+    """A float64 spec relaxes in float64 although the global flag stays off (as import anasim leaves it)."""
+    before = jax.config.jax_enable_x64
+    spec = CircuitSpec(sizes=(5, 4, 3), lam=0.0, dtype="float64", tol=1e-12, max_iters=2000)
+    params = layered.init_params(spec, jax.random.PRNGKey(0))
+    hw = layered.build(spec, ideal_profile(), params, jax.random.PRNGKey(1))
+    x = np.random.default_rng(0).uniform(0, 1, (2, 5))
+    eq = layered.relax(spec, hw, x, jax.random.PRNGKey(2))
+    assert jax.config.jax_enable_x64 == before
+    assert params.theta0.dtype == np.float64 and hw.biases[0].dtype == np.float64
+    assert all(s.dtype == np.float64 for s in eq.s_plus) and bool(eq.converged)
+    sp, _ = layered.read_states(hw, eq, jax.random.PRNGKey(3))
+    assert sp[0].dtype == np.float64
+    f32 = layered.init_params(CircuitSpec(sizes=(5, 4, 3)), jax.random.PRNGKey(0))
+    assert f32.theta0.dtype == np.float32

@@ -2,7 +2,6 @@
 
 import dataclasses
 import math
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -22,42 +21,48 @@ from anasim.devices import (
 )
 from anasim.errors import AnasimError, ProfileError
 
-ROOT = Path(__file__).resolve().parents[1]
-DEVICES = ROOT / "devices"
+
+@pytest.fixture
+def x64():
+    """float64 for this test's own JAX computations (the library scopes its own)."""
+    with jax.enable_x64(True):
+        yield
+
 SHIPPED = ["ideal", "slm-10bit", "reram", "pcm", "gyrator-gmc", "adc-8bit", "slm-10bit-adc8", "slm-10bit-500"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_profiles_load_and_are_hashable(name):
-    p = load_profile(DEVICES / f"{name}.toml")
+def test_shipped_profiles_load_and_are_hashable(name, repo_root):
+    p = load_profile((repo_root / "devices") / f"{name}.toml")
     assert p.name == name
     hash(p)  # static argument of jitted functions
 
 
-def test_shipped_values_are_the_cited_figures():
-    slm = load_profile(DEVICES / "slm-10bit.toml")
+def test_shipped_values_are_the_cited_figures(repo_root):
+    slm = load_profile((repo_root / "devices") / "slm-10bit.toml")
     c = slm.coupling
     assert isinstance(c, SLMCrossbar) and c.bits == 10 and c.t_min == pytest.approx(0.05)
     assert slm.loop_time_s == pytest.approx(20e-9)
     assert c.responsivity_a_per_w == 1.0 and c.dark_current_a == pytest.approx(1e-10) and c.temperature_k == 300.0
     assert 0.004 <= c.crosstalk_path <= 0.0095 and 0.05 <= c.crosstalk_detector <= 0.07
-    reram = load_profile(DEVICES / "reram.toml").coupling
+    reram = load_profile((repo_root / "devices") / "reram.toml").coupling
     assert isinstance(reram, ResistiveCrossbar)
     assert (reram.g_min_s, reram.g_max_s) == (50e-6, 225e-6)
     assert 0.009 <= reram.prog_noise[0] <= 0.058 and reram.read_noise == pytest.approx(0.01)
-    pcm = load_profile(DEVICES / "pcm.toml").coupling
+    pcm = load_profile((repo_root / "devices") / "pcm.toml").coupling
     x = 0.6
     assert 25e-6 * (pcm.prog_noise[0] + pcm.prog_noise[1] * x + pcm.prog_noise[2] * x * x) == pytest.approx(
         (0.26 + 1.97 * x - 1.17 * x * x) * 1e-6, rel=1e-3)
     assert 0.05 <= pcm.drift_nu <= 0.1
-    assert isinstance(load_profile(DEVICES / "gyrator-gmc.toml").coupling, GyratorArray)
-    adc = load_profile(DEVICES / "adc-8bit.toml")
+    assert isinstance(load_profile((repo_root / "devices") / "gyrator-gmc.toml").coupling, GyratorArray)
+    adc = load_profile((repo_root / "devices") / "adc-8bit.toml")
     assert isinstance(adc.adc, ADC) and adc.adc.bits == 8 and isinstance(adc.coupling, IdealCoupling)
-    both = load_profile(DEVICES / "slm-10bit-adc8.toml")  # include: parts merged
+    both = load_profile((repo_root / "devices") / "slm-10bit-adc8.toml")  # include: parts merged
     assert both.coupling == c and both.adc == adc.adc and both.loop_time_s == slm.loop_time_s
 
 
-def test_slm_500_profile_noise():
+@pytest.mark.slow
+def test_slm_500_profile_noise(repo_root):
     """slm-10bit-500 (8 mW, 250 kHz) on a 784 → 500 layer: its pixels receive the power
     slm-10bit (2 mW) gives a 784 → 128 layer (8.0 vs 7.8 µW), and every noise source
     scales as √Δf, so its normalized read noise is √(250 kHz / 25 MHz) = 1/10 of that
@@ -69,8 +74,8 @@ def test_slm_500_profile_noise():
         s = coupling.program(coupling.fabricate(jax.random.key(0), w.shape), jax.random.key(2), w)
         return float(jnp.mean(coupling.noise_std(s, x)))
 
-    default = load_profile(DEVICES / "slm-10bit.toml")
-    scaled = load_profile(DEVICES / "slm-10bit-500.toml")
+    default = load_profile((repo_root / "devices") / "slm-10bit.toml")
+    scaled = load_profile((repo_root / "devices") / "slm-10bit-500.toml")
     base = noise(default.coupling, 128)
     assert noise(scaled.coupling, 500) == pytest.approx(base / 10, rel=0.05)
     assert noise(dataclasses.replace(scaled.coupling, bandwidth_hz=25e6), 500) == pytest.approx(base, rel=0.05)
@@ -79,9 +84,9 @@ def test_slm_500_profile_noise():
     assert dataclasses.replace(scaled.coupling, source_power_w=2e-3, bandwidth_hz=25e6) == default.coupling
 
 
-def test_slm_profile_noise_is_visible_but_small():
+def test_slm_profile_noise_is_visible_but_small(repo_root):
     # the derivation in slm-10bit.toml: ≈ 6e-3 normalized per read on a 784 → 128 layer
-    dev = load_profile(DEVICES / "slm-10bit.toml").coupling
+    dev = load_profile((repo_root / "devices") / "slm-10bit.toml").coupling
     w = jax.random.uniform(jax.random.key(1), (128, 784), minval=-1, maxval=1) / math.sqrt(784)
     x = jax.random.uniform(jax.random.key(3), (16, 784))
 
@@ -94,8 +99,8 @@ def test_slm_profile_noise_is_visible_but_small():
     assert 1e-3 < sd < 1e-2
 
 
-def test_ideal_profile_is_exact():
-    for p in (load_profile(DEVICES / "ideal.toml"), ideal_profile()):
+def test_ideal_profile_is_exact(repo_root, x64):
+    for p in (load_profile((repo_root / "devices") / "ideal.toml"), ideal_profile()):
         assert isinstance(p.coupling, IdealCoupling) and isinstance(p.dac, IdealConverter)
         w = jax.random.normal(jax.random.key(0), (5, 7))
         x = jax.random.normal(jax.random.key(1), (3, 7))
@@ -172,8 +177,8 @@ def test_profile_from_dict_defaults_and_extinction_inf():
 
 
 @pytest.mark.parametrize("name", ["slm-10bit-adc8", "gyrator-gmc"])
-def test_shipped_parts_follow_the_contract_in_float32_under_jit(name):
-    p = load_profile(DEVICES / f"{name}.toml")
+def test_shipped_parts_follow_the_contract_in_float32_under_jit(name, repo_root):
+    p = load_profile((repo_root / "devices") / f"{name}.toml")
     dev = p.coupling
     n_out, n_in = 5, 7
     w = (0.1 * jax.random.normal(jax.random.key(0), (n_out, n_in))).astype(jnp.float32)

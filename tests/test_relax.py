@@ -32,6 +32,13 @@ from anasim.devices import DeviceProfile, IdealCoupling, ideal_profile
 from anasim.errors import AnasimError, ConvergenceError
 from anasim.testing import layered_specs, seeds
 
+
+@pytest.fixture
+def x64():
+    """float64 for this test's own JAX computations (the library scopes its own)."""
+    with jax.enable_x64(True):
+        yield
+
 IDEAL = ideal_profile()
 
 
@@ -354,7 +361,7 @@ def test_backward_realizations_agree_on_the_ideal_device():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-12)
 
 
-def test_fixed_point_map_matches_dense_reference_and_is_differentiable():
+def test_fixed_point_map_matches_dense_reference_and_is_differentiable(x64):
     spec = CircuitSpec(sizes=(5, 6, 4, 3), lam=0.25, activations=("relu", "hard_sigmoid", "tempered_hard_sigmoid"),
                        dtype="float64")
     params = init_params(spec, jax.random.key(0))

@@ -32,6 +32,7 @@ def _x():
     return jax.random.uniform(jax.random.key(2), (32, SPEC.sizes[0]), dtype=jnp.float32)
 
 
+@pytest.mark.slow
 def test_noisy_relaxation_stops_on_its_noise_floor():
     chip = _chip(load_profile(REPO / "devices/slm-10bit.toml"))
     full = relax(SPEC, chip, _x(), jax.random.key(3))

@@ -21,8 +21,14 @@ and EP/clamped phases exactly (damped iteration, then Newton polish), so the
 rules can be tested on exact states independently of the relaxation engines.
 
 Parameters are a dict {"theta0", "thetas", "biases"} (or any object with those
-attributes) and optionally "backs" for independent backward couplings; shapes
-as in :mod:`anasim.learning.rules`. Activations are callables a -> s.
+attributes, such as :class:`~anasim.circuits.layered.Params`) and, for
+independent backward couplings ψ_k (``lam = "asymmetric"``), their matrices
+under ``backward`` (the field of ``Params``) or ``backs``; shapes as in
+:mod:`anasim.learning.rules`. Inside this module, and in the gradients it
+returns, ψ is keyed ``"backs"``. Activations are callables a -> s.
+
+Every public function computes in float64 (its own float64 scope: the global
+``jax_enable_x64`` flag is left alone); the arrays it returns are float64.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from anasim.circuits.precision import in_float64
 from anasim.errors import AnasimError
 
 
@@ -41,17 +48,29 @@ def hard_sigmoid(a):
     return jnp.clip(a, 0.0, 1.0)
 
 
+@in_float64
 def as_dict(params) -> dict:
-    """Parameters as a float64 dict {"theta0", "thetas", "biases"[, "backs"]}."""
+    """Parameters as a float64 dict {"theta0", "thetas", "biases"[, "backs"]}.
+
+    The independent backward couplings ψ_k are read from ``backward`` (the
+    field of :class:`~anasim.circuits.layered.Params`; an empty tuple means
+    none) or from ``backs``; they are keyed ``"backs"`` in the result.
+    """
     get = params.get if isinstance(params, dict) else (lambda k, d=None: getattr(params, k, d))
     out = {
         "theta0": jnp.asarray(get("theta0"), jnp.float64),
         "thetas": tuple(jnp.asarray(t, jnp.float64) for t in get("thetas")),
         "biases": tuple(jnp.asarray(b, jnp.float64) for b in get("biases")),
     }
-    backs = get("backs", None)
-    if backs is not None:
-        out["backs"] = tuple(jnp.asarray(t, jnp.float64) for t in backs)
+    backward, backs = get("backward", None), get("backs", None)
+    if backward is not None and len(backward) and backs is not None and len(backs):
+        raise AnasimError("params: give the backward couplings once, as 'backward' or as 'backs'")
+    psi = backward if backward is not None and len(backward) else backs
+    if psi is not None and len(psi):
+        if len(psi) != len(out["thetas"]):
+            raise AnasimError(f"params: expected one backward coupling per θ_k ({len(out['thetas'])}), "
+                              f"got {len(psi)}")
+        out["backs"] = tuple(jnp.asarray(t, jnp.float64) for t in psi)
     return out
 
 
@@ -121,6 +140,7 @@ def _free_one(p, x, lam, act, eta=0.2, iters=4000, newton=0):
     return _solve(lambda z: free_map(p, z, x, lam, act), jnp.zeros(n), eta, iters, newton)
 
 
+@in_float64
 def free_equilibrium(params, x, *, lam: float, act: Callable = hard_sigmoid,
                      eta: float = 0.2, iters: int = 4000):
     """Free fixed point: (states per layer, each (batch, n_k); max residual |a − F(a)|)."""
@@ -142,6 +162,7 @@ def _split_batched(z, sizes):
     return out
 
 
+@in_float64
 def reference_gradient(params, x, y, *, lam: float, act: Callable = hard_sigmoid,
                        cost: str = "squared", eta: float = 0.2, iters: int = 4000):
     """(loss, gradient dict, max residual) of the batch-mean loss at the free fixed point.
@@ -208,6 +229,7 @@ def _dyadic_one(p, x, y, beta, lam, act, cost, eta=0.2, iters=4000, newton=0):
     return _solve(G, jnp.zeros(2 * n), eta, iters, newton)
 
 
+@in_float64
 def dyadic_equilibrium(params, x, y, beta: float, *, lam: float, act: Callable = hard_sigmoid,
                        cost: str = "squared", eta: float = 0.2, iters: int = 4000):
     """Exact nudged dyadic equilibrium (Høier et al. eq. 8): (s_plus, s_minus, residual).
@@ -258,6 +280,7 @@ def _phase_one(p, x, y, beta, clamp, use_clamp, lam, act, cost, eta=0.2, iters=4
     return jnp.concatenate(states(z)), res
 
 
+@in_float64
 def phase_equilibrium(params, x, y=None, *, beta: float = 0.0, clamp=None, lam: float = 1.0,
                       act: Callable = hard_sigmoid, cost: str = "squared", eta: float = 0.2,
                       iters: int = 4000):

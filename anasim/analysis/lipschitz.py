@@ -67,6 +67,7 @@ import numpy as np
 import scipy.linalg
 
 from anasim.circuits.layered import EffectiveCircuit, activation, effective_matrices
+from anasim.circuits.precision import in_float64
 
 Array = jax.Array
 
@@ -206,6 +207,7 @@ def _currents(eff: EffectiveCircuit, x: Array) -> Array:
     return jnp.pad(u1, ((0, 0), (0, N - n1))) + jnp.asarray(eff.bias)
 
 
+@in_float64
 def relax_effective(eff: EffectiveCircuit, x: Array, *, eta: float | None = None,
                     max_iters: int = 2000, tol: float = 1e-10) -> tuple[Array, Array, Array]:
     """Noiseless free equilibrium of the realized circuit, float64, synchronous damped iteration.
@@ -256,6 +258,7 @@ def _unrolled(W, u, f, eta, n):
     return f(jax.lax.fori_loop(0, n, body, jnp.zeros_like(u)))
 
 
+@in_float64
 def empirical_estimate(eff: EffectiveCircuit, key: Array, *, x: Array | None = None,
                        n_pairs: int = 16, ascent_steps: int = 20, step_size: float = 0.1,
                        unroll: int = 200, eta: float | None = None, max_iters: int = 5000,
@@ -338,6 +341,7 @@ def empirical_estimate(eff: EffectiveCircuit, key: Array, *, x: Array | None = N
     )
 
 
+@in_float64
 def lipschitz_report(spec, hw, key: Array, *, x: Array | None = None, n_pairs: int = 16,
                      ascent_steps: int = 20) -> dict:
     """All bounds and the empirical estimate for a built chip, as a JSON-ready dict

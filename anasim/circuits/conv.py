@@ -57,7 +57,7 @@ Public API::
     init_params(spec, key) -> ConvParams
     build(spec, profile, params, key) -> ConvHardware  # fabricate + program
     reprogram(spec, hw, params, key) -> ConvHardware   # a write (shadow copy)
-    relax(spec, hw, x, key, *, nudge=(0., 0.), target=None, state0=None) -> Equilibrium
+    relax(spec, hw, x, key, *, nudge=(0., 0.), target=None, state0=None, eta=None) -> Equilibrium
     read_states(hw, eq, key), output(spec, eq)
     fixed_point_map(spec, params, x, s)                # ideal free map (for implicit differentiation)
     squeeze(x), unsqueeze(x), conv(x, K), conv_transpose(u, K), transpose_kernel(K)
@@ -67,29 +67,29 @@ Public API::
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 import functools
 import math
-from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from anasim.circuits.chip import build_chip, check_realization, reprogram_chip
+from anasim.circuits.conv_ops import (conv, conv_transpose, fold_patches, patches, squeeze, transpose_kernel,
+                                      unsqueeze)
+from anasim.circuits.conv_spec import CONV_ACTIVATIONS, CONV_BACKWARDS, ConvCircuitSpec, ConvLayer
+from anasim.circuits.maps import activation as _layered_activation
+from anasim.circuits.maps import cost_grad
+from anasim.circuits.precision import spec_precision
 # read_states serves both engines: either chip has one ADC tile per layer in ``hw.adc``
-from anasim.circuits.layered import (Equilibrium, cost_grad, mix_compartments_backward,
-                                     mix_compartments_forward, read_states, relaxation_loop)
-from anasim.circuits.layered import activation as _layered_activation
-from anasim.circuits.spec import ACTIVATIONS, COSTS, DTYPES, SCHEDULES, LamStructure
+from anasim.circuits.relaxation import (Equilibrium, is_static_zero, mix_compartments_backward,
+                                        mix_compartments_forward, read_states, relaxation_loop, run_relaxation)
 from anasim.devices.base import IdealCoupling
 from anasim.devices.profile import DeviceProfile
-from anasim.errors import AnasimError, ProfileError
+from anasim.errors import AnasimError
 
 Array = jax.Array
-
-CONV_BACKWARDS = ("transpose", "copy", "independent")
-#: Neuron nonlinearities of convolutional circuits: the layered ones, plus
-#: hard_tanh = clip(a, −1, 1) for signed image layers (a reconstruction in [−1, 1]).
-CONV_ACTIVATIONS = ACTIVATIONS + ("hard_tanh",)
 
 
 def activation(name: str):
@@ -97,220 +97,6 @@ def activation(name: str):
     if name == "hard_tanh":
         return lambda a: jnp.clip(a, -1.0, 1.0)
     return _layered_activation(name)
-
-
-# --- the linear maps ----------------------------------------------------------------
-
-def squeeze(x: Array) -> Array:
-    """Space-to-depth 2×2: (…, H, W, C) → (…, H/2, W/2, 4C); a permutation of the units.
-
-    The four pixels of each 2×2 block become channels, ordered (row, col, c).
-    """
-    *lead, H, W, C = x.shape
-    if H % 2 or W % 2:
-        raise AnasimError(f"squeeze: image height and width must be even, got {H}×{W}")
-    n = len(lead)
-    y = x.reshape(*lead, H // 2, 2, W // 2, 2, C)
-    order = tuple(range(n)) + (n, n + 2, n + 1, n + 3, n + 4)   # (…, H/2, W/2, 2, 2, C)
-    return y.transpose(order).reshape(*lead, H // 2, W // 2, 4 * C)
-
-
-def unsqueeze(x: Array) -> Array:
-    """Depth-to-space 2×2, the inverse (and transpose) of :func:`squeeze`."""
-    *lead, h, w, C4 = x.shape
-    if C4 % 4:
-        raise AnasimError(f"unsqueeze: channels must be a multiple of 4, got {C4}")
-    C = C4 // 4
-    n = len(lead)
-    y = x.reshape(*lead, h, w, 2, 2, C)
-    order = tuple(range(n)) + (n, n + 2, n + 1, n + 3, n + 4)   # (…, h, 2, w, 2, C)
-    return y.transpose(order).reshape(*lead, 2 * h, 2 * w, C)
-
-
-def conv(x: Array, kernel: Array) -> Array:
-    """Same-padded, stride-1 convolution (cross-correlation) of NHWC ``x`` with HWIO ``kernel``."""
-    return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (1, 1), "SAME",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-def transpose_kernel(kernel: Array) -> Array:
-    """The kernel of the transposed convolution: spatially flipped, in/out channels swapped.
-
-    For odd kernels with same padding and stride 1, conv(·, transpose_kernel(K))
-    is exactly the transpose of conv(·, K).
-    """
-    return jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
-
-
-def conv_transpose(u: Array, kernel: Array) -> Array:
-    """Transposed convolution: the adjoint of :func:`conv` with the same kernel."""
-    return conv(u, transpose_kernel(kernel))
-
-
-def patches(x: Array, k: int) -> Array:
-    """Same-padded k×k patches: (N, H, W, C) → (N, H, W, k·k·C), taps ordered (dy, dx, c)
-    as the rows of an HWIO kernel reshaped to (k·k·C, C_out)."""
-    r = k // 2
-    N, H, W, C = x.shape
-    xp = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)))
-    taps = [xp[:, dy:dy + H, dx:dx + W, :] for dy in range(k) for dx in range(k)]
-    return jnp.stack(taps, axis=3).reshape(N, H, W, k * k * C)
-
-
-def fold_patches(p: Array, k: int, C: int) -> Array:
-    """The transpose of :func:`patches`: sums every tap back onto its input pixel."""
-    N, H, W, _ = p.shape
-    r = k // 2
-    p = p.reshape(N, H, W, k * k, C)
-    out = jnp.zeros((N, H + 2 * r, W + 2 * r, C), p.dtype)
-    t = 0
-    for dy in range(k):
-        for dx in range(k):
-            out = out.at[:, dy:dy + H, dx:dx + W, :].add(p[:, :, :, t, :])
-            t += 1
-    return out[:, r:r + H, r:r + W, :]
-
-
-# --- spec -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ConvLayer:
-    """One layer and the coupling into it.
-
-    Attributes:
-        kind: ``"conv"`` (an image layer) or ``"dense"`` (a vector layer).
-        size: output channels (conv) or units (dense).
-        kernel: odd kernel size k of a conv coupling (3 or 5 in the examples).
-        pool: squeeze the lower layer 2×2 before the coupling (halves H and W).
-    """
-
-    kind: str
-    size: int
-    kernel: int = 3
-    pool: bool = False
-
-
-@dataclass(frozen=True)
-class ConvCircuitSpec(LamStructure):
-    """A convolutional Hopfield circuit (hashable: a static argument of ``jax.jit``).
-
-    Attributes:
-        input_shape: (H, W, C) of the clamped input image.
-        layers: the :class:`ConvLayer` of layers 1 … L.
-        lam: structure λ in [0, 1], or ``"asymmetric"``.
-        activations: one nonlinearity name per layer (default hard_sigmoid).
-        output_layer: which layer (1 … L) is read out and nudged (default L).
-        cost: ``"squared"`` (½‖s_out − y‖² over all units) or ``"cross_entropy"``
-            (dense output only).
-        eta, schedule, max_iters, tol, stall_window, dtype: the relaxation, as in
-            :class:`~anasim.circuits.spec.CircuitSpec`.
-        backward: ``transpose`` or ``copy``; ``asymmetric`` circuits always use
-            ``independent`` (set automatically).
-        init_scale: couplings start U(±init_scale/√fan_in), fan_in = k²·C_in or n_in.
-    """
-
-    input_shape: tuple
-    layers: tuple
-    lam: float | str = 1.0
-    activations: tuple = ()
-    output_layer: int = 0
-    cost: str = "squared"
-    eta: float = 0.5
-    schedule: str = "async"
-    max_iters: int = 100
-    tol: float = 1e-4
-    stall_window: int = 0
-    backward: str = "transpose"
-    init_scale: float = 1.0
-    dtype: str = "float32"
-
-    def __post_init__(self):
-        set_ = functools.partial(object.__setattr__, self)
-        set_("input_shape", tuple(int(v) for v in self.input_shape))
-        set_("layers", tuple(self.layers))
-        L = len(self.layers)
-        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
-            raise AnasimError(f"input_shape: expected (H, W, C) positive, got {self.input_shape}")
-        if L < 1:
-            raise AnasimError("layers: expected at least one layer")
-        for i, ly in enumerate(self.layers):
-            if not isinstance(ly, ConvLayer) or ly.kind not in ("conv", "dense"):
-                raise AnasimError(f"layers[{i}]: expected ConvLayer of kind 'conv' or 'dense'")
-            if ly.size < 1 or (ly.kind == "conv" and (ly.kernel < 1 or ly.kernel % 2 == 0)):
-                raise AnasimError(f"layers[{i}]: expected size ≥ 1 and an odd kernel, got {ly}")
-        if not self.activations:
-            set_("activations", ("hard_sigmoid",) * L)
-        set_("activations", tuple(self.activations))
-        if len(self.activations) != L or any(a not in CONV_ACTIVATIONS for a in self.activations):
-            raise AnasimError(f"activations: expected {L} names from {CONV_ACTIVATIONS}, got {self.activations}")
-        if self.output_layer == 0:
-            set_("output_layer", L)
-        if not 1 <= self.output_layer <= L:
-            raise AnasimError(f"output_layer: expected 1 … {L}, got {self.output_layer}")
-        if not (self.lam == "asymmetric" or (isinstance(self.lam, (int, float)) and 0.0 <= self.lam <= 1.0)):
-            raise AnasimError(f"lam: expected a number in [0, 1] or 'asymmetric', got {self.lam!r}")
-        if self.schedule not in SCHEDULES or self.cost not in COSTS or self.dtype not in DTYPES:
-            raise AnasimError(f"schedule/cost/dtype: expected {SCHEDULES}/{COSTS}/{DTYPES}")
-        if self.backward not in CONV_BACKWARDS:
-            raise AnasimError(f"backward: expected one of {CONV_BACKWARDS}, got {self.backward!r}")
-        if self.lam == "asymmetric":
-            set_("backward", "independent")     # ψ is its own coupling: always a separate bank
-        elif self.backward == "independent":
-            raise AnasimError("backward: 'independent' needs lam = 'asymmetric'")
-        if not 0.0 < self.eta <= 1.0 or self.max_iters < 1:
-            raise AnasimError(f"eta/max_iters: expected η in (0, 1] and ≥ 1 iteration, got {self.eta}, {self.max_iters}")
-        if self.cost == "cross_entropy" and self.layers[self.output_layer - 1].kind != "dense":
-            raise AnasimError("cost: cross_entropy needs a dense output layer")
-        self.shapes  # validates the geometry
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.layers)
-
-    @property
-    def shapes(self) -> tuple:
-        """Per-unit shapes of layers 0 … L: (H, W, C) or (n,)."""
-        out = [self.input_shape]
-        for i, ly in enumerate(self.layers):
-            lo = out[-1]
-            if ly.pool:
-                if len(lo) != 3 or lo[0] % 2 or lo[1] % 2:
-                    raise AnasimError(f"layers[{i}].pool: the lower layer must be an image of even size, got {lo}")
-                lo = (lo[0] // 2, lo[1] // 2, 4 * lo[2])
-            if ly.kind == "conv":
-                if len(lo) != 3:
-                    raise AnasimError(f"layers[{i}]: a conv layer cannot follow a dense layer")
-                out.append((lo[0], lo[1], ly.size))
-            else:
-                out.append((ly.size,))
-        return tuple(out)
-
-    def coupling_in_shape(self, k: int) -> tuple:
-        """Shape of layer k−1 as coupling k (1-based) sees it: after the squeeze."""
-        lo = self.shapes[k - 1]
-        if self.layers[k - 1].pool:
-            lo = (lo[0] // 2, lo[1] // 2, 4 * lo[2])
-        return lo
-
-    def kernel_shape(self, k: int) -> tuple:
-        """θ_k's shape (k 1-based): (k, k, C_in, C_out) or (n_out, n_in)."""
-        ly = self.layers[k - 1]
-        cin = self.coupling_in_shape(k)
-        if ly.kind == "conv":
-            return (ly.kernel, ly.kernel, cin[2], ly.size)
-        return (ly.size, int(np.prod(cin)))
-
-    @property
-    def n_in(self) -> int:
-        return int(np.prod(self.input_shape))
-
-    @property
-    def output_shape(self) -> tuple:
-        return self.shapes[self.output_layer]
-
-
-def _static(spec: ConvCircuitSpec) -> ConvCircuitSpec:
-    return replace(spec, eta=1.0, tol=0.0, init_scale=1.0)
 
 
 # --- parameters -------------------------------------------------------------------------
@@ -332,6 +118,7 @@ class ConvParams:
     backward: tuple = ()
 
 
+@spec_precision
 def init_params(spec: ConvCircuitSpec, key: Array) -> ConvParams:
     """Couplings U(±init_scale/√fan_in), zero biases."""
     dt = jnp.dtype(spec.dtype)
@@ -359,6 +146,7 @@ def init_params(spec: ConvCircuitSpec, key: Array) -> ConvParams:
             back.append(draw(keys[L + k - 1], shape, fan_in))
         backward = tuple(back)
     return ConvParams(kernels=kernels, biases=biases, backward=backward)
+
 
 
 # --- ideal couplings --------------------------------------------------------------------
@@ -424,6 +212,7 @@ def fixed_point_map(spec: ConvCircuitSpec, params: ConvParams, x: Array, s: tupl
         total = _add_bias(spec, k, total, params.biases[k - 1])
         out.append(activation(spec.activations[k - 1])(total))
     return tuple(out)
+
 
 
 # --- hardware ---------------------------------------------------------------------------
@@ -514,27 +303,13 @@ def _program(spec, profile, params, key, f_inst, b_inst):
     return cast(fwd), cast(bwd), biases
 
 
-def _check_realization(spec, profile):
-    dev = profile.coupling
+def _check_realization(spec: ConvCircuitSpec, profile: DeviceProfile) -> None:
     if _is_ideal(profile):
-        return
-    if type(dev).__name__.lower().startswith("gyrator"):
-        raise ProfileError(f"profile {profile.name!r}: gyrator arrays are not supported by convolutional circuits")
-    if spec.backward == "transpose" and not hasattr(dev, "mvm_t"):
-        raise ProfileError(f"backward = 'transpose' needs a reciprocal device (mvm_t); profile "
-                           f"{profile.name!r} ({type(dev).__name__}) has none: use 'copy'")
+        return        # the ideal profile skips the tiles (exact kernels)
+    check_realization(spec, profile, skew_links=False, circuit="convolutional circuits")
 
 
-def build(spec: ConvCircuitSpec, profile: DeviceProfile, params: ConvParams, key: Array) -> ConvHardware:
-    """Fabricate every tile and converter of the circuit and program ``params``."""
-    _check_realization(spec, profile)
-    if spec.asymmetric and len(params.backward) != spec.n_layers - 1:
-        raise AnasimError("build: lam = 'asymmetric' needs ConvParams.backward (one ψ per coupling)")
-    return _build_jit(_static(spec), profile, params, key)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _build_jit(spec, profile, params, key):
+def _make(spec, profile, params, key):
     L = spec.n_layers
     dev = profile.coupling
     k_fab, k_prog, k_dac, k_adc = jax.random.split(key, 4)
@@ -556,15 +331,22 @@ def _build_jit(spec, profile, params, key):
                         dac=dac, adc=adc, profile=profile, backward_mode=spec.backward, ideal=ideal)
 
 
-def reprogram(spec: ConvCircuitSpec, hw: ConvHardware, params: ConvParams, key: Array) -> ConvHardware:
-    """Write ``params`` into the same chip (new programming errors, same fixed pattern)."""
-    return _reprogram_jit(_static(spec), hw, params, key)
-
-
-@functools.partial(jax.jit, static_argnums=(0,))
-def _reprogram_jit(spec, hw, params, key):
+def _write(spec, hw, params, key):
     fwd, bwd, biases = _program(spec, hw.profile, params, key, hw.forward_inst, hw.backward_inst)
     return replace(hw, forward=fwd, backward=bwd, biases=biases)
+
+
+def build(spec: ConvCircuitSpec, profile: DeviceProfile, params: ConvParams, key: Array) -> ConvHardware:
+    """Fabricate every tile and converter of the circuit and program ``params``."""
+    _check_realization(spec, profile)
+    if spec.asymmetric and len(params.backward) != spec.n_layers - 1:
+        raise AnasimError("build: lam = 'asymmetric' needs ConvParams.backward (one ψ per coupling)")
+    return build_chip(_make, spec, profile, params, key)
+
+
+def reprogram(spec: ConvCircuitSpec, hw: ConvHardware, params: ConvParams, key: Array) -> ConvHardware:
+    """Write ``params`` into the same chip (new programming errors, same fixed pattern)."""
+    return reprogram_chip(_write, spec, hw, params, key)
 
 
 # --- reads through the hardware ---------------------------------------------------------
@@ -618,6 +400,7 @@ def _hw_backward(spec, hw, k, u, key):
     return _to_lower(spec, k, v)
 
 
+@spec_precision
 def tile_weights(spec: ConvCircuitSpec, hw: ConvHardware, k: int, backward: bool = False) -> Array:
     """Realized per-copy weights of conv coupling k (1-based): (H, W, C_out, k², C_in).
 
@@ -655,6 +438,7 @@ def _dense_matrix(fn, in_shape, dtype) -> np.ndarray:
     return np.asarray(out, np.float64).T
 
 
+@spec_precision
 def forward_matrix(spec: ConvCircuitSpec, hw: ConvHardware, k: int) -> np.ndarray:
     """Realized dense (unrolled, Toeplitz) matrix of coupling k (1-based), NHWC-flattened,
     shape (n_k, n_{k−1}); from the noiseless per-copy weights. For analysis of small circuits."""
@@ -675,6 +459,7 @@ def forward_matrix(spec: ConvCircuitSpec, hw: ConvHardware, k: int) -> np.ndarra
     return _dense_matrix(fn, spec.shapes[k - 1], dt)
 
 
+@spec_precision
 def backward_matrix(spec: ConvCircuitSpec, hw: ConvHardware, k: int) -> np.ndarray:
     """Realized matrix of coupling k's backward read (layer k → layer k−1), shape (n_{k−1}, n_k),
     before the structure factor (2λ − 1). ``transpose`` gives exactly forward_matrixᵀ."""
@@ -699,22 +484,20 @@ def backward_matrix(spec: ConvCircuitSpec, hw: ConvHardware, k: int) -> np.ndarr
 
 # --- relaxation ---------------------------------------------------------------------------
 
-def _zero(b) -> bool:
-    return isinstance(b, (int, float)) and not isinstance(b, bool) and b == 0
-
-
+@spec_precision
 def relax(spec: ConvCircuitSpec, hw: ConvHardware, x: Array, key: Array, *, nudge=(0.0, 0.0),
-          target: Array | None = None, state0: Equilibrium | None = None) -> Equilibrium:
+          target: Array | None = None, state0: Equilibrium | None = None, eta: Array | None = None) -> Equilibrium:
     """Relax the circuit on images ``x`` (batch, H, W, C) — or flattened (batch, H·W·C).
 
     ``nudge`` (β₊, β₋) and ``target`` (batch, *output_shape) as in
     :func:`anasim.circuits.layered.relax`. Returns an
     :class:`~anasim.circuits.layered.Equilibrium` with per-layer states of
     shape (batch, *shape_k); iterations, residual and the converged /
-    diverged / oscillating flags are measured the same way.
+    diverged / oscillating flags are measured the same way. ``eta``: the
+    damping to relax with (default ``spec.eta``).
     """
     beta_p, beta_m = nudge
-    free = _zero(beta_p) and _zero(beta_m)
+    free = is_static_zero(beta_p) and is_static_zero(beta_m)
     dt = jnp.dtype(spec.dtype)
     x = jnp.asarray(x, dt)
     B = x.shape[0]
@@ -738,12 +521,13 @@ def relax(spec: ConvCircuitSpec, hw: ConvHardware, x: Array, key: Array, *, nudg
         a0 = tuple(jnp.stack([jnp.asarray(s[k], dt) for s in src]) for k in range(spec.n_layers))
     else:
         a0 = tuple(jnp.zeros((C, B) + sh, dt) for sh in spec.shapes[1:])
-    return _relax_jit(_static(spec), C, hw, x, key, jnp.asarray(beta_p, dt), jnp.asarray(beta_m, dt),
-                      target, a0, jnp.asarray(spec.eta, dt), jnp.asarray(spec.tol, dt))
+    return run_relaxation(_relax_body, spec, (C,), hw, x, key, jnp.asarray(beta_p, dt), jnp.asarray(beta_m, dt),
+                          target, a0, jnp.asarray(spec.eta if eta is None else eta, dt), jnp.asarray(spec.tol, dt))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _relax_jit(spec, C, hw, x, key, beta_p, beta_m, target, a0, eta, tol):
+def _relax_body(spec, static, hw, x, key, beta_p, beta_m, target, a0, eta, tol):
+    """The traced relaxation (:func:`~anasim.circuits.relaxation.run_relaxation`)."""
+    (C,) = static
     dt = jnp.dtype(spec.dtype)
     L = spec.n_layers
     out = spec.output_layer - 1
@@ -804,9 +588,41 @@ def output(spec: ConvCircuitSpec, eq: Equilibrium) -> Array:
     return 0.5 * (eq.s_plus[j] + eq.s_minus[j])
 
 
+# --- the engine object ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConvEngine:
+    """The engine of convolutional circuits (:class:`~anasim.circuits.engine.Engine`): the
+    shared damped loop through per-copy device tiles. No clamped outputs and no
+    complex nudge (``relax`` refuses both)."""
+
+    name: str = "conv"
+    abilities: frozenset = frozenset({"jit", "warm_start", "settling"})
+
+    def init_params(self, spec: ConvCircuitSpec, key: Array) -> ConvParams:
+        return init_params(spec, key)
+
+    def build(self, spec: ConvCircuitSpec, profile: DeviceProfile, params: ConvParams, key: Array) -> ConvHardware:
+        return build(spec, profile, params, key)
+
+    def reprogram(self, spec: ConvCircuitSpec, hw: ConvHardware, params: ConvParams, key: Array) -> ConvHardware:
+        return reprogram(spec, hw, params, key)
+
+    def relax(self, spec: ConvCircuitSpec, hw: ConvHardware, x: Array, key: Array, *, nudge=(0.0, 0.0),
+              target=None, clamp=(None, None), state0=None, eta=None) -> Equilibrium:
+        if clamp[0] is not None or clamp[1] is not None:
+            raise AnasimError("the conv engine has no clamped outputs (clamp must be (None, None))")
+        if any(isinstance(b, complex) or jnp.iscomplexobj(b) for b in nudge):
+            raise AnasimError("the conv engine has no complex nudge (holomorphic EP runs on the iterative engine)")
+        return relax(spec, hw, x, key, nudge=nudge, target=target, state0=state0, eta=eta)
+
+    def read(self, hw: ConvHardware, eq: Equilibrium, key: Array) -> tuple[tuple, tuple]:
+        return read_states(hw, eq, key)
+
+
 __all__ = [
-    "CONV_ACTIVATIONS", "CONV_BACKWARDS", "ConvCircuitSpec", "activation", "ConvHardware", "ConvLayer", "ConvParams", "backward_matrix", "build",
-    "conv", "conv_transpose", "fixed_point_map", "fold_patches", "forward_matrix", "ideal_forward",
-    "ideal_independent", "ideal_transpose", "init_params", "output", "patches", "read_states", "relax",
-    "reprogram", "squeeze", "tile_weights", "transpose_kernel", "unsqueeze",
+    "CONV_ACTIVATIONS", "CONV_BACKWARDS", "ConvCircuitSpec", "ConvEngine", "ConvHardware", "ConvLayer", "ConvParams",
+    "activation", "backward_matrix", "build", "conv", "conv_transpose", "fixed_point_map", "fold_patches",
+    "forward_matrix", "ideal_forward", "ideal_independent", "ideal_transpose", "init_params", "output", "patches",
+    "read_states", "relax", "reprogram", "squeeze", "tile_weights", "transpose_kernel", "unsqueeze",
 ]
