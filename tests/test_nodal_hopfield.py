@@ -7,7 +7,6 @@ import jax
 import numpy as np
 import pytest
 
-import anasim  # noqa: F401
 from anasim.circuits import layered
 from anasim.nodal import ngspice
 from anasim.nodal.hopfield import (
@@ -19,6 +18,15 @@ from anasim.errors import AnasimError
 
 SIZES = (4, 6, 3)
 N = sum(SIZES[1:])
+
+
+@pytest.fixture
+def x64():
+    """float64 for the test's own JAX reference computations (implicit
+    differentiation to 1e-12 A, a float64 spec traced in jax.jit); the library
+    scopes float64 for itself."""
+    with jax.enable_x64(True):
+        yield
 
 
 def _weights(rng, scale=0.8, gyrator=False):
@@ -291,6 +299,7 @@ def _implicit_gradient(ph, w, x, y):
     return grad / x.shape[0]
 
 
+@pytest.mark.usefixtures("x64")
 def test_ep_from_nodal_equilibria_matches_implicit_differentiation_and_a_step_lowers_the_loss():
     from anasim.nodal.hopfield import cocontent_gradient
 
@@ -328,6 +337,7 @@ def test_ep_from_nodal_equilibria_matches_implicit_differentiation_and_a_step_lo
     assert loss(stepped) < loss(w)
 
 
+@pytest.mark.usefixtures("x64")
 def test_dyadic_from_gyrator_circuit_matches_implicit_differentiation():
     """λ = 0: rules.dyadic on the two cross-coupled compartment copies estimates the
     gradient of ℓ at the free DC point of the gyrator circuit, computed by the implicit
@@ -394,6 +404,7 @@ def test_dyadic_from_gyrator_circuit_matches_implicit_differentiation():
     assert np.linalg.norm(est) == pytest.approx(np.linalg.norm(ref), rel=0.01)
 
 
+@pytest.mark.usefixtures("x64")
 def test_relax_in_jit_equals_relax():
     """The host-callback form runs inside jax.jit (as a jitted training step would call
     the iterative engine) and returns the same equilibrium."""
@@ -413,6 +424,7 @@ def test_relax_in_jit_equals_relax():
 
 
 @pytest.mark.parametrize("rule", ["ep-centered", "dyadic"])
+@pytest.mark.usefixtures("x64")
 def test_controller_rules_on_the_resistive_circuit_follow_its_exact_gradient(rule):
     """The jitted controller (engine "nodal", λ = 1) differentiates the passive circuit's
     co-content, leak included: its update matches implicit differentiation of the KCL

@@ -608,4 +608,7 @@ def relax_in_jit(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None
     if not any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(args)):
         with scope():  # a float64 spec's states stay float64, as relax returns them
             return jax.tree_util.tree_map(jnp.asarray, host(*args))
+    if dt.itemsize == 8 and not jax.config.jax_enable_x64:
+        raise AnasimError(f"relax_in_jit: a {spec.dtype} spec traced inside jax.jit needs float64 in the "
+                          f"trace: jit the step inside `with jax.enable_x64(True):` (or use float32)")
     return jax.pure_callback(host, shapes, *args)
