@@ -47,6 +47,7 @@ def test_local_update_on_the_gyrator_circuit_is_dyadic_on_its_dc_points():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-7, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_training_the_gyrator_circuit_learns_a_separable_task():
     spec, prof, _ = _gyrator_chip()
     rng = np.random.default_rng(0)

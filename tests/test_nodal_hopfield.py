@@ -37,6 +37,7 @@ def _weights(rng, scale=0.8, gyrator=False):
                           backward=(-th1.T,), self_coupling=np.zeros(N))
 
 
+@pytest.mark.ngspice
 @pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
 @pytest.mark.parametrize("kind", ["resistive", "gyrator"])
 def test_hopfield_netlists_match_ngspice(kind):
@@ -193,6 +194,7 @@ def test_relax_interface_resistive_free_and_nudged():
         relax(CircuitSpec(sizes=SIZES, lam=1.0, cost="cross_entropy"), hw, x2, None, nudge=(0.1, 0.1), target=y)
 
 
+@pytest.mark.ngspice
 @pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
 @pytest.mark.parametrize("kind", ["resistive", "gyrator"])
 def test_clamped_outputs_are_the_source_voltages_and_the_rest_matches_ngspice(kind):
@@ -225,6 +227,7 @@ def test_clamped_outputs_are_the_source_voltages_and_the_rest_matches_ngspice(ki
     assert max(max(abs(r[n]) for n in r if n.startswith("l1")) for r in refs) > 0.95
 
 
+@pytest.mark.ngspice
 @pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
 def test_relax_on_resistive_crossbar_uses_its_conductances_and_matches_ngspice():
     from anasim.devices.resistive import ResistiveCrossbar
@@ -299,6 +302,7 @@ def _implicit_gradient(ph, w, x, y):
     return grad / x.shape[0]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("x64")
 def test_ep_from_nodal_equilibria_matches_implicit_differentiation_and_a_step_lowers_the_loss():
     from anasim.nodal.hopfield import cocontent_gradient
@@ -404,6 +408,7 @@ def test_dyadic_from_gyrator_circuit_matches_implicit_differentiation():
     assert np.linalg.norm(est) == pytest.approx(np.linalg.norm(ref), rel=0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("x64")
 def test_relax_in_jit_equals_relax():
     """The host-callback form runs inside jax.jit (as a jitted training step would call

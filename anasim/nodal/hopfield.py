@@ -46,7 +46,7 @@ resistor). Node voltages map to normalized states as s = v / V_fs.
 Public API::
 
     NodalPhysics(kind, v_fs_v, g_unit_s, g_min_s, g_leak_s, clamp_lo_v, clamp_hi_v,
-                 diode_drop_v, diode_is_a, diode_n, temperature_k)
+                 diode_drop_v, diode_is_a, diode_n, temperature_k)   # anasim.nodal.physics
     LayeredWeights(theta0, thetas, bias, g_pos=None, g_neg=None)   # realized matrices
     weights_from_hardware(spec, hw, physics) -> (LayeredWeights, physics)
     hopfield_circuit(sizes, physics) -> HopfieldCircuit             # topology (cached)
@@ -57,6 +57,10 @@ Public API::
     hopfield_netlist(sizes, physics, weights, x, beta=0, target=None, clamp=None) -> Netlist
     relax_in_jit(spec, hw, x, key, ...)    # the same, callable inside jax.jit (host callback)
     cocontent_gradient(weights, x, layers) -> dict                # ∂Ẽ/∂θ (resistive EP)
+
+The relaxation engine built on ``relax`` is :class:`anasim.nodal.engine.NodalEngine`.
+Every public call computes in float64 (:mod:`anasim.nodal.x64`) and leaves the
+caller's ``jax_enable_x64`` as it was.
 
 Output clamping (contrastive and coupled learning) holds output nodes with
 grounded voltage sources (``clamp``). With ``NodalPhysics.node_capacitance_f``
