@@ -178,8 +178,7 @@ def _add_op(sub) -> Callable:
     p.add_argument("--max-iter", type=int, default=100, help="Newton iteration budget (default 100)")
 
     def run(args) -> int:
-        from anasim.nodal.netlist import read_netlist
-        from anasim.nodal.solver import Circuit, solve_op
+        from anasim.nodal import Circuit, read_netlist, solve_op  # loaded on use: the CLI starts quickly
 
         if args.max_iter < 1:
             raise AnasimError(f"--max-iter must be ≥ 1, got {args.max_iter}")

@@ -25,11 +25,7 @@ import time
 
 import numpy as np
 
-import anasim  # noqa: F401
-from anasim.nodal import ngspice
-from anasim.nodal.solver import solve_op
-from anasim.nodal.hopfield import (
-    LayeredWeights, NodalPhysics, hopfield_circuit, hopfield_values)
+from anasim.nodal import LayeredWeights, NodalPhysics, hopfield_circuit, hopfield_values, ngspice, solve_op
 
 
 def main() -> None:

@@ -50,10 +50,9 @@ import numpy as np
 import optax
 import xarray as xr
 
-import anasim  # noqa: F401  (float64)
 from anasim.circuits import layered
-from anasim.nodal.hopfield import NodalPhysics, relax, weights_from_hardware
 from anasim.circuits.spec import CircuitSpec
+from anasim.nodal import NodalEngine, NodalPhysics, weights_from_hardware
 from anasim.data import SHIPPED_DIR, load_fashion_mnist
 from anasim.devices.gyrator import GyratorArray
 from anasim.devices.profile import DeviceProfile
@@ -71,16 +70,16 @@ def pooled(x: np.ndarray, block: int = 4) -> np.ndarray:
 def circuit(mode: str, sizes: tuple):
     """(spec, profile, physics) of the EP (resistive) or dyadic (gyrator) circuit."""
     if mode == "ep":
-        spec = CircuitSpec(sizes=sizes, lam=1.0, dtype="float64", init_scale=1.0)
+        spec = CircuitSpec(sizes=sizes, lam=1.0, dtype="float64", init_scale=1.0, engine="nodal")
         return spec, DeviceProfile(name="ideal-resistive"), NodalPhysics(kind="resistive", g_min_s=1e-7)
-    spec = CircuitSpec(sizes=sizes, lam=0.0, backward="gyrator", dtype="float64", init_scale=1.0)
+    spec = CircuitSpec(sizes=sizes, lam=0.0, backward="gyrator", dtype="float64", init_scale=1.0, engine="nodal")
     return spec, DeviceProfile(name="gyrator", coupling=GyratorArray(w_max=2.0)), NodalPhysics(kind="gyrator")
 
 
 def update(mode, spec, hw, physics, x, y, beta, key):
     """Relax both nudged phases on the chip, read them through the ADCs, apply the local rule."""
     k_relax, k_read = jax.random.split(key)
-    eq = relax(spec, hw, x, k_relax, nudge=(beta, beta), target=y, physics=physics)
+    eq = NodalEngine(physics).relax(spec, hw, x, k_relax, nudge=(beta, beta), target=y)
     sp, sm = layered.read_states(hw, eq, k_read)
     sp, sm = tuple(np.asarray(s, np.float64) for s in sp), tuple(np.asarray(s, np.float64) for s in sm)
     if mode == "ep":
@@ -97,7 +96,7 @@ def evaluate(spec, hw, physics, x, labels, batch=250, key=None):
     correct, loss = 0, 0.0
     for i in range(0, len(x), batch):
         k = None if key is None else jax.random.fold_in(key, i)
-        out = np.asarray(relax(spec, hw, x[i:i + batch], k, physics=physics).output)
+        out = np.asarray(NodalEngine(physics).relax(spec, hw, x[i:i + batch], k).output)
         correct += int((out.argmax(1) == labels[i:i + batch]).sum())
         loss += float(np.sum((out - np.eye(10)[labels[i:i + batch]]) ** 2)) / 2
     return correct / len(x), loss / len(x)
@@ -150,12 +149,12 @@ def thermal_readout(spec, hw, physics, x, labels, *, draws=3, seed=0):
     fluctuation, and the rms fluctuation (V) of every node state, per capacitance."""
     acc = np.zeros((len(CAPACITANCES_F), draws))
     rms = np.zeros(len(CAPACITANCES_F))
-    quiet = relax(spec, hw, x, None, physics=physics)
+    quiet = NodalEngine(physics).relax(spec, hw, x, None)
     for i, cap in enumerate(CAPACITANCES_F):
         noisy_physics = replace(physics, node_capacitance_f=cap)
         for d in range(draws):
             acc[i, d], _ = evaluate(spec, hw, noisy_physics, x, labels, key=jax.random.PRNGKey(1000 * seed + d))
-        eq = relax(spec, hw, x, jax.random.PRNGKey(7), physics=noisy_physics)
+        eq = NodalEngine(noisy_physics).relax(spec, hw, x, jax.random.PRNGKey(7))
         dv = np.concatenate([np.asarray(a) - np.asarray(b) for a, b in zip(eq.s_plus, quiet.s_plus)], 1)
         rms[i] = physics.v_fs_v * np.sqrt(np.mean(dv ** 2))
     return acc, rms
@@ -235,4 +234,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # The whole run in float64 (the shadow weights, the optimizer, the rules), as the
+    # float64 specs ask; the node-level solves scope float64 for themselves anyway.
+    with jax.enable_x64(True):
+        main()

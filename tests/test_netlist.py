@@ -7,7 +7,6 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import anasim  # noqa: F401
 from anasim.nodal import ngspice
 from anasim.nodal.netlist import (
     DiodeModel, Element, Netlist, NetlistError, format_netlist, parse_netlist, parse_value, read_netlist)
@@ -90,17 +89,29 @@ def test_write_then_read_is_exact(net):
     assert back.temperature_k == pytest.approx(net.temperature_k, abs=1e-9)
 
 
-def test_cli_op_json_matches_ngspice_and_human_output(tmp_path, capsys):
-    path = "circuits/diode-clamp.cir"
+def test_cli_op_json_and_human_output(repo_root, capsys):
+    path = str(repo_root / "circuits" / "diode-clamp.cir")
     assert main(["op", path, "--json"]) == 0
     ours = json.loads(capsys.readouterr().out)
+    assert main(["op", path, "--method", "sparse", "--json"]) == 0
+    sparse = json.loads(capsys.readouterr().out)
+    assert ours.keys() == sparse.keys()
+    for node, v in ours.items():
+        assert abs(v - sparse[node]) <= 1e-9, node
     assert main(["op", path]) == 0
     human = capsys.readouterr().out
     assert "node" in human and "h " in human
-    if ngspice.available():
-        ref = ngspice.run_op([read_netlist(path)])[0]
-        for node, v in ours.items():
-            assert abs(v - ref[node]) <= max(1e-6 * abs(ref[node]), 1e-6)
+
+
+@pytest.mark.ngspice
+@pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
+def test_cli_op_json_matches_ngspice(repo_root, capsys):
+    path = str(repo_root / "circuits" / "diode-clamp.cir")
+    assert main(["op", path, "--json"]) == 0
+    ours = json.loads(capsys.readouterr().out)
+    ref = ngspice.run_op([read_netlist(path)])[0]
+    for node, v in ours.items():
+        assert abs(v - ref[node]) <= max(1e-6 * abs(ref[node]), 1e-6)
 
 
 def test_cli_op_bad_netlist_one_line_exit_2(tmp_path, capsys):
@@ -118,9 +129,10 @@ def test_ngspice_missing_is_a_clear_error(monkeypatch):
         ngspice.run_op(["t\nR1 a 0 1\n.end\n"])
 
 
+@pytest.mark.ngspice
 @pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
-def test_example_netlists_match_ngspice():
-    paths = ["circuits/resistive-hopfield-small.cir", "circuits/gyrator-hopfield-small.cir"]
+def test_example_netlists_match_ngspice(repo_root):
+    paths = [repo_root / "circuits" / "resistive-hopfield-small.cir", repo_root / "circuits" / "gyrator-hopfield-small.cir"]
     nets = [read_netlist(p) for p in paths]
     refs = ngspice.run_op(nets)
     for net, ref in zip(nets, refs):

@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-import anasim  # noqa: F401  (enables x64)
 from anasim.nodal import ngspice
 from anasim.nodal.netlist import DiodeModel, Element, Netlist, parse_netlist
 from anasim.nodal.solver import Circuit, CircuitValues, solve_op, thermal_voltage
@@ -64,6 +63,7 @@ def _close(ours: dict, ref: dict) -> float:
     return worst
 
 
+@pytest.mark.ngspice
 @needs_ngspice
 def test_random_netlists_match_ngspice_dense_batched_and_sparse():
     rng = np.random.default_rng(7)
@@ -94,6 +94,7 @@ def test_random_netlists_match_ngspice_dense_batched_and_sparse():
     assert max(abs(v) for r in refs for v in r.values()) > 0.5
 
 
+@pytest.mark.ngspice
 @needs_ngspice
 def test_parsed_netlist_text_matches_ngspice_exactly_with_gyrator():
     text = """gyrator with mismatch and a clamp

@@ -7,7 +7,6 @@ import jax
 import numpy as np
 import pytest
 
-import anasim  # noqa: F401
 from anasim.circuits import layered
 from anasim.nodal import ngspice
 from anasim.nodal.hopfield import (
@@ -21,6 +20,15 @@ SIZES = (4, 6, 3)
 N = sum(SIZES[1:])
 
 
+@pytest.fixture
+def x64():
+    """float64 for the test's own JAX reference computations (implicit
+    differentiation to 1e-12 A, a float64 spec traced in jax.jit); the library
+    scopes float64 for itself."""
+    with jax.enable_x64(True):
+        yield
+
+
 def _weights(rng, scale=0.8, gyrator=False):
     th0 = rng.uniform(-scale, scale, (SIZES[1], SIZES[0]))
     th1 = rng.uniform(-scale, scale, (SIZES[2], SIZES[1]))
@@ -29,6 +37,7 @@ def _weights(rng, scale=0.8, gyrator=False):
                           backward=(-th1.T,), self_coupling=np.zeros(N))
 
 
+@pytest.mark.ngspice
 @pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
 @pytest.mark.parametrize("kind", ["resistive", "gyrator"])
 def test_hopfield_netlists_match_ngspice(kind):
@@ -185,6 +194,7 @@ def test_relax_interface_resistive_free_and_nudged():
         relax(CircuitSpec(sizes=SIZES, lam=1.0, cost="cross_entropy"), hw, x2, None, nudge=(0.1, 0.1), target=y)
 
 
+@pytest.mark.ngspice
 @pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
 @pytest.mark.parametrize("kind", ["resistive", "gyrator"])
 def test_clamped_outputs_are_the_source_voltages_and_the_rest_matches_ngspice(kind):
@@ -217,6 +227,7 @@ def test_clamped_outputs_are_the_source_voltages_and_the_rest_matches_ngspice(ki
     assert max(max(abs(r[n]) for n in r if n.startswith("l1")) for r in refs) > 0.95
 
 
+@pytest.mark.ngspice
 @pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
 def test_relax_on_resistive_crossbar_uses_its_conductances_and_matches_ngspice():
     from anasim.devices.resistive import ResistiveCrossbar
@@ -291,6 +302,8 @@ def _implicit_gradient(ph, w, x, y):
     return grad / x.shape[0]
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("x64")
 def test_ep_from_nodal_equilibria_matches_implicit_differentiation_and_a_step_lowers_the_loss():
     from anasim.nodal.hopfield import cocontent_gradient
 
@@ -328,6 +341,7 @@ def test_ep_from_nodal_equilibria_matches_implicit_differentiation_and_a_step_lo
     assert loss(stepped) < loss(w)
 
 
+@pytest.mark.usefixtures("x64")
 def test_dyadic_from_gyrator_circuit_matches_implicit_differentiation():
     """λ = 0: rules.dyadic on the two cross-coupled compartment copies estimates the
     gradient of ℓ at the free DC point of the gyrator circuit, computed by the implicit
@@ -394,6 +408,8 @@ def test_dyadic_from_gyrator_circuit_matches_implicit_differentiation():
     assert np.linalg.norm(est) == pytest.approx(np.linalg.norm(ref), rel=0.01)
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("x64")
 def test_relax_in_jit_equals_relax():
     """The host-callback form runs inside jax.jit (as a jitted training step would call
     the iterative engine) and returns the same equilibrium."""
@@ -413,6 +429,7 @@ def test_relax_in_jit_equals_relax():
 
 
 @pytest.mark.parametrize("rule", ["ep-centered", "dyadic"])
+@pytest.mark.usefixtures("x64")
 def test_controller_rules_on_the_resistive_circuit_follow_its_exact_gradient(rule):
     """The jitted controller (engine "nodal", λ = 1) differentiates the passive circuit's
     co-content, leak included: its update matches implicit differentiation of the KCL

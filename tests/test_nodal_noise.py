@@ -6,7 +6,6 @@ import jax
 import numpy as np
 import pytest
 
-import anasim  # noqa: F401
 from anasim.nodal import ngspice
 from anasim.nodal.netlist import parse_netlist
 from anasim.nodal.solver import K_BOLTZMANN, Circuit
@@ -86,6 +85,7 @@ def test_resistor_network_output_noise_closed_form():
     assert ours == pytest.approx(np.sqrt(4 * K_BOLTZMANN * T * r_eq), rel=1e-12)
 
 
+@pytest.mark.ngspice
 @pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
 def test_output_noise_matches_ngspice_noise_and_nyquist():
     text = LADDER.format(extra="")
@@ -95,6 +95,7 @@ def test_output_noise_matches_ngspice_noise_and_nyquist():
     assert ours == pytest.approx(ref, rel=1e-9)
 
 
+@pytest.mark.ngspice
 @pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
 def test_output_noise_with_capacitor_matches_ngspice():
     text = LADDER.format(extra="C1 out 0 100p\nC2 a 0 47p")
@@ -183,6 +184,7 @@ C2 b 0 2p
 """
 
 
+@pytest.mark.ngspice
 @pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
 @pytest.mark.parametrize("i_bias", ["50u", "2m"])
 def test_output_noise_with_forward_diode_matches_ngspice(i_bias):
@@ -287,6 +289,7 @@ def test_ota_noise_of_an_ideal_gyrator_closed_forms():
         thermal_covariance(circ, vccs_noise_factor=-1.0)
 
 
+@pytest.mark.slow
 def test_gyrator_chip_ota_noise_raises_every_node_above_kT_over_C():
     """weights_from_hardware takes the gyrator array's noise factor; with it the
     relaxed states of the node-level circuit fluctuate more than k_B T / C per node

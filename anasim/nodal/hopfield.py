@@ -46,7 +46,7 @@ resistor). Node voltages map to normalized states as s = v / V_fs.
 Public API::
 
     NodalPhysics(kind, v_fs_v, g_unit_s, g_min_s, g_leak_s, clamp_lo_v, clamp_hi_v,
-                 diode_drop_v, diode_is_a, diode_n, temperature_k)
+                 diode_drop_v, diode_is_a, diode_n, temperature_k)   # anasim.nodal.physics
     LayeredWeights(theta0, thetas, bias, g_pos=None, g_neg=None)   # realized matrices
     weights_from_hardware(spec, hw, physics) -> (LayeredWeights, physics)
     hopfield_circuit(sizes, physics) -> HopfieldCircuit             # topology (cached)
@@ -57,6 +57,10 @@ Public API::
     hopfield_netlist(sizes, physics, weights, x, beta=0, target=None, clamp=None) -> Netlist
     relax_in_jit(spec, hw, x, key, ...)    # the same, callable inside jax.jit (host callback)
     cocontent_gradient(weights, x, layers) -> dict                # ∂Ẽ/∂θ (resistive EP)
+
+The relaxation engine built on ``relax`` is :class:`anasim.nodal.engine.NodalEngine`.
+Every public call computes in float64 (:mod:`anasim.nodal.x64`) and leaves the
+caller's ``jax_enable_x64`` as it was.
 
 Output clamping (contrastive and coupled learning) holds output nodes with
 grounded voltage sources (``clamp``). With ``NodalPhysics.node_capacitance_f``
@@ -81,93 +85,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anasim.nodal.netlist import DEFAULT_GMIN, Netlist
-from anasim.nodal.solver import Circuit, CircuitValues, solve_op
-from anasim.nodal.noise import thermal_fluctuation
+from anasim.circuits.layered import Equilibrium
 from anasim.errors import AnasimError
+from anasim.nodal.circuit import Circuit, CircuitValues
+from anasim.nodal.netlist import Netlist
+from anasim.nodal.noise import thermal_fluctuation
+from anasim.nodal.physics import KINDS, NodalPhysics, kind_for_lam
+from anasim.nodal.solver import solve_op
+from anasim.nodal.x64 import float64, scope
 
 Array = jax.Array
 
-KINDS = ("resistive", "gyrator")
-
-
-@dataclass(frozen=True)
-class NodalPhysics:
-    """Physical parameters of a node-level Hopfield circuit (hashable).
-
-    Attributes:
-        kind: ``"resistive"`` (λ = 1) or ``"gyrator"`` (λ = 0).
-        v_fs_v: node voltage of normalized state 1 (V).
-        g_unit_s: conductance / transconductance of a unit weight (S).
-        g_min_s: floor conductance of each device of a differential pair (S)
-            (resistive; a crossbar device's G_min).
-        g_leak_s: leak conductance of each gyrator-circuit node (S); None
-            means g_unit_s, so that normalized couplings are the θ's.
-        clamp_lo_v, clamp_hi_v: where the diode clamps bite (V); the rails
-            sit one diode drop inside them.
-        diode_drop_v: the assumed diode drop placing the rails (V).
-        diode_is_a, diode_n: clamp diodes' saturation current (A) and ideality.
-        temperature_k: circuit temperature (K); ngspice's default 300.15 K.
-        gmin: conductance across every junction (S), as SPICE adds.
-        max_newton: Newton iteration budget.
-        node_capacitance_f: capacitance of every neuron node to ground (F).
-            None: the equilibrium is the noiseless DC point. Set, ``relax``
-            with a key adds the stationary thermal fluctuation (Johnson–Nyquist
-            and diode shot noise) of the circuit linearized at that point (zero
-            mean, covariance from the Lyapunov equation; kT/C per node for a
-            purely resistive or ideal gyrator network with its clamps off:
-            :func:`anasim.nodal.noise.thermal_covariance`).
-        ota_noise_factor: excess noise factor γ of every transconductor (the
-            gyrators' OTAs, the input projection's and the nudge's VCCS):
-            output current noise 4 k_B T γ |g_m| (A²/Hz) in the thermal
-            fluctuation; 0: noiseless. :func:`weights_from_hardware` takes a
-            gyrator array's ``noise_factor``.
-    """
-
-    kind: str = "resistive"
-    v_fs_v: float = 1.0
-    g_unit_s: float = 1e-4
-    g_min_s: float = 0.0
-    g_leak_s: float | None = None
-    clamp_lo_v: float = 0.0
-    clamp_hi_v: float = 1.0
-    diode_drop_v: float = 0.5
-    diode_is_a: float = 1e-14
-    diode_n: float = 1.0
-    temperature_k: float = 300.15
-    gmin: float = DEFAULT_GMIN
-    max_newton: int = 100
-    node_capacitance_f: float | None = None
-    ota_noise_factor: float = 0.0
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise AnasimError(f"NodalPhysics.kind must be one of {KINDS}, got {self.kind!r}")
-        for name in ("v_fs_v", "g_unit_s", "diode_is_a", "diode_n", "temperature_k"):
-            if not float(getattr(self, name)) > 0:
-                raise AnasimError(f"NodalPhysics.{name} must be > 0, got {getattr(self, name)!r}")
-        if self.g_min_s < 0 or (self.g_leak_s is not None and not self.g_leak_s > 0):
-            raise AnasimError("NodalPhysics: g_min_s must be ≥ 0 and g_leak_s > 0")
-        if not self.clamp_hi_v > self.clamp_lo_v:
-            raise AnasimError("NodalPhysics: clamp_hi_v must exceed clamp_lo_v")
-        if self.node_capacitance_f is not None and not float(self.node_capacitance_f) > 0:
-            raise AnasimError(f"NodalPhysics.node_capacitance_f must be > 0 F or None, "
-                              f"got {self.node_capacitance_f!r}")
-        if not (np.isfinite(float(self.ota_noise_factor)) and float(self.ota_noise_factor) >= 0):
-            raise AnasimError(f"NodalPhysics.ota_noise_factor must be a finite number >= 0, "
-                              f"got {self.ota_noise_factor!r}")
-
-    @property
-    def leak_s(self) -> float:
-        return self.g_unit_s if self.g_leak_s is None else self.g_leak_s
-
-    @property
-    def rail_hi_v(self) -> float:
-        return self.clamp_hi_v - self.diode_drop_v
-
-    @property
-    def rail_lo_v(self) -> float:
-        return self.clamp_lo_v + self.diode_drop_v
+__all__ = [
+    "KINDS", "NodalPhysics", "LayeredWeights", "HopfieldCircuit", "hopfield_circuit", "hopfield_values",
+    "solve_layers", "hopfield_netlist", "cocontent_gradient", "weights_from_hardware", "relax", "relax_in_jit",
+]
 
 
 @dataclass(frozen=True)
@@ -411,6 +343,7 @@ def _clamped_flags(physics: NodalPhysics, clamp) -> tuple:
     return (clamp[0] is not None, clamp[1] is not None)
 
 
+@float64
 def solve_layers(sizes, physics: NodalPhysics, weights: LayeredWeights, x, *, beta=0.0, target=None,
                  clamp=None, key=None, raise_on_failure: bool = True):
     """Solve the circuit(s); returns (layers of copy 0, layers of copy 1, OperatingPoint).
@@ -444,6 +377,7 @@ def hopfield_netlist(sizes, physics: NodalPhysics, weights: LayeredWeights, x, b
     return hc.circuit.to_netlist(one, title=title)
 
 
+@float64
 def cocontent_gradient(weights: LayeredWeights, x, layers) -> dict:
     """∂Ẽ/∂θ of the resistive circuit's co-content at states ``layers`` (batch mean), in the
     learning rules' format {"theta0", "thetas", "biases"} (normalized units).
@@ -462,15 +396,24 @@ def cocontent_gradient(weights: LayeredWeights, x, layers) -> dict:
     The first term is the Hopfield energy's; the second is the leak a passive
     network cannot avoid: raising |w| also raises both nodes' total
     conductance. (A crossbar's own G± pairs are differentiated the same way,
-    along the sign of the realized weight.) This is
-    :func:`anasim.learning.rules.energy_gradient` with ``leak`` = the signs of
-    ``weights``, which the controller's EP, CL and CpL rules use on this circuit.
+    along the sign of the realized weight.)
+    (The same derivative as :func:`anasim.learning.rules.energy_gradient` with
+    ``leak`` = the signs of ``weights``, which the controller's EP, CL and CpL
+    rules use on this circuit.)
     """
-    from anasim.learning import rules  # noqa: PLC0415 (anasim.learning builds on anasim.circuits)
-
-    x = np.asarray(x, np.float64)
-    layers = tuple(np.asarray(s, np.float64) for s in layers)
-    g = rules.energy_gradient(x, layers, leak=rules.coupling_signs(weights.theta0, weights.thetas))
+    x = jnp.asarray(np.asarray(x, np.float64))
+    layers = tuple(jnp.asarray(np.asarray(s, np.float64)) for s in layers)
+    if x.ndim != 2 or any(s.ndim != 2 or s.shape[0] != x.shape[0] for s in layers):
+        raise AnasimError(f"cocontent_gradient: x (batch, n_0) and layers (batch, n_k) expected, got "
+                          f"{x.shape} and {[s.shape for s in layers]}")
+    signs = (jnp.sign(weights.theta0),) + tuple(jnp.sign(t) for t in weights.thetas)
+    if len(signs) != len(layers):
+        raise AnasimError(f"cocontent_gradient: {len(layers)} layers but {len(signs)} coupling matrices")
+    lowers = (x,) + layers[:-1]
+    msq = lambda a: jnp.mean(a * a, axis=0)  # noqa: E731
+    mats = [-jnp.einsum("bi,bj->ij", up, lo) / up.shape[0] + 0.5 * sg * (msq(up)[:, None] + msq(lo)[None, :])
+            for sg, up, lo in zip(signs, layers, lowers)]
+    g = {"theta0": mats[0], "thetas": tuple(mats[1:]), "biases": tuple(-jnp.mean(s, axis=0) for s in layers)}
     return jax.tree_util.tree_map(np.asarray, g)
 
 
@@ -484,28 +427,31 @@ def _kind_for(spec) -> str:
     either sign needs the differential p/m pair, so the circuit would be four
     cross-coupled copies whose node leak (total conductance) differs from the
     gyrator copies' fixed leak; it is not built, and ``relax`` says so."""
-    if spec.asymmetric or spec.lam not in (0.0, 1.0):
+    kind = None if spec.asymmetric else kind_for_lam(spec.lam)
+    if kind is None:
         raise AnasimError(f"nodal relax: a node-level circuit realizes lam = 1 (resistive) or lam = 0 "
                           f"(gyrator), got lam = {spec.lam!r}: lam in between needs resistive lam*theta "
                           f"couplings inside differential compartments plus (1 - lam)*theta gyrators across "
                           f"them (four cross-coupled copies), which is not built")
-    return "resistive" if spec.lam == 1.0 else "gyrator"
+    return kind
 
 
+@float64
 def weights_from_hardware(spec, hw, physics: NodalPhysics | None = None):
     """Realized matrices of a chip from :func:`anasim.circuits.layered.build`, and the physics
-    to use (``physics`` None: the spec's ``[nodal]`` table over NodalPhysics' defaults;
+    to use (``physics`` None: NodalPhysics' defaults; a spec file's ``[nodal]`` table
+    is read by :func:`~anasim.nodal.physics.load_nodal_physics` into the engine's physics;
     ``physics.kind`` from λ; a resistive crossbar's own conductances and
     g_unit = (G_max − G_min)/w_max when the profile's coupling is one; a gyrator
     array's forward (1+ε)∘θ, backward −θᵀ, output conductances and OTA noise factor)."""
     kind = _kind_for(spec)
-    physics = physics or NodalPhysics(kind=kind, **spec.nodal_options())
+    physics = physics or NodalPhysics(kind=kind)
     if physics.kind != kind:
         physics = replace(physics, kind=kind)
     dev = hw.profile.coupling
     L = spec.n_layers
-    gyr = hasattr(dev, "forward") and hasattr(dev, "backward") and hasattr(dev, "output_conductance")
-    if gyr and hasattr(dev, "noise_factor"):
+    gyr = bool(dev.skew_link and dev.output_load)   # a gyrator array: forward, backward, output load
+    if gyr and getattr(dev, "noise_factor", None) is not None:
         physics = replace(physics, ota_noise_factor=float(dev.noise_factor))
 
     def fwd(state):
@@ -543,6 +489,7 @@ def weights_from_hardware(spec, hw, physics: NodalPhysics | None = None):
     return weights, physics
 
 
+@float64
 def relax(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None, None), state0=None,
           eta=None, physics: NodalPhysics | None = None):
     """Equilibrium of the node-level circuit of ``spec`` on chip ``hw``: the same
@@ -566,8 +513,6 @@ def relax(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None, None)
     on every output voltage through the softmax: a translinear normalizer, not
     a linear VCCS) and λ other than 0 or 1 (see ``_kind_for``).
     """
-    from anasim.circuits.layered import Equilibrium
-
     del state0, eta
     x = np.asarray(x, np.float64)
     if x.ndim != 2 or x.shape[1] != spec.n_in:
@@ -642,8 +587,6 @@ def relax_in_jit(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None
     callback, where XLA's CPU client can wait on itself (a training step of a
     784-input circuit hung that way).
     """
-    from anasim.circuits.layered import Equilibrium
-
     del state0, eta
     B = jnp.shape(x)[0]
     dt = jnp.dtype(spec.dtype)
@@ -667,5 +610,9 @@ def relax_in_jit(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None
 
     args = (leaves, x, key, tuple(nudge), target, tuple(clamp))
     if not any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(args)):
-        return jax.tree_util.tree_map(jnp.asarray, host(*args))
+        with scope():  # a float64 spec's states stay float64, as relax returns them
+            return jax.tree_util.tree_map(jnp.asarray, host(*args))
+    if dt.itemsize == 8 and not jax.config.jax_enable_x64:
+        raise AnasimError(f"relax_in_jit: a {spec.dtype} spec traced inside jax.jit needs float64 in the "
+                          f"trace: jit the step inside `with jax.enable_x64(True):` (or use float32)")
     return jax.pure_callback(host, shapes, *args)

@@ -32,23 +32,22 @@ import jax.numpy as jnp
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from anasim.nodal.solver import (
+from anasim.errors import AnasimError
+from anasim.nodal.assembly import _gather_index, _linear_system, _residual
+from anasim.nodal.circuit import (
     K_BOLTZMANN,
     Q_ELECTRON,
     Circuit,
     CircuitValues,
     OperatingPoint,
     _broadcast_values,
-    _diode_iv,
-    _gather_index,
     _idx,
     _Layout,
-    _linear_system,
-    _residual,
-    solve_op,
     thermal_voltage,
 )
-from anasim.errors import AnasimError
+from anasim.nodal.elements import _diode_iv
+from anasim.nodal.solver import solve_op
+from anasim.nodal.x64 import float64
 
 Array = jax.Array
 
@@ -93,6 +92,7 @@ def _shot_density(vd, i_s, vte, gmin, xp=jnp, i=None):
 
 # --- small-signal noise ---------------------------------------------------------------
 
+@float64
 def small_signal_matrices(c: Circuit, values: CircuitValues | None = None, op: OperatingPoint | None = None):
     """Conductance matrix G (with diode small-signal conductances at ``op``)
     and capacitance matrix C over the free nodes, shapes (n_free, n_free),
@@ -128,6 +128,7 @@ def small_signal_matrices(c: Circuit, values: CircuitValues | None = None, op: O
     return G[np.ix_(f, f)], Cm[np.ix_(f, f)], f
 
 
+@float64
 def output_noise_density(c: Circuit, node: str, values: CircuitValues | None = None,
                          frequency_hz: float = 0.0, op: OperatingPoint | None = None,
                          vccs_noise_factor: float = 0.0) -> float:
@@ -278,6 +279,7 @@ def _thermal_covariances(c: Circuit, flat: CircuitValues, volts: np.ndarray, nod
     return _lyapunov_batch(Ci @ G, Ci @ N @ Ci)
 
 
+@float64
 def thermal_covariance(c: Circuit, values: CircuitValues | None = None, op: OperatingPoint | None = None,
                        node_capacitance_f=None, vccs_noise_factor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Stationary covariance (V²) of the free node voltages under the Johnson–Nyquist
@@ -320,6 +322,7 @@ def thermal_covariance(c: Circuit, values: CircuitValues | None = None, op: Oper
     return sigma[0], c.layout.free
 
 
+@float64
 def thermal_fluctuation(c: Circuit, values: CircuitValues, op: OperatingPoint, key: Array,
                         node_capacitance_f=None, vccs_noise_factor: float = 0.0) -> np.ndarray:
     """One draw of the stationary thermal fluctuation of every node voltage (V), shape
@@ -452,6 +455,7 @@ def _transient_batched(c: Circuit, vals: CircuitValues, v0, keys, dt, *, n_steps
     return jax.vmap(one)(vals, v0, keys)
 
 
+@float64
 def simulate_transient(c: Circuit, key: Array, *, dt: float, n_steps: int, values: CircuitValues | None = None,
                        v0=None, every: int = 1, method: str = "euler_maruyama",
                        noise: bool = True, vccs_noise_factor: float = 0.0) -> Transient:
