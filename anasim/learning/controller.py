@@ -136,8 +136,9 @@ def local_update(spec: CircuitSpec, cfg: TrainConfig, hw, x, y, key, *, beta: fl
     check_compatible(spec, cfg, hw.profile, engine)
     dtype = jnp.dtype(spec.dtype)
     beta = cfg.beta if beta is None else beta
-    return phases_and_rule(spec, StepKind.of(cfg), engine, hw, hw if hw2 is None else hw2,
-                           jnp.asarray(x, dtype), jnp.asarray(y, dtype), jnp.asarray(beta, dtype), key).update
+    with _precision(spec):
+        return phases_and_rule(spec, StepKind.of(cfg), engine, hw, hw if hw2 is None else hw2,
+                               jnp.asarray(x, dtype), jnp.asarray(y, dtype), jnp.asarray(beta, dtype), key).update
 
 
 def evaluate(spec: CircuitSpec, hw, split: Split, key, batch: int = 500, engine: Engine | None = None) -> dict:
