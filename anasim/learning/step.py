@@ -16,7 +16,6 @@ by op around the engine's calls.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass
 
 import jax
