@@ -106,32 +106,29 @@ def _add_lipschitz(sub) -> Callable:
         import jax
 
         from anasim.analysis.lipschitz import lipschitz_report
-        from anasim.circuits import build, init_params, load_circuit, resolve_device_path
-        from anasim.devices import ideal_profile
+        from anasim.circuits import load_circuit
+        from anasim.circuits.engine import engine_for
+        from anasim.learning import load_train_config, trained_chip
+        from anasim.learning.command import load_profile_for
+        from anasim.tables import read_tables
 
         if args.pairs < 0:
             raise AnasimError(f"--pairs must be ≥ 0, got {args.pairs}")
         if args.ascent_steps < 0:
             raise AnasimError(f"--ascent-steps must be ≥ 0, got {args.ascent_steps}")
         spec = load_circuit(args.circuit)
-        dev_path = resolve_device_path(spec, args.device)
-        if dev_path is None:
-            profile = ideal_profile()
-        else:
-            try:
-                from anasim.devices import load_profile
-            except ImportError:
-                raise AnasimError(f"cannot load device profile {dev_path}: no profile loader installed") from None
-            profile = load_profile(dev_path)
+        tables, _ = read_tables(args.circuit)
+        # the spec's [training] table is refused here as `train` refuses it
+        load_train_config(tables, where=spec.source or args.circuit)
+        engine = engine_for(spec, tables)
+        profile = load_profile_for(spec, args.device)
         k_w, k_hw, k_pairs = jax.random.split(jax.random.key(args.seed), 3)
         if args.trained:
-            from anasim.learning import trained_chip
-
-            epoch, hw = trained_chip(args.trained, spec, profile)
+            epoch, hw = trained_chip(args.trained, spec, profile, engine)
             state = f"trained {epoch} epochs ({args.trained})"
         else:
-            params = init_params(spec, k_w)
-            hw = build(spec, profile, params, k_hw)
+            params = engine.init_params(spec, k_w)
+            hw = engine.build(spec, profile, params, k_hw)
             epoch, state = 0, f"untrained (seed {args.seed})"
         x = None
         if args.data is not None:
@@ -267,7 +264,7 @@ def _add_sweep(sub) -> Callable:
         out = args.out or spec.out or (Path(args.spec).stem + ".nc")
         if args.dry_run:
             have = PointStore(store_path(out)).keys()
-            from anasim.study.measurements import get_measurement
+            from anasim.study.registry import get_measurement
             from anasim.study.store import point_key
 
             mkey = [(m.name, m.version) for m in map(get_measurement, spec.measurements)]

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from anasim.circuits import build, init_params, load_circuit, relax
 from anasim.data import load_fashion_mnist
 from anasim.devices.profile import ideal_profile
-from anasim.learning.controller import config_from_spec, train
+from anasim.learning import load_train_config, train
 # the same network, batch, budget and timing as the overhead benchmark, so the two compare
 from relax_overhead import BATCH, ITERS, REPEATS, best_time
 
@@ -59,7 +59,7 @@ def accuracy(epochs: int) -> dict:
     out = {}
     for fmt in FORMATS:
         spec = dataclasses.replace(base, dtype=fmt, device="")
-        cfg = config_from_spec(spec, epochs=epochs, train_size=0, test_size=0, data="subset")
+        cfg = load_train_config(ROOT / "circuits" / "skew-small.toml", epochs=epochs, train_size=0, test_size=0, data="subset")
         t = time.perf_counter()
         res = train(spec, ideal_profile(), cfg, train_set, test_set, progress=False)
         out[fmt] = (res.history["test_accuracy"][-1], time.perf_counter() - t)

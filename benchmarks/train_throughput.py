@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from anasim.circuits import load_circuit
 from anasim.data import load_fashion_mnist
 from anasim.devices import ideal_profile, load_profile
-from anasim.learning import config_from_spec, train
+from anasim.learning import load_train_config, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +62,7 @@ def bare_step_seconds(sizes, batch: int, iterations: int, repeats: int = 5) -> f
 
 def measure(spec_name: str, profile, examples: int, data) -> dict:
     spec = load_circuit(ROOT / "circuits" / spec_name)
-    cfg = config_from_spec(spec, epochs=2, train_size=examples, test_size=64, batch_size=64, schedule="constant")
+    cfg = load_train_config(ROOT / "circuits" / spec_name, epochs=2, train_size=examples, test_size=64, batch_size=64, schedule="constant")
     r = train(spec, profile, cfg, *data, progress=False)
     wall = r.history["train_wall_s"][1]   # the training steps only (no evaluation)
     iters = r.history["iterations"][1]

@@ -27,7 +27,7 @@ from anasim.analysis.lipschitz import linearized_bound
 from anasim.circuits import effective_matrices, load_circuit, resolve_device_path
 from anasim.data import load_fashion_mnist
 from anasim.devices import ideal_profile, load_profile
-from anasim.learning import checkpoint_path, config_from_spec, train
+from anasim.learning import checkpoint_path, load_train_config, train
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"skew": 0.0, "ff": 0.5, "sym": 1.0}
@@ -36,13 +36,14 @@ PAPER = {"skew": (89.45, 1.0), "ff": (89.11, None), "sym": (89.16, None)}  # tes
 
 def run_one(model: str, device: str, args, data) -> dict:
     name = f"{model}-4x500" + ("-slm" if device == "slm" else "")
-    spec = load_circuit(ROOT / "circuits" / f"{name}.toml")
+    spec_path = ROOT / "circuits" / f"{name}.toml"
+    spec = load_circuit(spec_path)
     path = resolve_device_path(spec)
     profile = ideal_profile() if path is None else load_profile(path)
     overrides = dict(epochs=args.epochs, learning_rate=args.lr, beta=args.beta, batch_size=args.batch_size,
                      seed=args.seed, train_size=args.train_size, test_size=args.test_size,
                      beta_growth=args.beta_growth)
-    cfg = config_from_spec(spec, **overrides)
+    cfg = load_train_config(spec_path, **overrides)
     out = Path(args.out_dir) / f"{name}.nc"
     t0 = time.perf_counter()
 

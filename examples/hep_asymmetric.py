@@ -52,7 +52,9 @@ def main(argv=None) -> int:
 
     from anasim.circuits.spec import CircuitSpec  # noqa: PLC0415
     from anasim.data import load_fashion_mnist  # noqa: PLC0415
-    from anasim.learning.holomorphic import HEPConfig, train_hep  # noqa: PLC0415
+    from anasim.devices import ideal_profile  # noqa: PLC0415
+    from anasim.learning import TrainConfig, initial_params, train  # noqa: PLC0415
+    from anasim.learning.holomorphic import diagnostics  # noqa: PLC0415
 
     hidden = 64 if args.quick else 128
     epochs = args.epochs or (2 if args.quick else 3)
@@ -64,6 +66,8 @@ def main(argv=None) -> int:
                        activations=("sigmoid", "identity"), cost="cross_entropy", eta=0.5, schedule="async",
                        max_iters=200, tol=1e-6,
                        asymmetry_angle=args.angle, name="hep-asymmetric")
+    xp = test_set.x[:32]
+    yp = np.eye(spec.n_out)[test_set.y[:32]]
     points = (1, 2, 4)
     radii = (0.1, 0.5)
     homeo = (0.0, args.homeostasis)
@@ -82,17 +86,22 @@ def main(argv=None) -> int:
     for i, lam_h in enumerate(homeo):
         for j, n in enumerate(points):
             for k, b in enumerate(radii):
-                cfg = HEPConfig(n_points=n, beta=b, homeostasis=lam_h, probes=2, epochs=epochs, batch_size=64,
-                                learning_rate=0.1, momentum=0.9, seed=0, train_size=train_size,
-                                test_size=test_size, probe_batch=32)
+                cfg = TrainConfig(rule="hep", hep_points=n, beta=b, homeostasis=lam_h, homeostasis_probes=2,
+                                  epochs=epochs, batch_size=64, learning_rate=0.1, momentum=0.9,
+                                  schedule="constant", seed=0, train_size=train_size, test_size=test_size)
                 t = time.perf_counter()
-                _, h = train_hep(spec, cfg, train_set, test_set)
+                run = train(spec, ideal_profile(), cfg, train_set, test_set, progress=False)
+                h = run.history
+                # diagnostics of the trained circuit on the first 32 test images (float64 references)
+                d = diagnostics(spec, run.params, xp, yp, beta=b, n_points=n)
                 acc[i, j, k] = h["test_accuracy"][-1]
-                sym[i, j, k] = h["functional_symmetry"][-1]
-                cos_u[i, j, k] = h["cos_update"][-1]
-                cos_l[i, j, k] = h["cos_hep_grad"][-1]
+                sym[i, j, k] = d["functional_symmetry"]
+                cos_u[i, j, k] = d["cos_update"]
+                cos_l[i, j, k] = d["cos_hep_grad"]
                 curves[i, j, k] = h["test_accuracy"]
-                sym0 = h["initial_functional_symmetry"]
+                if np.isnan(sym0):
+                    sym0 = diagnostics(spec, initial_params(spec, cfg), xp, yp, beta=b,
+                                       n_points=n)["functional_symmetry"]
                 print(f"{lam_h:8.2f} {n:2d} {b:5.2f} {acc[i, j, k]:9.4f} {sym[i, j, k]:9.3f} {cos_u[i, j, k]:8.3f} "
                       f"{cos_l[i, j, k, 0]:8.3f} {cos_l[i, j, k, 1]:8.3f} {time.perf_counter() - t:7.0f}", flush=True)
     print(f"functional symmetry at initialization: {sym0:.3f}; total wall time {time.perf_counter() - t_all:.0f} s")

@@ -3,7 +3,6 @@ float64 references, and its write modes and twin chips on exact devices."""
 
 import dataclasses
 import types
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,15 +11,19 @@ import pytest
 
 from anasim.analysis.gradients import hard_sigmoid, phase_equilibrium, reference_gradient
 from anasim.circuits import CircuitSpec, Params, build, effective_matrices, load_circuit, relax, resolve_device_path
-from anasim.circuits.spec import freeze_options
-from anasim.data import load_fashion_mnist
 from anasim.devices import IdealCoupling, IdealCouplingState, ideal_profile, load_profile
 from anasim.errors import ProfileError
 from anasim.learning import rules
-from anasim.learning.controller import TrainConfig, _settled, config_from_spec, local_update, train
-
-ROOT = Path(__file__).resolve().parent.parent
+from anasim.learning import TrainConfig, initial_params, load_train_config, local_update, train
+from anasim.learning.step import settled_examples as _settled
 SIZES = (6, 8, 7, 4)
+
+
+@pytest.fixture
+def x64():
+    """float64 for the references of the float64 circuits (the library keeps float32 otherwise)."""
+    with jax.enable_x64(True):
+        yield
 
 
 def _tiny(lam):
@@ -39,7 +42,7 @@ def _params(seed=0, scale=0.5):
 
 @pytest.mark.parametrize("lam, rule", [(0.0, "dyadic"), (1.0, "dyadic"), (1.0, "ep-centered"),
                                        (1.0, "ep-positive"), (1.0, "ep-negative")])
-def test_measured_update_on_ideal_chip_matches_implicit_gradient(lam, rule):
+def test_measured_update_on_ideal_chip_matches_implicit_gradient(lam, rule, x64):
     spec = _tiny(lam)
     params, x, y = _params()
     hw = build(spec, ideal_profile(), params, jax.random.PRNGKey(0))
@@ -50,7 +53,7 @@ def test_measured_update_on_ideal_chip_matches_implicit_gradient(lam, rule):
     np.testing.assert_allclose(rules.flatten(upd), rules.flatten(g), atol=2e-3 * float(jnp.abs(rules.flatten(g)).max()))
 
 
-def test_coupled_learning_phases_match_reference_clamped_states():
+def test_coupled_learning_phases_match_reference_clamped_states(x64):
     spec = _tiny(1.0)
     params, x, y = _params(seed=3)
     hw = build(spec, ideal_profile(), params, jax.random.PRNGKey(0))
@@ -68,6 +71,8 @@ def test_coupled_learning_phases_match_reference_clamped_states():
 class _AdditiveIdeal(IdealCoupling):
     """An exact device with an ideal write response: the increment lands as given."""
 
+    in_situ_write = True
+
     def apply_update(self, state, key, dw):
         del key
         return IdealCouplingState(w=state.w + dw)
@@ -78,21 +83,17 @@ def _small_spec(lam, **training):
     # apart through a relaxation stopping one iteration earlier.
     opts = dict(epochs=1, batch_size=32, beta=0.2, learning_rate=0.2, train_size=256, test_size=100)
     opts.update(training)
-    return CircuitSpec(sizes=(784, 32, 10), lam=lam, activations=("tempered_hard_sigmoid",), eta=0.5,
-                       max_iters=30, tol=0.0, name="small", training=freeze_options(opts))
-
-
-@pytest.fixture(scope="module")
-def subset():
-    return load_fashion_mnist("subset")
+    spec = CircuitSpec(sizes=(784, 32, 10), lam=lam, activations=("tempered_hard_sigmoid",), eta=0.5,
+                       max_iters=30, tol=0.0, name="small")
+    return spec, TrainConfig(**opts)
 
 
 def test_in_situ_with_ideal_write_response_equals_shadow(subset):
     # In-situ writes through a perfect device must reduce exactly to the shadow copy.
     additive = dataclasses.replace(ideal_profile(), name="additive", coupling=_AdditiveIdeal())
-    spec_s, spec_i = _small_spec(0.0), _small_spec(0.0, write_mode="in-situ")
-    shadow = train(spec_s, ideal_profile(), config_from_spec(spec_s), *subset, progress=False)
-    insitu = train(spec_i, additive, config_from_spec(spec_i), *subset, progress=False)
+    (spec_s, cfg_s), (spec_i, cfg_i) = _small_spec(0.0), _small_spec(0.0, write_mode="in-situ")
+    shadow = train(spec_s, ideal_profile(), cfg_s, *subset, progress=False)
+    insitu = train(spec_i, additive, cfg_i, *subset, progress=False)
     ws = effective_matrices(spec_s, shadow.hardware)
     wi = effective_matrices(spec_i, insitu.hardware)
     np.testing.assert_allclose(wi.theta0, np.asarray(shadow.params.theta0), atol=1e-5)
@@ -103,10 +104,10 @@ def test_in_situ_with_ideal_write_response_equals_shadow(subset):
 def test_twin_chips_reduce_to_one_chip_when_exact(subset):
     # With exact devices the twin's fixed-pattern errors are zero: the two EP phases
     # on two chips give the one-chip result (up to the relaxation tolerance).
-    one = _small_spec(1.0, rule="ep-centered", beta=0.1, learning_rate=0.1)
-    two = _small_spec(1.0, rule="ep-centered", beta=0.1, learning_rate=0.1, phases="twin")
-    a = train(one, ideal_profile(), config_from_spec(one), *subset, progress=False)
-    b = train(two, ideal_profile(), config_from_spec(two), *subset, progress=False)
+    one, cfg1 = _small_spec(1.0, rule="ep-centered", beta=0.1, learning_rate=0.1)
+    two, cfg2 = _small_spec(1.0, rule="ep-centered", beta=0.1, learning_rate=0.1, phases="twin")
+    a = train(one, ideal_profile(), cfg1, *subset, progress=False)
+    b = train(two, ideal_profile(), cfg2, *subset, progress=False)
     np.testing.assert_allclose(np.asarray(a.params.theta0), np.asarray(b.params.theta0), atol=5e-3)
     # twin phases cost one relaxation per chip: the iteration count is counted on both
     assert b.history["iterations"][0] >= a.history["iterations"][0]
@@ -114,19 +115,18 @@ def test_twin_chips_reduce_to_one_chip_when_exact(subset):
 
 def test_bias_init_sets_the_initial_biases_and_keeps_the_couplings():
     from anasim.circuits import init_params
-    from anasim.learning.controller import _initial_params
 
-    spec = CircuitSpec(sizes=(5, 4, 3), lam=0.0, training=freeze_options({"bias_init": [0.25, -0.5]}))
-    cfg = config_from_spec(spec)
-    key = jax.random.PRNGKey(7)
-    p, q = _initial_params(spec, cfg, key), init_params(spec, key)
+    spec = CircuitSpec(sizes=(5, 4, 3), lam=0.0)
+    cfg = TrainConfig(bias_init=(0.25, -0.5), seed=7)
+    key = jax.random.split(jax.random.PRNGKey(7), 4)[0]     # the run's initialization key
+    p, q = initial_params(spec, cfg), init_params(spec, key)
     np.testing.assert_array_equal(p.biases[0], np.full(4, 0.25, np.float32))
     np.testing.assert_array_equal(p.biases[1], np.full(3, -0.5, np.float32))
     np.testing.assert_array_equal(p.theta0, q.theta0)
     np.testing.assert_array_equal(p.thetas[0], q.thetas[0])
 
 
-def test_discard_unsettled_averages_over_the_settled_examples_only():
+def test_discard_unsettled_averages_over_the_settled_examples_only(x64):
     """With a relaxation budget that some examples settle within and others not, the
     update is centered EP over the settled examples alone, at their exact equilibria."""
     params, x, y = _params(seed=5)
@@ -171,36 +171,43 @@ def test_settled_on_a_residual_floor_is_judged_against_the_batch_median():
     np.testing.assert_array_equal(_settled(noisy, [phase(True), phase(False)]), [False] * 5)
 
 
-def test_discard_unsettled_on_a_noisy_device_keeps_the_examples_on_the_noise_floor(subset):
+@pytest.mark.slow
+def test_discard_unsettled_on_a_noisy_device_keeps_the_examples_on_the_noise_floor(subset, repo_root):
     # skew-small on slm-10bit: every phase ends on the photodetector floor (≈ 7e-3, above
     # tol = 1e-3) through its stall window; the examples there count as settled
-    spec = load_circuit(ROOT / "circuits" / "skew-small.toml")
+    path = repo_root / "circuits" / "skew-small.toml"
+    spec = load_circuit(path)
     profile = load_profile(resolve_device_path(spec))
-    cfg = config_from_spec(spec, epochs=1, train_size=1024, test_size=200, discard_unsettled=True)
+    cfg = load_train_config(path, epochs=1, train_size=1024, test_size=200, discard_unsettled=True)
     run = train(spec, profile, cfg, *subset, progress=False)
     assert run.history["unsettled"][0] < 0.02
     assert run.history["test_accuracy"][0] > 0.4
 
 
-def test_discard_unsettled_is_validated(tmp_path):
-    with pytest.raises(ProfileError, match="discard_unsettled"):
-        TrainConfig(discard_unsettled=True, engine="nodal")
-    spec = CircuitSpec(sizes=SIZES, lam=1.0, training=freeze_options({"discard_unsettled": "yes"}), source="x.toml")
-    with pytest.raises(ProfileError, match="x.toml.*training.discard_unsettled"):
-        config_from_spec(spec)
+def test_discard_unsettled_is_validated(tmp_path, subset):
+    # an engine without settling (a DC operating point) refuses it when a run starts
+    @dataclasses.dataclass(frozen=True)
+    class NoSettling:
+        name: str = "dc"
+        abilities: frozenset = frozenset({"jit"})
 
+    spec, cfg = _small_spec(0.0, discard_unsettled=True)
+    with pytest.raises(ProfileError, match="discard_unsettled.*'dc'"):
+        train(spec, ideal_profile(), cfg, *subset, engine=NoSettling(), progress=False)
+    with pytest.raises(ProfileError, match="x.toml.*training.discard_unsettled"):
+        load_train_config({"training": {"discard_unsettled": "yes"}}, where="x.toml")
 
 
 def test_discard_unsettled_warns_when_most_examples_never_settle(subset):
     # tol = 0: no relaxation ever settles, so nothing may be written, whatever the rate
     runs = []
     for lr in (0.2, 0.1):
-        spec = _small_spec(0.0, discard_unsettled=True, learning_rate=lr)
+        spec, cfg = _small_spec(0.0, discard_unsettled=True, learning_rate=lr)
         with pytest.warns(RuntimeWarning, match="discard_unsettled left out 100%"):
-            runs.append(train(spec, ideal_profile(), config_from_spec(spec), *subset, progress=False))
+            runs.append(train(spec, ideal_profile(), cfg, *subset, progress=False))
     assert runs[0].history["unsettled"] == [1.0]
     for a, b in zip(jax.tree_util.tree_leaves(runs[0].params), jax.tree_util.tree_leaves(runs[1].params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    spec = _small_spec(0.0)
-    moved = train(spec, ideal_profile(), config_from_spec(spec), *subset, progress=False)
+    spec, cfg = _small_spec(0.0)
+    moved = train(spec, ideal_profile(), cfg, *subset, progress=False)
     assert not np.allclose(np.asarray(moved.params.theta0), np.asarray(runs[0].params.theta0))

@@ -18,9 +18,17 @@ from anasim.circuits import layered
 from anasim.circuits.spec import CircuitSpec
 from anasim.devices.profile import ideal_profile
 from anasim.errors import AnasimError
+from anasim.learning import TrainConfig, local_update, train
 from anasim.learning import holomorphic as hep
 
 SIZES = (5, 6, 7, 4)
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    """The estimator is checked against float64 references on float64 circuits."""
+    with jax.enable_x64(True):
+        yield
 
 
 def _circuit(asym: bool, act="sigmoid"):
@@ -124,3 +132,48 @@ def test_hep_needs_non_interacting_compartments_and_valid_points():
         hep.hep_update(spec, jnp.zeros((1, SIZES[0])), (), ())
     with pytest.raises(AnasimError, match="n_points"):
         hep.nudge_points(0.1, 0)
+
+
+def test_hep_rule_in_the_controller_measures_the_gradient_of_a_symmetric_circuit():
+    # On a symmetric circuit hEP's error vector is the gradient's (J = Jᵀ): the
+    # update the controller measures with rule "hep" is the exact loss gradient.
+    spec, params, hw, x, y = _circuit(False)
+    upd = local_update(spec, TrainConfig(rule="hep", hep_points=4, beta=0.05), hw, x, y, jax.random.PRNGKey(3))
+    ref = hep.exact_gradient(spec, params, x, y)
+    u, r = hep.flatten_update(upd), hep.flatten_update(ref)
+    assert float(u @ r / (jnp.linalg.norm(u) * jnp.linalg.norm(r))) > 0.999
+    np.testing.assert_allclose(u, r, atol=1e-3 * float(jnp.abs(r).max()))
+
+
+def test_hep_rule_needs_compartments_that_do_not_interact():
+    spec, _, hw, x, y = _circuit(False)
+    skew = CircuitSpec(sizes=SIZES, lam=0.0, activations=("sigmoid",), dtype="float64")
+    with pytest.raises(AnasimError, match="hep"):
+        local_update(skew, TrainConfig(rule="hep"), hw, x, y, jax.random.PRNGKey(0))
+    with pytest.raises(AnasimError, match="homeostasis"):
+        TrainConfig(rule="dyadic", homeostasis=1.0)
+
+
+@pytest.mark.slow
+def test_hep_training_with_homeostasis_through_the_controller(subset):
+    """hEP trains an asymmetric circuit through the controller's loop; Jacobian
+    homeostasis makes the trained circuit functionally more symmetric than the
+    same run without it, and its loss is recorded per epoch."""
+    train_set, test_set = subset
+    spec = CircuitSpec(sizes=(784, 16, 10), lam="asymmetric", backward="independent",
+                       activations=("sigmoid", "identity"), cost="cross_entropy", eta=0.5, schedule="async",
+                       max_iters=100, tol=1e-5, asymmetry_angle=90.0, name="hep-small")
+    runs = {}
+    for lam_h in (0.0, 1.0):
+        cfg = TrainConfig(rule="hep", hep_points=2, beta=0.1, homeostasis=lam_h, epochs=3, batch_size=32,
+                          learning_rate=0.1, schedule="constant", train_size=512, test_size=200)
+        with jax.enable_x64(False):      # the run at the library's float32
+            runs[lam_h] = train(spec, ideal_profile(), cfg, train_set, test_set, progress=False)
+    assert runs[0.0].history["test_accuracy"][-1] > 0.3          # chance: 0.1
+    assert runs[0.0].history["homeostatic_loss"] == [0.0] * 3
+    assert min(runs[1.0].history["homeostatic_loss"]) > 0.0
+    xp = test_set.x[:16]
+    yp = np.eye(10)[test_set.y[:16]]
+    sym = {k: hep.diagnostics(spec, r.params, xp, yp, beta=0.1, n_points=2)["functional_symmetry"]
+           for k, r in runs.items()}
+    assert sym[1.0] > sym[0.0]

@@ -24,6 +24,13 @@ from anasim.analysis.gradients import (
 from anasim.errors import AnasimError
 from anasim.learning import rules
 
+
+@pytest.fixture(autouse=True)
+def x64():
+    """The rules are checked against float64 implicit-differentiation references, in float64."""
+    with jax.enable_x64(True):
+        yield
+
 SIZES = (6, 8, 7, 4)
 sigmoid = jax.nn.sigmoid
 

@@ -229,6 +229,7 @@ def test_changed_fixed_value_is_a_new_point_not_a_stale_reuse(tmp_path):
     assert res.dataset.attrs["synthetic.lr"] == 0.1
 
 
+@pytest.mark.slow
 def test_sigkilled_cli_sweep_resumes_to_the_uninterrupted_result(tmp_path):
     spec_file = tmp_path / "kill.toml"
     spec_file.write_text(
@@ -269,6 +270,7 @@ def test_sigkilled_cli_sweep_resumes_to_the_uninterrupted_result(tmp_path):
 # --------------------------------------------------------------------------- dask
 
 
+@pytest.mark.slow
 def test_two_worker_local_dask_cluster_equals_in_process(tmp_path):
     spec = _spec()
     local = run_sweep(spec, tmp_path / "local.nc", progress=False).dataset

@@ -1,7 +1,6 @@
 """Training on the shipped subset, kill-and-resume, result files, configuration errors."""
 
 import dataclasses
-from pathlib import Path
 
 import h5py
 import jax
@@ -10,33 +9,31 @@ import pytest
 import xarray as xr
 
 from anasim.circuits import CircuitSpec
-from anasim.circuits.spec import freeze_options
-from anasim.data import load_fashion_mnist
 from anasim.devices import ideal_profile
 from anasim.errors import AnasimError, ProfileError
-from anasim.learning.controller import checkpoint_path, config_from_spec, train
-
-ROOT = Path(__file__).resolve().parent.parent
+from anasim.learning import TrainConfig, checkpoint_path, load_train_config, train
 
 
-@pytest.fixture(scope="module")
-def subset():
-    return load_fashion_mnist("subset")
+def _opts(training):
+    opts = dict(epochs=2, batch_size=32, beta=0.2, learning_rate=0.2)
+    opts.update(training)
+    return opts
 
 
 def _small_spec(lam=0.0, **training):
-    opts = dict(epochs=2, batch_size=32, beta=0.2, learning_rate=0.2)
-    opts.update(training)
+    """(spec, TrainConfig) of the small 784-32-10 circuit."""
+    opts = {k: tuple(v) if isinstance(v, list) else v for k, v in _opts(training).items()}
     # fixed budget of 30 iterations (tol = 0): the skew circuit settles in ~12
-    return CircuitSpec(sizes=(784, 32, 10), lam=lam, activations=("tempered_hard_sigmoid",), eta=0.5,
-                       max_iters=30, tol=0.0, name="small", training=freeze_options(opts))
+    spec = CircuitSpec(sizes=(784, 32, 10), lam=lam, activations=("tempered_hard_sigmoid",), eta=0.5,
+                       max_iters=30, tol=0.0, name="small")
+    return spec, TrainConfig(**opts)
 
 
+@pytest.mark.slow
 def test_training_on_shipped_subset_beats_chance_and_accounts_cost(subset):
     # 784-32-10 skew-symmetric circuit, one epoch over the 2000 shipped images,
     # evaluated on the 500 held-out ones: chance is 0.10.
-    spec = _small_spec(epochs=1)
-    cfg = config_from_spec(spec)
+    spec, cfg = _small_spec(epochs=1)
     profile = dataclasses.replace(ideal_profile(), loop_time_s=2e-9, energy_per_mac_j=1e-15)
     r = train(spec, profile, cfg, *subset, progress=False)
     assert r.history["test_accuracy"][-1] > 0.5
@@ -60,8 +57,7 @@ def _leaves(p):
 
 def test_kill_and_resume_gives_the_same_weights(tmp_path, subset):
     train_set, test_set = subset
-    spec = _small_spec(epochs=2, train_size=320, test_size=100)
-    cfg = config_from_spec(spec)
+    spec, cfg = _small_spec(epochs=2, train_size=320, test_size=100)
     full = train(spec, ideal_profile(), cfg, train_set, test_set, out=tmp_path / "a.nc", progress=False)
 
     def kill(epoch, metrics):
@@ -87,9 +83,9 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path, subset):
 
 
 def test_resume_refuses_a_different_configuration(tmp_path, subset):
-    spec = _small_spec(epochs=1, train_size=64, test_size=50)
-    train(spec, ideal_profile(), config_from_spec(spec), *subset, out=tmp_path / "r.nc", progress=False)
-    other = config_from_spec(spec, learning_rate=0.1)
+    spec, cfg = _small_spec(epochs=1, train_size=64, test_size=50)
+    train(spec, ideal_profile(), cfg, *subset, out=tmp_path / "r.nc", progress=False)
+    other = dataclasses.replace(cfg, learning_rate=0.1)
     with pytest.raises(AnasimError, match="different"):
         train(spec, ideal_profile(), other, *subset, out=tmp_path / "r.nc", resume=True, progress=False)
     with pytest.raises(AnasimError, match="no checkpoint"):
@@ -107,25 +103,35 @@ def test_resume_refuses_a_different_configuration(tmp_path, subset):
     ],
 )
 def test_incompatible_configurations_are_named(training, lam, message, subset):
-    spec = _small_spec(lam=lam, **training)
+    spec, cfg = _small_spec(lam=lam, **training)
     with pytest.raises(ProfileError, match=message):
-        train(spec, ideal_profile(), config_from_spec(spec), *subset, progress=False)
+        train(spec, ideal_profile(), cfg, *subset, progress=False)
 
 
 @pytest.mark.parametrize("key, value, message", [
     ("rule", "backprop", "training.rule"), ("beta", -1.0, "training.beta"),
     ("optimizer", "adam", "unknown key 'training.optimizer'"), ("epochs", "three", "training.epochs"),
 ])
-def test_bad_training_table(key, value, message):
-    spec = _small_spec(**{key: value})
+def test_bad_training_table(key, value, message, tmp_path):
     with pytest.raises(ProfileError, match=message):
-        config_from_spec(spec)
+        load_train_config({"training": _opts({key: value})})
+    # a file's error names the file
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[network]\nsizes = [4, 2]\n[training]\n{key} = {value!r}\n".replace("'", '"'))
+    with pytest.raises(ProfileError, match=f"bad.toml: .*{message}"):
+        load_train_config(path)
+
+
+def test_load_train_config_takes_overrides_and_ignores_none():
+    cfg = load_train_config({"training": {"epochs": 4, "layer_lr": [1, 2]}}, epochs=None, beta=0.3)
+    assert cfg == TrainConfig(epochs=4, beta=0.3, layer_lr=(1.0, 2.0))
+    assert load_train_config({}) == TrainConfig()
 
 
 def test_input_size_mismatch_is_reported(subset):
-    spec = CircuitSpec(sizes=(100, 8, 10), lam=0.0, training=freeze_options({"epochs": 1}))
+    spec = CircuitSpec(sizes=(100, 8, 10), lam=0.0)
     with pytest.raises(AnasimError, match="784 inputs"):
-        train(spec, ideal_profile(), config_from_spec(spec), *subset, progress=False)
+        train(spec, ideal_profile(), TrainConfig(epochs=1), *subset, progress=False)
 
 
 SMALL_SYM = """
@@ -157,10 +163,11 @@ def small_sym_run(tmp_path_factory, subset):
     path = tmp / "small-sym.toml"
     path.write_text(SMALL_SYM)
     spec = load_circuit(path)
-    result = train(spec, ideal_profile(), config_from_spec(spec), *subset, out=tmp / "run.nc", progress=False)
+    result = train(spec, ideal_profile(), load_train_config(path), *subset, out=tmp / "run.nc", progress=False)
     return path, spec, result
 
 
+@pytest.mark.slow
 def test_lipschitz_of_the_trained_chip(small_sym_run, capsys):
     """`anasim lipschitz --trained run.nc` analyses the chip the run left behind:
     its eq. 17 bound equals the one computed from the returned chip directly
@@ -203,7 +210,7 @@ def test_lipschitz_of_the_trained_chip(small_sym_run, capsys):
         np.testing.assert_array_equal(a, b)
 
 
-def test_trained_chip_errors_name_the_file(tmp_path, small_sym_run, capsys):
+def test_trained_chip_errors_name_the_file(tmp_path, small_sym_run, capsys, repo_root):
     from anasim.circuits import load_circuit
     from anasim.cli import main
     from anasim.learning import trained_chip
@@ -213,10 +220,35 @@ def test_trained_chip_errors_name_the_file(tmp_path, small_sym_run, capsys):
         trained_chip(tmp_path / "missing.nc", load_circuit(path), ideal_profile())
     assert main(["lipschitz", str(path), "--trained", str(tmp_path / "missing.nc")]) == 2
     assert "missing.ckpt.h5" in capsys.readouterr().err
-    tiny = str(ROOT / "circuits/tiny.toml")
+    tiny = str(repo_root / "circuits/tiny.toml")
     assert main(["lipschitz", tiny, "--data", "subset", "--pairs", "1"]) == 2
     assert "--data subset: images have 784 pixels" in capsys.readouterr().err
     wider = tmp_path / "wider.toml"
     wider.write_text(SMALL_SYM.replace("[784, 16, 10]", "[784, 20, 10]"))
     with pytest.raises(AnasimError, match=r"run.ckpt.h5: checkpoint array 'hw/.*' has shape"):
         trained_chip(path.parent / "run.nc", load_circuit(wider), ideal_profile())
+
+
+def test_lipschitz_refuses_a_bad_training_table_like_train(tmp_path, capsys):
+    from anasim.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SMALL_SYM.replace("epochs = 1", "epochs = 1\noptimizer = \"adam\""))
+    assert main(["lipschitz", str(bad), "--pairs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.toml" in err and "unknown key 'training.optimizer'" in err
+    assert main(["train", "--circuit", str(bad), "--out", str(tmp_path / "r.nc")]) == 2
+    assert "unknown key 'training.optimizer'" in capsys.readouterr().err
+
+
+def test_training_reproduces_the_run_recorded_before_the_package_layout(repo_root, subset):
+    """The weights and history of a short run are bit for bit those recorded
+    before the package layout changed (tests/data/reference_before_refactor.npz)."""
+    ref = np.load(repo_root / "tests" / "data" / "reference_before_refactor.npz")
+    spec, _ = _small_spec()
+    cfg = TrainConfig(epochs=1, batch_size=32, beta=0.2, learning_rate=0.2, train_size=512, test_size=128)
+    r = train(spec, ideal_profile(), cfg, *subset, progress=False)
+    for k in ("train_accuracy", "train_loss", "test_accuracy", "test_loss"):
+        np.testing.assert_array_equal(np.asarray(r.history[k]), ref[f"train_{k}"])
+    for i, leaf in enumerate(_leaves(r.params)):
+        np.testing.assert_array_equal(leaf, ref[f"train_param_{i}"])

@@ -4,7 +4,8 @@ import numpy as np
 
 from anasim.circuits import CircuitSpec
 from anasim.cli import main
-from anasim.learning.controller import METRICS, TrainConfig, history_dataset
+from anasim.learning import TrainConfig, history_dataset
+from anasim.learning.checkpoint import METRICS
 
 
 def test_train_errors_are_one_line_exit_2(capsys):

@@ -5,11 +5,23 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
+import jax
+import xarray as xr
+
+from anasim.circuits import load_circuit, resolve_device_path
+from anasim.circuits.engine import engine_for
+from anasim.data import load_fashion_mnist
+from anasim.devices import ideal_profile, load_profile
 from anasim.errors import AnasimError
+from anasim.learning.config import load_train_config
+from anasim.learning.controller import check_run, train
+from anasim.learning.plots import plot_generic, plot_learning_curves
+from anasim.tables import read_tables
 
 _COLUMNS = (
     ("epoch", "{:>5d}", 5), ("train acc", "{:>9.4f}", 9), ("train loss", "{:>10.4f}", 10),
@@ -23,18 +35,9 @@ _KEYS = ("epoch", "train_accuracy", "train_loss", "test_accuracy", "test_loss", 
 
 def load_profile_for(spec, device: str | None):
     """The device profile for ``spec``: ``device`` (CLI) or the spec's own; ideal if neither."""
-    from anasim.circuits import resolve_device_path  # noqa: PLC0415
-    from anasim.devices import ideal_profile  # noqa: PLC0415
-
     path = resolve_device_path(spec, device)
     if path is None:
         return ideal_profile()
-    try:
-        from anasim.devices import load_profile  # noqa: PLC0415
-    except ImportError:
-        if Path(path).stem == "ideal":
-            return ideal_profile()
-        raise AnasimError(f"{path}: device profiles cannot be loaded in this build (no load_profile)") from None
     if not Path(path).exists():
         raise AnasimError(f"{path}: no such device profile")
     return load_profile(path)
@@ -56,10 +59,6 @@ def _enable_compilation_cache() -> None:
     """Keep compiled relaxations between runs (``$ANASIM_JAX_CACHE``, default
     ``~/.cache/anasim/jax``; set it empty to disable): a second run of the same
     circuit and device skips the compilation that dominates short runs."""
-    import os  # noqa: PLC0415
-
-    import jax  # noqa: PLC0415
-
     path = os.environ.get("ANASIM_JAX_CACHE", str(Path.home() / ".cache" / "anasim" / "jax"))
     if not path:
         return
@@ -71,24 +70,21 @@ def _enable_compilation_cache() -> None:
 
 
 def run_train(args) -> int:
-    from anasim.circuits import load_circuit  # noqa: PLC0415
-    from anasim.data import load_fashion_mnist  # noqa: PLC0415
-    from anasim.learning.controller import check_run, config_from_spec, train  # noqa: PLC0415
-    from anasim.learning.plots import plot_learning_curves  # noqa: PLC0415
-
     for name in ("epochs", "batch_size", "train_size", "test_size"):
         v = getattr(args, name, None)
         if v is not None and v < (0 if name.endswith("size") and name != "batch_size" else 1):
             raise AnasimError(f"--{name.replace('_', '-')}: expected a positive integer, got {v}")
     spec = load_circuit(args.circuit)
+    tables, _ = read_tables(args.circuit)
     profile = load_profile_for(spec, args.device)
     _enable_compilation_cache()
-    cfg = config_from_spec(
-        spec, epochs=args.epochs, rule=args.rule, beta=args.beta, learning_rate=args.lr,
+    cfg = load_train_config(
+        tables, where=spec.source or args.circuit, epochs=args.epochs, rule=args.rule, beta=args.beta, learning_rate=args.lr,
         batch_size=args.batch_size, seed=args.seed, train_size=args.train_size,
         test_size=args.test_size, data=args.data, write_mode=args.write_mode, phases=args.phases)
     train_set, test_set = load_fashion_mnist(cfg.data or None)
-    check_run(spec, profile, cfg, train_set)
+    engine = engine_for(spec, tables)
+    check_run(spec, profile, cfg, train_set, engine)
     human = not args.json
     if human:
         n_tr = min(cfg.train_size or len(train_set), len(train_set))
@@ -103,7 +99,7 @@ def run_train(args) -> int:
             print(_row(epoch, m), flush=True)
 
     t0 = time.perf_counter()
-    result = train(spec, profile, cfg, train_set, test_set, out=args.out, resume=args.resume,
+    result = train(spec, profile, cfg, train_set, test_set, engine=engine, out=args.out, resume=args.resume,
                    progress=not args.no_progress and sys.stderr.isatty(), on_epoch=on_epoch)
     if args.resume and human:
         done = len(result.history["test_accuracy"])
@@ -125,10 +121,6 @@ def run_train(args) -> int:
 
 
 def run_report(args) -> int:
-    import xarray as xr  # noqa: PLC0415
-
-    from anasim.learning.plots import plot_generic, plot_learning_curves  # noqa: PLC0415
-
     path = Path(args.result)
     if not path.is_file():
         raise AnasimError(f"{path}: no such result file")

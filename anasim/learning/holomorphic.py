@@ -37,11 +37,17 @@ needs Jᵀ (:mod:`anasim.analysis.homeostasis`). :func:`exact_error_vectors`
 gives both vectors by implicit differentiation; the gradient's one is
 δ_grad = −∂ℓ/∂b per example.
 
-Training (:func:`train_hep`): shadow weights, SGD with momentum; optional
-Jacobian homeostasis adds λ_homeo ∇L_homeo, L_homeo the Hutchinson estimate of
+Training: the controller (:func:`anasim.learning.train`) trains with hEP like
+with every other rule, ``training.rule = "hep"`` with ``hep_points`` nudges of
+radius ``beta``; optional Jacobian homeostasis (``training.homeostasis`` =
+λ_homeo) adds λ_homeo ∇L_homeo, L_homeo the Hutchinson estimate of
 ½‖J − Jᵀ‖²_F at the free fixed point, differentiated by autodiff (a
 regularizer the controller computes; see
 :func:`anasim.analysis.homeostasis.circuit_homeostatic_loss`).
+:func:`diagnostics` measures what the runs are about: the functional symmetry
+of the fixed point's Jacobian and the cosines of the error vectors and the
+update with the exact ones (float64 references, computed with float64 switched
+on for their own computation only).
 """
 
 from __future__ import annotations
@@ -49,19 +55,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import time
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from anasim.analysis import homeostasis
 from anasim.circuits import layered
 from anasim.circuits.layered import Params
 from anasim.circuits.spec import CircuitSpec
-from anasim.data import Split
+from anasim.devices.profile import ideal_profile
 from anasim.errors import AnasimError
 
 Array = jax.Array
@@ -104,21 +108,24 @@ class HEPEstimate:
 
 
 def error_vector(spec: CircuitSpec, hw, x, y, key, *, beta: float, n_points: int,
-                 free_eq=None) -> HEPEstimate:
+                 free_eq=None, engine=None) -> HEPEstimate:
     """δ_N from one free and N complex-nudged relaxations of the chip ``hw`` (jittable).
 
     The N nudges are relaxed two at a time, one per compartment (they do not
     interact at λ = 1 or with independent couplings), each started from the
     free equilibrium. ``free_eq``: a free :class:`Equilibrium` to reuse.
+    ``engine``: the relaxation engine (one with the ``"complex_nudge"``
+    ability; default :func:`anasim.circuits.layered.relax`).
     """
     _check_spec(spec)
     phases = nudge_points(1.0, n_points)          # e^{2πik/N}; |β| may be traced
     if isinstance(beta, (int, float)):
         nudge_points(beta, n_points)              # validate a concrete radius
     radius = jnp.abs(jnp.asarray(beta))
+    relax = layered.relax if engine is None else engine.relax
     k_free, k_n = jax.random.split(key)
     if free_eq is None:
-        free_eq = layered.relax(spec, hw, x, k_free)
+        free_eq = relax(spec, hw, x, k_free)
     s0 = free_eq.s_plus
     cdt = layered.engine_dtypes(spec, True)[0]
     acc = [jnp.zeros(s.shape, cdt) for s in s0]
@@ -128,7 +135,7 @@ def error_vector(spec: CircuitSpec, hw, x, y, key, *, beta: float, n_points: int
         bp = (radius * pair[0]).astype(cdt)
         # the − compartment gets +β₋∇ℓ: β₋ = −β_k gives it the nudge −β_k∇ℓ
         bm = (-radius * pair[1]).astype(cdt) if len(pair) == 2 else 0j
-        eq = layered.relax(spec, hw, x, jax.random.fold_in(k_n, i), nudge=(bp, bm), target=y, state0=free_eq)
+        eq = relax(spec, hw, x, jax.random.fold_in(k_n, i), nudge=(bp, bm), target=y, state0=free_eq)
         iters = iters + eq.iterations
         for j in range(len(acc)):
             acc[j] = acc[j] + np.conj(pair[0]) * (eq.s_plus[j] - s0[j])
@@ -267,18 +274,20 @@ def exact_error_vectors(spec: CircuitSpec, params: Params, x, y, *, newton: int 
     """
     _check_spec(spec)
     f64 = jnp.float64
-    p = jax.tree_util.tree_map(lambda t: jnp.asarray(t, f64), params)
-    s, db, dg, res = _exact_jit(dataclasses.replace(spec, dtype="float64", asymmetry_angle=None), p,
-                                jnp.asarray(x, f64), jnp.asarray(y, f64), int(newton))
-    sizes = spec.sizes[1:]
-    return (homeostasis._unflat(db, sizes), homeostasis._unflat(dg, sizes), homeostasis._unflat(s, sizes),
-            float(jnp.max(res)))
+    with jax.enable_x64(True):
+        p = jax.tree_util.tree_map(lambda t: jnp.asarray(t, f64), params)
+        s, db, dg, res = _exact_jit(dataclasses.replace(spec, dtype="float64", asymmetry_angle=None), p,
+                                    jnp.asarray(x, f64), jnp.asarray(y, f64), int(newton))
+        sizes = spec.sizes[1:]
+        return (homeostasis._unflat(db, sizes), homeostasis._unflat(dg, sizes), homeostasis._unflat(s, sizes),
+                float(jnp.max(res)))
 
 
 def exact_gradient(spec: CircuitSpec, params: Params, x, y) -> dict:
     """The batch-mean loss gradient of the ideal circuit (rule of :func:`hep_update` on δ_grad)."""
     _, dg, s, _ = exact_error_vectors(spec, params, x, y)
-    return hep_update(spec, jnp.asarray(x, jnp.float64), s, dg)
+    with jax.enable_x64(True):
+        return hep_update(spec, jnp.asarray(x, jnp.float64), s, dg)
 
 
 def layer_cosines(a: tuple, b: tuple) -> np.ndarray:
@@ -291,88 +300,7 @@ def layer_cosines(a: tuple, b: tuple) -> np.ndarray:
     return np.asarray(out)
 
 
-# --- training ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class HEPConfig:
-    """hEP training hyper-parameters.
-
-    Attributes:
-        n_points: N complex nudges per step (N ≥ 1).
-        beta: nudge radius |β| (loss units per state unit).
-        homeostasis: λ_homeo, weight of the homeostatic loss (0 = off).
-        probes: Hutchinson probes ε per example for the homeostatic loss.
-        epochs, batch_size, learning_rate, momentum, seed: the optimizer's run
-            (SGD with momentum, constant rate).
-        train_size, test_size: first n examples (0 = all).
-        probe_batch: examples used for the per-epoch diagnostics (functional
-            symmetry, error-vector cosines against the exact ones).
-        homeostasis_backward_only: apply the homeostatic gradient to the
-            backward couplings ψ_k only (the forward θ_k then follow the loss
-            alone); False applies it to every coupling, as the paper does.
-    """
-
-    n_points: int = 2
-    beta: float = 0.1
-    homeostasis: float = 0.0
-    probes: int = 2
-    epochs: int = 3
-    batch_size: int = 64
-    learning_rate: float = 0.05
-    momentum: float = 0.9
-    seed: int = 0
-    train_size: int = 0
-    test_size: int = 0
-    probe_batch: int = 32
-    homeostasis_backward_only: bool = False
-
-    def __post_init__(self):
-        if int(self.n_points) < 1:
-            raise AnasimError(f"HEPConfig.n_points must be ≥ 1, got {self.n_points!r}")
-        if not (float(self.beta) > 0):
-            raise AnasimError(f"HEPConfig.beta must be > 0, got {self.beta!r}")
-        if not (float(self.homeostasis) >= 0):
-            raise AnasimError(f"HEPConfig.homeostasis must be ≥ 0, got {self.homeostasis!r}")
-        if int(self.epochs) < 1 or int(self.batch_size) < 1 or int(self.probes) < 1:
-            raise AnasimError("HEPConfig: epochs, batch_size and probes must be ≥ 1")
-
-
-def _to_params(u: dict, like: Params) -> Params:
-    p = Params(theta0=u["theta0"], thetas=tuple(u["thetas"]), biases=tuple(u["biases"]),
-               backward=tuple(u["backward"]))
-    return jax.tree_util.tree_map(lambda a, q: a.astype(q.dtype), p, like)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
-def _hep_step(spec, n_points, with_homeo, momentum, probes, backward_only, params, opt_state, x, y, beta, lam_homeo, lr, key):
-    from anasim.devices.profile import ideal_profile  # noqa: PLC0415
-
-    k_build, k_est, k_h = jax.random.split(key, 3)
-    hw = layered.build(spec, ideal_profile(), params, k_build)
-    est = error_vector(spec, hw, x, y, k_est, beta=beta, n_points=n_points)
-    grads = _to_params(hep_update(spec, x, est.free, est.delta), params)
-    homeo = jnp.asarray(0.0, x.dtype)
-    if with_homeo:
-        homeo, hg = jax.value_and_grad(
-            lambda p: homeostasis.circuit_homeostatic_loss(spec, p, x, est.free, k_h, probes))(params)
-        if backward_only:
-            hg = dataclasses.replace(jax.tree_util.tree_map(jnp.zeros_like, hg), backward=hg.backward)
-        grads = jax.tree_util.tree_map(lambda g, h: g + lam_homeo * h.astype(g.dtype), grads, hg)
-    opt = optax.sgd(lr, momentum=momentum)
-    updates, opt_state = opt.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    pred = layered.cost(spec, est.free[-1], y)
-    correct = jnp.sum(jnp.argmax(est.free[-1], -1) == jnp.argmax(y, -1))
-    return params, opt_state, correct, jnp.sum(pred), homeo, est.iterations
-
-
-@functools.partial(jax.jit, static_argnums=(0,))
-def _predict(spec, params, x):
-    from anasim.devices.profile import ideal_profile  # noqa: PLC0415
-
-    hw = layered.build(spec, ideal_profile(), params, jax.random.PRNGKey(0))
-    return layered.relax(spec, hw, x, jax.random.PRNGKey(0)).output
-
+# --- diagnostics ------------------------------------------------------------------------
 
 def diagnostics(spec: CircuitSpec, params: Params, x, y, *, beta: float, n_points: int) -> dict:
     """Functional symmetry of the fixed-point Jacobian and error-vector cosines on one batch.
@@ -383,100 +311,26 @@ def diagnostics(spec: CircuitSpec, params: Params, x, y, *, beta: float, n_point
     ``cos_hep_beta``: the same against ds*/dβ (what hEP estimates);
     ``cos_update``: cosine between the hEP weight update and the exact gradient.
     """
-    from anasim.devices.profile import ideal_profile  # noqa: PLC0415
-
     x = jnp.asarray(x, _real_dtype(spec))
     y = jnp.asarray(y, _real_dtype(spec))
-    db, dg, s, _ = exact_error_vectors(spec, params, x, y)
-    K = homeostasis.circuit_jacobian(spec, jax.tree_util.tree_map(lambda t: jnp.asarray(t, jnp.float64), params),
-                                     jnp.asarray(x, jnp.float64), s)
     hw = layered.build(spec, ideal_profile(), params, jax.random.PRNGKey(0))
     est = error_vector(spec, hw, x, y, jax.random.PRNGKey(1), beta=beta, n_points=n_points)
-    u_hep = flatten_update(hep_update(spec, x, est.free, est.delta))
-    u_ref = flatten_update(hep_update(spec, jnp.asarray(x, jnp.float64), s, dg))
-    cos_u = float(jnp.dot(u_hep, u_ref) / (jnp.linalg.norm(u_hep) * jnp.linalg.norm(u_ref)))
-    return {"functional_symmetry": float(jnp.mean(homeostasis.functional_symmetry(K))),
-            "asymmetry": float(jnp.mean(homeostasis.asymmetry_norm(K))),
+    u_hep = np.asarray(flatten_update(hep_update(spec, x, est.free, est.delta)), np.float64)
+    db, dg, s, _ = exact_error_vectors(spec, params, x, y)
+    with jax.enable_x64(True):
+        x64 = np.asarray(x, np.float64)
+        K = homeostasis.circuit_jacobian(spec, jax.tree_util.tree_map(lambda t: jnp.asarray(t, jnp.float64),
+                                                                      params), jnp.asarray(x64), s)
+        u_ref = np.asarray(flatten_update(hep_update(spec, jnp.asarray(x64), s, dg)), np.float64)
+        symmetry = float(jnp.mean(homeostasis.functional_symmetry(K)))
+        asymmetry = float(jnp.mean(homeostasis.asymmetry_norm(K)))
+    cos_u = float(u_hep @ u_ref / (np.linalg.norm(u_hep) * np.linalg.norm(u_ref)))
+    return {"functional_symmetry": symmetry, "asymmetry": asymmetry,
             "cos_hep_grad": layer_cosines(est.delta, dg), "cos_hep_beta": layer_cosines(est.delta, db),
             "cos_update": cos_u}
 
 
-def evaluate_accuracy(spec: CircuitSpec, params: Params, split: Split, batch: int = 500) -> float:
-    """Fraction of ``split`` classified right by the free relaxation of the ideal circuit."""
-    correct = 0
-    for start in range(0, len(split), batch):
-        x = jnp.asarray(split.x[start:start + batch], _real_dtype(spec))
-        out = _predict(spec, params, x)
-        correct += int(jnp.sum(jnp.argmax(out, -1) == jnp.asarray(split.y[start:start + batch])))
-    return correct / len(split)
-
-
-def train_hep(spec: CircuitSpec, cfg: HEPConfig, train_set: Split, test_set: Split, *,
-              params: Params | None = None, on_epoch=None) -> tuple[Params, dict]:
-    """Train the ideal circuit ``spec`` with hEP (and Jacobian homeostasis if ``cfg.homeostasis`` > 0).
-
-    Returns (params, history) with per-epoch lists: test_accuracy,
-    train_accuracy, train_loss, homeostatic_loss, functional_symmetry,
-    cos_update, cos_hep_grad (per layer), iterations, wall_s.
-    """
-    _check_spec(spec)
-    if cfg.train_size:
-        train_set = Split(train_set.x[:cfg.train_size], train_set.y[:cfg.train_size], train_set.source)
-    if cfg.test_size:
-        test_set = Split(test_set.x[:cfg.test_size], test_set.y[:cfg.test_size], test_set.source)
-    dtype = _real_dtype(spec)
-    root = jax.random.PRNGKey(cfg.seed)
-    k_init, k_run = jax.random.split(root)
-    if params is None:
-        params = layered.init_params(spec, k_init)
-    opt_state = optax.sgd(cfg.learning_rate, momentum=cfg.momentum).init(params)
-    n = len(train_set)
-    steps = n // cfg.batch_size
-    if steps < 1:
-        raise AnasimError(f"HEPConfig.batch_size = {cfg.batch_size} exceeds the {n} training examples")
-    probe = np.arange(min(cfg.probe_batch, len(test_set)))
-    xp = test_set.x[probe]
-    yp = np.eye(spec.n_out)[test_set.y[probe]]
-    hist = {k: [] for k in ("test_accuracy", "train_accuracy", "train_loss", "homeostatic_loss",
-                            "functional_symmetry", "cos_update", "cos_hep_grad", "iterations", "wall_s")}
-    d0 = diagnostics(spec, params, xp, yp, beta=cfg.beta, n_points=cfg.n_points)
-    hist["initial_functional_symmetry"] = d0["functional_symmetry"]
-    for epoch in range(cfg.epochs):
-        t0 = time.perf_counter()
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-        correct = loss = homeo = iters = 0.0
-        for step in range(steps):
-            sel = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            x = jnp.asarray(train_set.x[sel], dtype)
-            y = jax.nn.one_hot(train_set.y[sel], spec.n_out, dtype=dtype)
-            params, opt_state, c, l_, h, it = _hep_step(
-                spec, int(cfg.n_points), cfg.homeostasis > 0, float(cfg.momentum), int(cfg.probes),
-                bool(cfg.homeostasis_backward_only),
-                params, opt_state, x, y, jnp.asarray(cfg.beta, dtype), jnp.asarray(cfg.homeostasis, dtype),
-                jnp.asarray(cfg.learning_rate, dtype),
-                jax.random.fold_in(jax.random.fold_in(k_run, epoch), step))
-            correct += float(c)
-            loss += float(l_)
-            homeo += float(h)
-            iters += float(it)
-        if not all(bool(jnp.all(jnp.isfinite(t))) for t in jax.tree_util.tree_leaves(params)):
-            raise AnasimError(f"hEP training diverged in epoch {epoch + 1}: non-finite weights "
-                              f"(lower the learning rate or β)")
-        d = diagnostics(spec, params, xp, yp, beta=cfg.beta, n_points=cfg.n_points)
-        m = {"test_accuracy": evaluate_accuracy(spec, params, test_set),
-             "train_accuracy": correct / (steps * cfg.batch_size), "train_loss": loss / (steps * cfg.batch_size),
-             "homeostatic_loss": homeo / steps, "functional_symmetry": d["functional_symmetry"],
-             "cos_update": d["cos_update"], "cos_hep_grad": d["cos_hep_grad"].tolist(),
-             "iterations": iters / steps, "wall_s": time.perf_counter() - t0}
-        for k, v in m.items():
-            hist[k].append(v)
-        if on_epoch is not None:
-            on_epoch(epoch + 1, m)
-    return params, hist
-
-
 __all__ = [
-    "HEPConfig", "HEPEstimate", "diagnostics", "error_vector", "error_vector_continuous", "evaluate_accuracy",
-    "exact_error_vectors", "exact_gradient", "flatten_update", "hep_update", "layer_cosines", "nudge_points",
-    "train_hep",
+    "HEPEstimate", "diagnostics", "error_vector", "error_vector_continuous", "exact_error_vectors",
+    "exact_gradient", "flatten_update", "hep_update", "layer_cosines", "nudge_points",
 ]

@@ -3,20 +3,15 @@
 A sweep (:mod:`anasim.study.spec`) names parameters by dotted paths into a
 resolved configuration (``slm.bits``, ``gyrator.mismatch``, ``circuit.lam``,
 ``rule.beta``, ``seed``) with lists or ranges of values, crossed or zipped. Each
-point runs registered measurements (:mod:`anasim.study.measurements`: training,
+point runs registered measurements (:mod:`anasim.study.registry`: training,
 Lipschitz bounds, relaxation statistics, gradient alignment). Results go to a
 resumable per-point store and are assembled into one labelled xarray Dataset
 (:mod:`anasim.study.runner`), computed in-process or on a dask cluster. Plots of
 sweep results are in :mod:`anasim.study.plots` (imported on demand: matplotlib).
 """
 
-from anasim.study.measurements import (
-    Measurement,
-    evaluate,
-    get_measurement,
-    measurement_names,
-    register_measurement,
-)
+from anasim.study.measurements import Measurement, evaluate
+from anasim.study.registry import get_measurement, measurement_names, register_measurement
 from anasim.study.runner import (
     SweepResult,
     assemble,

@@ -10,8 +10,9 @@ resume. It declares its outputs and their dimensions up front (e.g.
 (so every path it understands exists and can be swept), and a validator that
 runs the owners' loaders on a configuration without computing anything.
 
-Register new ones with :func:`register_measurement`; the built-in ones are
-listed by :func:`measurement_names`.
+The registry of measurements by name is :mod:`anasim.study.registry`
+(:func:`~anasim.study.registry.register_measurement`); the built-in ones are
+this module's :data:`SYNTHETIC` and those of :mod:`anasim.study.hardware`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from anasim.errors import AnasimError
@@ -62,40 +65,6 @@ class Measurement:
         return hash((self.name, self.version))
 
 
-_REGISTRY: dict[str, Measurement] = {}
-
-
-def register_measurement(m: Measurement, *, replace: bool = False) -> Measurement:
-    """Add a measurement to the registry under ``m.name``."""
-    if m.name in _REGISTRY and not replace:
-        raise ValueError(f"measurement {m.name!r} is already registered")
-    _REGISTRY[m.name] = m
-    return m
-
-
-def get_measurement(name: str, where: str = "measurement") -> Measurement:
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise AnasimError(
-            f"{where}: unknown measurement '{name}' (known: {', '.join(sorted(_REGISTRY))})"
-        ) from None
-
-
-def measurement_names() -> list[str]:
-    _load_builtins()
-    return sorted(_REGISTRY)
-
-
-def _load_builtins() -> None:
-    # The hardware measurements import circuits/learning lazily, so that the
-    # study machinery works (and can be tested) on its own.
-    if "synthetic" not in _REGISTRY:
-        register_measurement(SYNTHETIC)
-    from anasim.study import hardware  # noqa: F401  (registers train, lipschitz, ...)
-
-
 def evaluate(measurements: tuple[Measurement, ...], config: Config) -> dict[str, np.ndarray]:
     """Run the measurements of one point and check their outputs against the declarations.
 
@@ -125,8 +94,6 @@ def evaluate(measurements: tuple[Measurement, ...], config: Config) -> dict[str,
 
 def _synthetic(config: Config) -> Outputs:
     """Quantized, noisy least squares trained by gradient descent (see SYNTHETIC)."""
-    import jax
-
     p = config["synthetic"]
     loss, acc = _synthetic_run(
         jax.random.PRNGKey(config["seed"]),
@@ -142,9 +109,6 @@ def _synthetic(config: Config) -> Outputs:
 
 
 def _synthetic_run_impl(key, noise, lr, levels, *, size, epochs, work):
-    import jax
-    import jax.numpy as jnp
-
     n, m = size, 4 * size
     k_data, k_true, k_noise, k_work = jax.random.split(key, 4)
     x = jax.random.normal(k_data, (m, n))
@@ -183,9 +147,7 @@ def _synthetic_run(key, noise, lr, levels, **static):
     # Compiled once per (size, epochs, work) and process: cheap points stay cheap.
     global _SYNTHETIC_JIT
     if _SYNTHETIC_JIT is None:
-        import jax
-
-        _SYNTHETIC_JIT = jax.jit(_synthetic_run_impl, static_argnames=("size", "epochs", "work"))
+            _SYNTHETIC_JIT = jax.jit(_synthetic_run_impl, static_argnames=("size", "epochs", "work"))
     return _SYNTHETIC_JIT(key, noise, lr, levels, **static)
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from anasim.study.runner import open_sweep
+
 # Preferred metrics, most informative first (names the measurements produce).
 _METRIC_ORDER = (
     "test_accuracy", "final_test_accuracy", "accuracy", "train_accuracy",
@@ -208,8 +210,6 @@ def report_sweep(result, out: str | Path | None = None) -> list[Path]:
     """
     plt = _mpl()
     if isinstance(result, (str, Path)):
-        from anasim.study.runner import open_sweep
-
         ds = open_sweep(result)
         base = Path(out) if out else Path(result).with_suffix(".png")
     else:

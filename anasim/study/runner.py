@@ -28,8 +28,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+import anasim
 from anasim.errors import AnasimError
-from anasim.study.measurements import Measurement, evaluate, get_measurement
+from anasim.study.measurements import Measurement, evaluate
+from anasim.study.registry import get_measurement
 from anasim.study.spec import SweepSpec
 from anasim.study.store import PointStore, point_key
 
@@ -304,8 +306,6 @@ def _coord(values) -> np.ndarray:
 
 def sweep_attrs(spec: SweepSpec, done: int) -> dict[str, Any]:
     """Attributes: what this file is, how it was swept, and every fixed parameter."""
-    import anasim
-
     swept = {a.path for a in spec.axes}
     attrs: dict[str, Any] = {
         "anasim_kind": SWEEP_KIND,

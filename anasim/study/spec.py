@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from anasim.errors import AnasimError
+from anasim.study.registry import get_measurement
 
 Scalar = bool | int | float | str
 
@@ -183,8 +184,6 @@ def parse_sweep(data: Mapping[str, Any], source: str = "", text: str = "") -> Sw
     lengths, and every point's configuration passes the measurements'
     validators (the owners' loaders).
     """
-    from anasim.study.measurements import get_measurement  # registry; avoids a cycle
-
     where = source or "sweep spec"
     if not isinstance(data, Mapping):
         raise AnasimError(f"{where}: expected a table at the top level")
@@ -312,8 +311,6 @@ def validate_points(spec: SweepSpec) -> None:
     only invalid together. A validator error is re-raised naming the swept
     values of the offending point.
     """
-    from anasim.study.measurements import get_measurement
-
     where = spec.source or "sweep spec"
     measurements = [get_measurement(n) for n in spec.measurements]
     checked: set[str] = set()

@@ -1,0 +1,166 @@
+"""What a training run leaves on disk: netCDF history, HDF5 checkpoints, the trained chip.
+
+The result file (``run.nc``, netCDF through h5netcdf) holds the per-epoch
+metrics (:data:`METRICS`) with every circuit and training parameter in its
+attributes; it is rewritten after every epoch. Next to it the checkpoint
+(``run.ckpt.h5``, :func:`checkpoint_path`) holds every array of the run's
+state -- parameters, optimizer state, the chips as last programmed -- and the
+history, so a killed run resumes bit for bit. Both are written atomically
+(a temporary file renamed over the old one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from anasim.circuits import CircuitSpec
+from anasim.circuits.engine import Engine, engine_for
+from anasim.devices.profile import DeviceProfile
+from anasim.errors import AnasimError
+from anasim.learning.config import TrainConfig
+
+METRICS = ("train_accuracy", "train_loss", "test_accuracy", "test_loss", "lipschitz", "saturated",
+           "iterations", "unsettled", "homeostatic_loss", "hardware_time_s", "energy_j", "beta",
+           "learning_rate", "wall_s", "train_wall_s")
+
+_UNITS = {"hardware_time_s": "s", "energy_j": "J", "wall_s": "s", "train_wall_s": "s", "iterations": "iterations",
+          "saturated": "fraction", "unsettled": "fraction", "train_accuracy": "fraction",
+          "test_accuracy": "fraction"}
+
+
+def history_dataset(history: dict, spec: CircuitSpec, cfg: TrainConfig, profile_name: str) -> xr.Dataset:
+    """Per-epoch metrics as an xarray Dataset (dim ``epoch``) with every parameter in attrs."""
+    epochs = np.arange(1, len(history.get("test_accuracy", [])) + 1)
+    data = {k: ("epoch", np.asarray(history.get(k, [np.nan] * len(epochs)), np.float64),
+                {"units": _UNITS.get(k, "")}) for k in METRICS}
+    ds = xr.Dataset(data, coords={"epoch": epochs})
+    attrs = {f"training.{k}": _attr(v) for k, v in dataclasses.asdict(cfg).items()}
+    attrs.update({f"circuit.{f.name}": _attr(getattr(spec, f.name)) for f in dataclasses.fields(spec)})
+    attrs["device.profile"] = profile_name
+    attrs["anasim.kind"] = "train"
+    ds.attrs.update(attrs)
+    return ds
+
+
+def _attr(v):
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, (int, float, str)):
+        return v
+    return json.dumps(v, default=str)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` to a temporary file next to ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_history(out: str | os.PathLike, history: dict, spec: CircuitSpec, cfg: TrainConfig,
+                  profile_name: str) -> None:
+    """The run's result file (netCDF), written atomically."""
+    ds = history_dataset(history, spec, cfg, profile_name)
+    atomic_write(Path(out), lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+
+
+def checkpoint_path(out: str | os.PathLike) -> Path:
+    """The checkpoint next to a result file: ``run.nc`` → ``run.ckpt.h5``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".ckpt.h5")
+
+
+def save_checkpoint(path, epoch: int, params, opt_state, hw, hw2, history: dict, fingerprint: str):
+    """HDF5 checkpoint: every leaf of (params, optimizer state, chips), the history, written atomically."""
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            f.attrs["epoch"] = epoch
+            f.attrs["fingerprint"] = fingerprint
+            f.attrs["history"] = json.dumps(history)
+            for name, tree in (("params", params), ("opt_state", opt_state), ("hw", hw), ("hw2", hw2)):
+                g = f.create_group(name)
+                for i, leaf in enumerate(jax.tree_util.tree_leaves(tree)):
+                    g.create_dataset(f"{i:05d}", data=np.asarray(leaf))
+    atomic_write(Path(path), write)
+
+
+def _open_checkpoint(path: Path):
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise AnasimError(f"{path}: cannot read checkpoint ({err})") from None
+
+
+def _pour(path: Path, group, name: str, template):
+    """The leaves stored under ``group`` in the pytree structure of ``template``,
+    each checked against the template's shape."""
+    leaves, tree = jax.tree_util.tree_flatten(template)
+    stored = sorted(group.keys())
+    if len(stored) != len(leaves):
+        raise AnasimError(f"{path}: checkpoint group '{name}' holds {len(stored)} arrays, the circuit "
+                          f"built from this spec and profile has {len(leaves)}: not the same circuit/device")
+    new = []
+    for i, t in enumerate(leaves):
+        data = group[f"{i:05d}"][()]
+        if data.shape != np.shape(t):
+            raise AnasimError(f"{path}: checkpoint array '{name}/{i:05d}' has shape {data.shape}, the "
+                              f"circuit built from this spec and profile expects {np.shape(t)}")
+        new.append(jnp.asarray(data, dtype=jnp.asarray(t).dtype))
+    return jax.tree_util.tree_unflatten(tree, new)
+
+
+def load_checkpoint(path, fingerprint: str, templates: dict):
+    """Leaves from a checkpoint, poured into the pytree structure of ``templates``."""
+    path = Path(path)
+    with _open_checkpoint(path) as f:
+        if f.attrs.get("fingerprint") != fingerprint:
+            raise AnasimError(f"{path}: checkpoint was written for a different circuit/device/training "
+                              f"configuration; delete it or drop --resume")
+        out = {name: _pour(path, f[name], name, tmpl) for name, tmpl in templates.items()}
+        return int(f.attrs["epoch"]), json.loads(f.attrs["history"]), out
+
+
+def trained_chip(run: str | os.PathLike, spec: CircuitSpec, profile: DeviceProfile, engine: Engine | None = None):
+    """The chip a training run left behind, for analysis: ``(epoch, hw)``.
+
+    ``run``: the run's result file (``run.nc``; its checkpoint ``run.ckpt.h5``
+    is read, :func:`checkpoint_path`) or the checkpoint itself. ``spec`` and
+    ``profile`` must describe the circuit and device it was trained on: they
+    give the chip's structure (built by ``engine``, default
+    :func:`~anasim.circuits.engine.engine_for` of ``spec``), and every stored
+    array's shape is checked against it. ``hw`` holds the devices as last
+    programmed (fixed-pattern errors included), so
+    ``effective_matrices(spec, hw)`` is the trained chip as built.
+    """
+    run = Path(run)
+    path = run if run.name.endswith(".ckpt.h5") else checkpoint_path(run)
+    if not path.exists():
+        raise AnasimError(f"{run}: no checkpoint {path} (a run writes one next to its result file "
+                          f"when trained with an output path)")
+    engine = engine_for(spec) if engine is None else engine
+    physics = spec.physics()
+    key = jax.random.PRNGKey(0)
+    template = engine.build(physics, profile, engine.init_params(physics, key), key)
+    with _open_checkpoint(path) as f:
+        if "hw" not in f:
+            raise AnasimError(f"{path}: not a training checkpoint (no 'hw' group)")
+        return int(f.attrs["epoch"]), _pour(path, f["hw"], "hw", template)
+
+
+__all__ = ["METRICS", "atomic_write", "checkpoint_path", "history_dataset", "load_checkpoint", "save_checkpoint",
+           "trained_chip", "write_history"]
