@@ -122,3 +122,13 @@ def on_page_markdown(markdown, page, config, files, **kwargs):
         return replace_tables(markdown, root)
     except TableError as e:
         raise PluginError(f"{page.file.src_path}: {e}") from None
+
+
+def on_files(files, config, **kwargs):
+    """Publish the examples' figures (``examples/figures/*.png``) under ``figures/``."""
+    from mkdocs.structure.files import File
+
+    root = Path(config["config_file_path"]).resolve().parent
+    for png in sorted((root / "examples" / "figures").glob("*.png")):
+        files.append(File.generated(config, f"figures/{png.name}", abs_src_path=str(png)))
+    return files
