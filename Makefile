@@ -1,6 +1,8 @@
 # Two entry points for a fresh machine (see README.md):
 #   make run    -- set up, then a short on-device training run on the default device profile
-#   make test   -- set up, then the test suite
+#   make test   -- set up, then the test suite and a strict build of the manual
+#   make test-fast -- the tests not marked slow or ngspice
+#   make docs   -- build the manual into site/
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +10,7 @@ PY     := $(VENV)/bin/python
 # solver's tests) and Fashion-MNIST (IDX files for training).
 APT_PACKAGES := ngspice dataset-fashion-mnist
 
-.PHONY: setup system-deps run test clean
+.PHONY: setup system-deps run test test-fast docs clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -22,7 +24,7 @@ system-deps:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,docs]'
 	touch $@
 
 run: setup
@@ -30,6 +32,13 @@ run: setup
 
 test: setup
 	$(PY) -m pytest
+	$(VENV)/bin/mkdocs build --strict
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not ngspice"
+
+docs: setup
+	$(VENV)/bin/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .hypothesis
+	rm -rf $(VENV) out site .pytest_cache .hypothesis

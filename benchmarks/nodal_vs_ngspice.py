@@ -85,6 +85,20 @@ def main() -> None:
           f"(wall and CPU differ when other processes share the cores)")
     print(f"ratio ngspice/anasim: {t_ngspice / t_anasim:.1f}x wall clock, {cpu_ngspice / cpu_anasim:.1f}x CPU time; "
           f"max |v_anasim - v_ngspice| = {worst:.2e} V")
+    from _results import write_results
+    write_results("nodal_vs_ngspice", {
+        "circuits": (n, "", f"circuits ({c.n_nodes} nodes, {len(c.resistors)} resistors, {len(c.diodes)} diodes each)"),
+        "anasim_wall": (t_anasim, "s", f"anasim wall time, one batched solve (median of {args.repeat})"),
+        "anasim_cpu": (cpu_anasim, "s", "anasim CPU time"),
+        "ngspice_wall": (t_ngspice, "s", "ngspice wall time, one process"),
+        "ngspice_cpu": (cpu_ngspice, "s", "ngspice CPU time"),
+        "wall_ratio": (t_ngspice / t_anasim, "×", "ngspice / anasim, wall clock"),
+        "cpu_ratio": (cpu_ngspice / cpu_anasim, "×", "ngspice / anasim, CPU time"),
+        "newton": (f"{int(op.iterations.min())}–{int(op.iterations.max())}", "", "Newton iterations"),
+        "max_diff": (worst, "V", "largest node-voltage difference"),
+        "compile": (t_compile, "s", "first call, JIT compilation included (not in the ratios)")}, {
+        "title": f"DC operating point of {n} resistive Hopfield circuits, anasim vs ngspice",
+        "command": "python benchmarks/nodal_vs_ngspice.py" + (f" --n {n}" if n != 1000 else "")})
 
 
 if __name__ == "__main__":

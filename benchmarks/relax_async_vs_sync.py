@@ -34,6 +34,7 @@ def main() -> None:
     x = np.asarray(jax.random.uniform(jax.random.key(2), (64, spec.n_in)), np.float32)
     thresholds = (1e-2, 1e-3, 1e-4, 1e-5)
     print(f"network {'-'.join(map(str, spec.sizes))}, lam = {spec.lam}, batch 64, free phase, float32")
+    rows = []
     for eta in (spec.eta, 1.0):
         counts = {}
         for schedule in ("sync", "async"):
@@ -47,6 +48,11 @@ def main() -> None:
         for r, a, b in zip(thresholds, counts["sync"], counts["async"]):
             ratio = f"{a / b:.2f}" if a and b else "-"
             print(f"  {r:8.0e}  {a if a else '>600':>5}  {b if b else '>600':>5}  {ratio:>10}")
+            rows.append([eta, f"{r:.0e}", a, b, a / b if a and b else None])
+    from _results import write_table
+    write_table("relax_async_vs_sync", ["η", "residual", "sync iterations", "async iterations", "sync / async"], rows, {
+        "title": "Iterations to a residual, sync vs async schedule, symmetric 4×500, free phase, batch 64, float32",
+        "command": "python benchmarks/relax_async_vs_sync.py"})
 
 if __name__ == "__main__":
     main()

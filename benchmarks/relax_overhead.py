@@ -58,6 +58,7 @@ def main() -> None:
     y = jax.nn.one_hot(jnp.arange(BATCH) % 10, 10, dtype=jnp.float32)
     print(f"784-500-500-500-500-10, lam = 0, batch {BATCH}, 2 compartments, {ITERS} iterations, "
           f"best of {REPEATS}")
+    rows = []
     for name, circuit in (("ideal", "skew-4x500.toml"), ("slm-10bit", "skew-4x500-slm.toml")):
         spec = load_circuit(ROOT / "circuits" / circuit)
         spec = replace(spec, max_iters=ITERS, tol=0.0)
@@ -68,6 +69,11 @@ def main() -> None:
         t_bare = best_time(bare_products(params.thetas, 2 * BATCH))
         print(f"{name:10s} relaxation {1e3 * t_relax / ITERS:7.2f} ms/iteration, bare products "
               f"{1e3 * t_bare / ITERS:7.2f} ms/iteration, ratio {t_relax / t_bare:.2f}")
+        rows.append([name, 1e3 * t_relax / ITERS, 1e3 * t_bare / ITERS, t_relax / t_bare])
+    from _results import write_table
+    write_table("relax_overhead", ["profile", "relaxation ms/iteration", "bare ms/iteration", "ratio"], rows, {
+        "title": "Time per relaxation iteration ÷ its bare matrix products, 4×500 dyadic network, batch 256",
+        "command": "python benchmarks/relax_overhead.py", "notes": f"Best of {REPEATS}."})
 
 
 if __name__ == "__main__":

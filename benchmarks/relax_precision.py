@@ -77,8 +77,9 @@ def main(argv=None) -> int:
         pass
     print(f"relaxation: 784-500-500-500-500-10, lam = 0, ideal devices, batch {BATCH}, 2 compartments, "
           f"{ITERS} iterations, best of {REPEATS}")
+    times = {}
     for dev in platforms:
-        t = time_per_iteration(dev)
+        t = times[dev.platform] = time_per_iteration(dev)
         print(f"  {dev.platform} ({dev.device_kind}):")
         for fmt in FORMATS:
             print(f"    {fmt:9s} {1e3 * t[fmt]:8.3f} ms/iteration   float32/{fmt} = {t['float32'] / t[fmt]:.2f}")
@@ -90,6 +91,15 @@ def main(argv=None) -> int:
         a, wall = acc[fmt]
         print(f"    {fmt:9s} test accuracy {a:.4f}   difference to float32 {a - acc['float32'][0]:+.4f}   "
               f"({wall:.0f} s)")
+    from _results import write_table
+    write_table("relax_precision", ["platform", "format", "ms/iteration", "float32 / format", "test accuracy",
+                                    "difference to float32"],
+                [[p, fmt, 1e3 * t[fmt], t["float32"] / t[fmt], acc[fmt][0], acc[fmt][0] - acc["float32"][0]]
+                 for p, t in times.items() for fmt in FORMATS], {
+        "title": "Relaxation time per iteration by number format (4×500, batch 256) and "
+                 f"{epochs}-epoch accuracy (skew 784-128-10, shipped subset)",
+        "command": "python benchmarks/relax_precision.py" + (" --quick" if args.quick else ""),
+        "notes": f"One run, best of {REPEATS}."})
     return 0
 
 

@@ -83,6 +83,17 @@ def main() -> None:
     print(f"  in-process                       {1e3 * c1 / m:7.2f} ms/point")
     print(f"  dask, 1 running worker           {1e3 * cd / m:7.2f} ms/point")
     print(f"  dask overhead                    {1e3 * (cd - c1) / m:7.2f} ms/point  (ratio {cd / c1:.2f}x)")
+    from _results import write_results
+    write_results("sweep_throughput", {
+        "costly_point": (t1 / n, "s", "costly point, in-process"),
+        "two_warm": (t1 / t2_warm, "×", "2 workers on a running cluster, throughput relative to 1 worker"),
+        "two_cold": (t1 / t2_cold, "×", "2 workers including cluster start, relative to 1 worker"),
+        "cheap_inproc": (1e3 * c1 / m, "ms", "cheap point, in-process"),
+        "cheap_dask": (1e3 * cd / m, "ms", "cheap point, one running dask worker"),
+        "overhead": (1e3 * (cd - c1) / m, "ms", "dask overhead per point"),
+        "overhead_ratio": (cd / c1, "×", "dask / in-process, cheap points")}, {
+        "title": "Sweep throughput: 1 vs 2 workers, dask overhead per cheap point",
+        "command": "python benchmarks/sweep_throughput.py"})
 
 
 if __name__ == "__main__":  # dask starts worker processes that import this module

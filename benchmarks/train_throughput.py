@@ -85,6 +85,13 @@ def main(argv=None) -> int:
         print(f"{r['profile']:10s} {r['examples_per_s']:10.1f} {r['step_s']:8.3f} {r['iterations']:10.1f} "
               f"{r['bare_step_s']:11.4f} {r['ratio']:11.2f}")
     print(f"SLM / ideal throughput: {rows[1]['examples_per_s'] / rows[0]['examples_per_s']:.2f}")
+    from _results import write_table
+    write_table("train_throughput", ["profile", "examples/s", "s/step", "iterations/step", "bare s/step", "step / bare"],
+                [[r["profile"], r["examples_per_s"], r["step_s"], r["iterations"], r["bare_step_s"], r["ratio"]]
+                 for r in rows], {
+        "title": "Training throughput, 4×500 skew-symmetric network, dyadic rule",
+        "command": f"python benchmarks/train_throughput.py --examples {args.examples}",
+        "notes": f"{args.examples} examples, batch 64."})
     return 0
 
 
