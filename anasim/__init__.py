@@ -12,7 +12,7 @@ Node-level circuits (netlists, DC operating points, ngspice) are in
 Importing anasim changes no global JAX setting: float32 stays the default.
 The computations that need float64 (the nodal solver, float64 relaxations,
 the reference gradients) switch it on for themselves only, with
-:func:`jax.experimental.enable_x64`.
+:func:`jax.enable_x64` (:mod:`anasim.circuits.precision`).
 """
 
 import importlib

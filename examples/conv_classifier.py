@@ -31,7 +31,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import anasim  # noqa: F401
 from anasim.circuits import conv as cv
 from anasim.data import load_fashion_mnist
 from anasim.devices import ideal_profile, load_profile

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import anasim  # noqa: F401  (float64 on)
 from anasim.circuits import conv as cv
 from anasim.devices import DeviceProfile, ResistiveCrossbar, SLMCrossbar, ideal_profile, load_profile
 from anasim.errors import AnasimError

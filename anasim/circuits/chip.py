@@ -16,7 +16,10 @@ in JAX's default float type, and drawing them in float64 before storing them
 in the chip's format keeps every chip the key fabricates identical to the
 chips of earlier versions (which ran with float64 on globally); the chip's
 arrays are cast to the spec's dtype by ``make``/``program``. Relaxations do
-not need the scope (every draw there has an explicit dtype).
+not need the scope (every draw there has an explicit dtype). A caller that
+traces a build or a write inside its own ``jax.jit`` must trace (and so
+lower) that function in the float64 scope as well -- the training controller
+does -- since a scope opened inside a float32 trace is lowered as float32.
 :func:`check_realization` asks the
 profile's coupling device, by its declared abilities
 (:class:`~anasim.devices.base.CouplingDevice`), whether it can realize the

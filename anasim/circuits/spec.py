@@ -97,7 +97,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from anasim.errors import ProfileError
-from anasim.tables import Source, check_finite, check_table, read_tables, table
+from anasim.tables import Source, check_table, read_tables, table
 
 #: Neuron nonlinearities a spec may name (see :mod:`anasim.circuits.layered`).
 ACTIVATIONS = ("hard_sigmoid", "tempered_hard_sigmoid", "relu", "identity", "sigmoid")

@@ -45,7 +45,6 @@ with the same weights, bit for bit, as an uninterrupted run
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -63,6 +62,7 @@ from tqdm.auto import tqdm
 from anasim.analysis.lipschitz import linearized_bound
 from anasim.circuits import CircuitSpec, Params, effective_matrices
 from anasim.circuits.engine import Engine, engine_for
+from anasim.circuits.precision import float64_scope, wants_float64
 from anasim.data import Split
 from anasim.devices.profile import DeviceProfile
 from anasim.errors import AnasimError
@@ -101,16 +101,11 @@ def _build(engine, spec, profile, params, key):
     return (_build_jit if "jit" in engine.abilities else _build_body)(engine, spec, profile, params, key)
 
 
-def _precision(spec: CircuitSpec):
-    """float64 switched on for a float64 circuit's run (nothing for the others)."""
-    return jax.enable_x64(True) if spec.dtype == "float64" else contextlib.nullcontext()
-
-
 def initial_params(spec: CircuitSpec, cfg: TrainConfig, engine: Engine | None = None) -> Params:
     """The couplings a run of ``cfg`` starts from: the engine's random initial
     couplings for the run's seed, with the biases of ``cfg.bias_init``."""
     engine = engine_for(spec) if engine is None else engine
-    with _precision(spec):
+    with float64_scope(wants_float64(spec)):
         k_init = jax.random.split(jax.random.PRNGKey(cfg.seed), 4)[0]
         return _initial_params(spec.physics(), cfg, engine, k_init)
 
@@ -136,7 +131,7 @@ def local_update(spec: CircuitSpec, cfg: TrainConfig, hw, x, y, key, *, beta: fl
     check_compatible(spec, cfg, hw.profile, engine)
     dtype = jnp.dtype(spec.dtype)
     beta = cfg.beta if beta is None else beta
-    with _precision(spec):
+    with float64_scope(wants_float64(spec)):
         return phases_and_rule(spec, StepKind.of(cfg), engine, hw, hw if hw2 is None else hw2,
                                jnp.asarray(x, dtype), jnp.asarray(y, dtype), jnp.asarray(beta, dtype), key).update
 
@@ -233,7 +228,9 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
     """
     engine = engine_for(spec) if engine is None else engine
     check_run(spec, profile, cfg, train_set, engine)
-    with _precision(spec):
+    # The step programs the devices, whose errors are drawn in float64 (anasim.circuits.chip):
+    # the whole compiled step is traced in the float64 scope; states keep the spec's dtype.
+    with float64_scope(True):
         return _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress, stop_after, on_epoch)
 
 

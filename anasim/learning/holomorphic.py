@@ -65,6 +65,7 @@ from anasim.analysis import homeostasis
 from anasim.circuits import layered
 from anasim.circuits.layered import Params
 from anasim.circuits.spec import CircuitSpec
+from anasim.circuits.precision import float64_scope
 from anasim.devices.profile import ideal_profile
 from anasim.errors import AnasimError
 
@@ -274,7 +275,7 @@ def exact_error_vectors(spec: CircuitSpec, params: Params, x, y, *, newton: int 
     """
     _check_spec(spec)
     f64 = jnp.float64
-    with jax.enable_x64(True):
+    with float64_scope():
         p = jax.tree_util.tree_map(lambda t: jnp.asarray(t, f64), params)
         s, db, dg, res = _exact_jit(dataclasses.replace(spec, dtype="float64", asymmetry_angle=None), p,
                                     jnp.asarray(x, f64), jnp.asarray(y, f64), int(newton))
@@ -286,7 +287,7 @@ def exact_error_vectors(spec: CircuitSpec, params: Params, x, y, *, newton: int 
 def exact_gradient(spec: CircuitSpec, params: Params, x, y) -> dict:
     """The batch-mean loss gradient of the ideal circuit (rule of :func:`hep_update` on δ_grad)."""
     _, dg, s, _ = exact_error_vectors(spec, params, x, y)
-    with jax.enable_x64(True):
+    with float64_scope():
         return hep_update(spec, jnp.asarray(x, jnp.float64), s, dg)
 
 
@@ -317,7 +318,7 @@ def diagnostics(spec: CircuitSpec, params: Params, x, y, *, beta: float, n_point
     est = error_vector(spec, hw, x, y, jax.random.PRNGKey(1), beta=beta, n_points=n_points)
     u_hep = np.asarray(flatten_update(hep_update(spec, x, est.free, est.delta)), np.float64)
     db, dg, s, _ = exact_error_vectors(spec, params, x, y)
-    with jax.enable_x64(True):
+    with float64_scope():
         x64 = np.asarray(x, np.float64)
         K = homeostasis.circuit_jacobian(spec, jax.tree_util.tree_map(lambda t: jnp.asarray(t, jnp.float64),
                                                                       params), jnp.asarray(x64), s)

@@ -20,7 +20,7 @@
   when this package is imported).
 
 Everything here computes in float64 whatever the caller's ``jax_enable_x64``
-(:mod:`anasim.nodal.x64`); the caller's setting is left as it was.
+(:func:`anasim.circuits.precision.in_float64`); the caller's setting is left as it was.
 """
 
 from anasim.nodal.circuit import (

@@ -28,7 +28,7 @@ from anasim.nodal.netlist import (
     Element,
     Netlist,
 )
-from anasim.nodal.x64 import float64
+from anasim.circuits.precision import in_float64
 
 Array = jax.Array
 
@@ -105,7 +105,7 @@ class Circuit:
     # --- conversions -------------------------------------------------------------
 
     @classmethod
-    @float64
+    @in_float64
     def from_netlist(cls, netlist: Netlist) -> "Circuit":
         """Topology and values of a parsed netlist (values in ``circuit.values``)."""
         nodes = netlist.node_names

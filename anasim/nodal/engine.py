@@ -32,7 +32,7 @@ from anasim.circuits.engine import register_engine
 from anasim.circuits.layered import Equilibrium
 from anasim.nodal import hopfield
 from anasim.nodal.physics import NodalPhysics, kind_for_lam, load_nodal_physics
-from anasim.nodal.x64 import float64
+from anasim.circuits.precision import in_float64
 
 Array = jax.Array
 
@@ -55,17 +55,17 @@ class NodalEngine:
     def abilities(self) -> frozenset:
         return frozenset({"thermal_noise"} if self.physics.node_capacitance_f is not None else ())
 
-    @float64
+    @in_float64
     def init_params(self, spec: Any, key: Array) -> layered.Params:
         """Random initial couplings and biases (:func:`anasim.circuits.layered.init_params`)."""
         return layered.init_params(spec, key)
 
-    @float64
+    @in_float64
     def build(self, spec: Any, profile: Any, params: Any, key: Array) -> layered.Hardware:
         """A chip on ``profile`` programmed with ``params`` (:func:`anasim.circuits.layered.build`)."""
         return layered.build(spec, profile, params, key)
 
-    @float64
+    @in_float64
     def reprogram(self, spec: Any, hw: Any, params: Any, key: Array) -> layered.Hardware:
         """``params`` written into ``hw`` (:func:`anasim.circuits.layered.reprogram`)."""
         return layered.reprogram(spec, hw, params, key)
@@ -77,7 +77,7 @@ class NodalEngine:
         return hopfield.relax(spec, hw, x, key, nudge=nudge, target=target, clamp=clamp, state0=state0,
                               eta=eta, physics=self.physics)
 
-    @float64
+    @in_float64
     def read(self, hw: Any, eq: Any, key: Array) -> tuple[tuple, tuple]:
         """Both compartments through the ADCs (:func:`anasim.circuits.layered.read_states`)."""
         return layered.read_states(hw, eq, key)

@@ -59,7 +59,7 @@ Public API::
     cocontent_gradient(weights, x, layers) -> dict                # ∂Ẽ/∂θ (resistive EP)
 
 The relaxation engine built on ``relax`` is :class:`anasim.nodal.engine.NodalEngine`.
-Every public call computes in float64 (:mod:`anasim.nodal.x64`) and leaves the
+Every public call computes in float64 (:func:`anasim.circuits.precision.in_float64`) and leaves the
 caller's ``jax_enable_x64`` as it was.
 
 Output clamping (contrastive and coupled learning) holds output nodes with
@@ -92,7 +92,7 @@ from anasim.nodal.netlist import Netlist
 from anasim.nodal.noise import thermal_fluctuation
 from anasim.nodal.physics import KINDS, NodalPhysics, kind_for_lam
 from anasim.nodal.solver import solve_op
-from anasim.nodal.x64 import float64, scope
+from anasim.circuits.precision import float64_scope, in_float64
 
 Array = jax.Array
 
@@ -343,7 +343,7 @@ def _clamped_flags(physics: NodalPhysics, clamp) -> tuple:
     return (clamp[0] is not None, clamp[1] is not None)
 
 
-@float64
+@in_float64
 def solve_layers(sizes, physics: NodalPhysics, weights: LayeredWeights, x, *, beta=0.0, target=None,
                  clamp=None, key=None, raise_on_failure: bool = True):
     """Solve the circuit(s); returns (layers of copy 0, layers of copy 1, OperatingPoint).
@@ -377,7 +377,7 @@ def hopfield_netlist(sizes, physics: NodalPhysics, weights: LayeredWeights, x, b
     return hc.circuit.to_netlist(one, title=title)
 
 
-@float64
+@in_float64
 def cocontent_gradient(weights: LayeredWeights, x, layers) -> dict:
     """∂Ẽ/∂θ of the resistive circuit's co-content at states ``layers`` (batch mean), in the
     learning rules' format {"theta0", "thetas", "biases"} (normalized units).
@@ -436,7 +436,7 @@ def _kind_for(spec) -> str:
     return kind
 
 
-@float64
+@in_float64
 def weights_from_hardware(spec, hw, physics: NodalPhysics | None = None):
     """Realized matrices of a chip from :func:`anasim.circuits.layered.build`, and the physics
     to use (``physics`` None: NodalPhysics' defaults; a spec file's ``[nodal]`` table
@@ -489,7 +489,7 @@ def weights_from_hardware(spec, hw, physics: NodalPhysics | None = None):
     return weights, physics
 
 
-@float64
+@in_float64
 def relax(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None, None), state0=None,
           eta=None, physics: NodalPhysics | None = None):
     """Equilibrium of the node-level circuit of ``spec`` on chip ``hw``: the same
@@ -610,7 +610,7 @@ def relax_in_jit(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None
 
     args = (leaves, x, key, tuple(nudge), target, tuple(clamp))
     if not any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(args)):
-        with scope():  # a float64 spec's states stay float64, as relax returns them
+        with float64_scope():  # a float64 spec's states stay float64, as relax returns them
             return jax.tree_util.tree_map(jnp.asarray, host(*args))
     if dt.itemsize == 8 and not jax.config.jax_enable_x64:
         raise AnasimError(f"relax_in_jit: a {spec.dtype} spec traced inside jax.jit needs float64 in the "

@@ -47,7 +47,7 @@ from anasim.nodal.circuit import (
 )
 from anasim.nodal.elements import _diode_iv
 from anasim.nodal.solver import solve_op
-from anasim.nodal.x64 import float64
+from anasim.circuits.precision import in_float64
 
 Array = jax.Array
 
@@ -92,7 +92,7 @@ def _shot_density(vd, i_s, vte, gmin, xp=jnp, i=None):
 
 # --- small-signal noise ---------------------------------------------------------------
 
-@float64
+@in_float64
 def small_signal_matrices(c: Circuit, values: CircuitValues | None = None, op: OperatingPoint | None = None):
     """Conductance matrix G (with diode small-signal conductances at ``op``)
     and capacitance matrix C over the free nodes, shapes (n_free, n_free),
@@ -128,7 +128,7 @@ def small_signal_matrices(c: Circuit, values: CircuitValues | None = None, op: O
     return G[np.ix_(f, f)], Cm[np.ix_(f, f)], f
 
 
-@float64
+@in_float64
 def output_noise_density(c: Circuit, node: str, values: CircuitValues | None = None,
                          frequency_hz: float = 0.0, op: OperatingPoint | None = None,
                          vccs_noise_factor: float = 0.0) -> float:
@@ -279,7 +279,7 @@ def _thermal_covariances(c: Circuit, flat: CircuitValues, volts: np.ndarray, nod
     return _lyapunov_batch(Ci @ G, Ci @ N @ Ci)
 
 
-@float64
+@in_float64
 def thermal_covariance(c: Circuit, values: CircuitValues | None = None, op: OperatingPoint | None = None,
                        node_capacitance_f=None, vccs_noise_factor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Stationary covariance (V²) of the free node voltages under the Johnson–Nyquist
@@ -322,7 +322,7 @@ def thermal_covariance(c: Circuit, values: CircuitValues | None = None, op: Oper
     return sigma[0], c.layout.free
 
 
-@float64
+@in_float64
 def thermal_fluctuation(c: Circuit, values: CircuitValues, op: OperatingPoint, key: Array,
                         node_capacitance_f=None, vccs_noise_factor: float = 0.0) -> np.ndarray:
     """One draw of the stationary thermal fluctuation of every node voltage (V), shape
@@ -455,7 +455,7 @@ def _transient_batched(c: Circuit, vals: CircuitValues, v0, keys, dt, *, n_steps
     return jax.vmap(one)(vals, v0, keys)
 
 
-@float64
+@in_float64
 def simulate_transient(c: Circuit, key: Array, *, dt: float, n_steps: int, values: CircuitValues | None = None,
                        v0=None, every: int = 1, method: str = "euler_maruyama",
                        noise: bool = True, vccs_noise_factor: float = 0.0) -> Transient:

@@ -45,7 +45,7 @@ Modules: :mod:`anasim.nodal.circuit` (topology, values, layout, result),
 (stamps, residual, sum plans), :mod:`anasim.nodal.newton` (dense batched and
 sparse Newton); this module holds :func:`solve_op`. Every public entry point
 computes in float64 whatever the caller's ``jax_enable_x64``
-(:mod:`anasim.nodal.x64`).
+(:func:`anasim.circuits.precision.in_float64`).
 """
 
 from __future__ import annotations
@@ -69,10 +69,10 @@ from anasim.nodal.circuit import (
 )
 from anasim.nodal.netlist import read_netlist
 from anasim.nodal.newton import _newton_batched, _solve_op_sparse
-from anasim.nodal.x64 import float64
+from anasim.circuits.precision import in_float64
 
 
-@float64
+@in_float64
 def solve_op(c: Circuit, values: CircuitValues | None = None, *, method: str = "dense",
              max_iter: int = 100, reltol: float = 1e-10, vntol: float = 1e-13,
              raise_on_failure: bool = True, z0=None) -> OperatingPoint:
@@ -131,7 +131,7 @@ def solve_op(c: Circuit, values: CircuitValues | None = None, *, method: str = "
 
 
 
-@float64
+@in_float64
 def parse_and_solve(path: str, **kwargs) -> OperatingPoint:
     """Read a netlist file and solve its DC operating point (for the CLI)."""
     c = Circuit.from_netlist(read_netlist(path))
