@@ -1,4 +1,4 @@
-"""Analysis of circuits as built (DESIGN.md §2).
+"""Analysis of circuits as built (docs/design.md, “Layers”).
 
 * :mod:`anasim.analysis.lipschitz` -- linearized and general Lipschitz bounds on
   the devices' effective weights, and empirical estimates from relaxed equilibria;

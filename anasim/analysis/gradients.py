@@ -1,6 +1,6 @@
 """Reference gradients of the ideal layered circuit, by implicit differentiation.
 
-The ideal circuit (DESIGN.md §4) has layers s_1 … s_L driven by the clamped
+The ideal circuit (docs/design.md, “Circuits and relaxation”) has layers s_1 … s_L driven by the clamped
 input x, pre-activations a_k and states s_k = f_k(a_k). Its free equilibrium
 is the fixed point
 

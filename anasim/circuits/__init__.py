@@ -1,4 +1,4 @@
-"""Layered Hopfield circuits built from devices and their relaxation (DESIGN.md §4).
+"""Layered Hopfield circuits built from devices and their relaxation (docs/design.md, “Circuits and relaxation”).
 
 * :mod:`anasim.circuits.spec` -- :class:`CircuitSpec` and :func:`load_circuit` (TOML);
 * :mod:`anasim.circuits.layered` -- :class:`Params`, :func:`build` (fabricate and

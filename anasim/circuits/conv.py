@@ -10,7 +10,7 @@ layer k is one of
   θ_k of shape (k, k, C_in, C_out) (HWIO);
 * ``dense``: an optional squeeze, flattening, and a matrix θ_k (n_out, n_in).
 
-Structures (DESIGN.md §4, W_λ = θ + (2λ − 1) θᵀ): λ = 1 symmetric (the
+Structures (docs/design.md, “Circuits and relaxation”, W_λ = θ + (2λ − 1) θᵀ): λ = 1 symmetric (the
 backward direction is the transposed convolution of the same kernel), λ = 0
 skew (−transposed convolution), λ = ½ feedforward (no backward direction in
 inference), ``"asymmetric"`` (an independent backward kernel ψ_k of shape

@@ -1,7 +1,7 @@
 """The hardware as built: realized matrices, node loads and the damping they allow.
 
 What a fabricated and programmed layered chip (:class:`~anasim.circuits.layered.Hardware`)
-realizes, read from the devices' noiseless ``effective()`` (DESIGN.md §2):
+realizes, read from the devices' noiseless ``effective()`` (docs/design.md, “Layers”):
 
     effective_matrices(spec, hw) -> EffectiveCircuit      # dense realized W, θ_0, b (float64)
     relaxation_eta(spec, hw) -> η                          # the damping a relaxation uses

@@ -1,6 +1,6 @@
 """Layered Hopfield circuits built from devices, and their iterative relaxation.
 
-The dynamics are DESIGN.md §4 (Høier et al., "Dyadic learning in recurrent and
+The dynamics are docs/design.md, “Circuits and relaxation” (Høier et al., "Dyadic learning in recurrent and
 feedforward models", eq. 8) restricted to layer blocks. Every neuron is a dyad
 with compartments s⁺ and s⁻ and pre-activations a^±, s^± = f(a^±). For layer
 k (1 ≤ k ≤ L), with s_0 = x, λ̄ = 1 − λ and one damped step η:

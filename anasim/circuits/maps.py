@@ -2,7 +2,7 @@
 
 Pure functions of the parameters (no devices): the activations f and their
 gains, the costs ℓ and ∇ℓ, and the maps of the IDEAL layered circuit
-(DESIGN.md §4) whose fixed points are its equilibria, so that implicit
+(docs/design.md, “Circuits and relaxation”) whose fixed points are its equilibria, so that implicit
 differentiation, the analysis and the tests can use them directly:
 
     fixed_point_map(spec, params, x, s) -> s_new          # ideal free map
@@ -141,7 +141,7 @@ def fixed_point_residual(spec: CircuitSpec, params: Params, x: Array, s: tuple) 
 
 def dyadic_map(spec: CircuitSpec, params: Params, x: Array, s_plus: tuple, s_minus: tuple,
                nudge=(0.0, 0.0), target: Array | None = None) -> tuple[tuple, tuple]:
-    """One undamped update of both compartments of the IDEAL circuit (DESIGN.md §4, eq. 8)."""
+    """One undamped update of both compartments of the IDEAL circuit (docs/design.md, “Circuits and relaxation”, eq. 8)."""
     L = spec.n_layers
     lam = spec.lam_mix
     lbar = 1.0 - lam

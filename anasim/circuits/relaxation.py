@@ -5,7 +5,7 @@ convolutional one (:mod:`anasim.circuits.conv`) relax through
 :func:`relaxation_loop` and return an :class:`Equilibrium`; how the two
 compartments of a dyad are mixed before a coupling is read
 (:func:`mix_compartments_forward`, :func:`mix_compartments_backward`) is
-also common (DESIGN.md §4).
+also common (docs/design.md, “Circuits and relaxation”).
 
 Convergence is measured, not assumed: every iteration measures the
 fixed-point residual r = max |f(target_k) − s_k| (target_k the undamped
@@ -237,7 +237,7 @@ def run_relaxation(body: Callable, spec: Any, static: tuple, hw: Any, *args) -> 
 
 def mix_compartments_forward(d: Array, lam: float) -> Array:
     """What the forward coupling device sees of the DAC'd compartment states
-    ``d`` (C, B, …): λ s± + λ̄ s∓ (DESIGN.md §4); C = 1 (one compartment) or λ = 1
+    ``d`` (C, B, …): λ s± + λ̄ s∓ (docs/design.md, “Circuits and relaxation”); C = 1 (one compartment) or λ = 1
     passes ``d`` through."""
     if d.shape[0] == 1 or lam == 1.0:
         return d

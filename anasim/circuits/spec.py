@@ -1,6 +1,6 @@
 """Circuit specs: what a layered Hopfield circuit is, loaded from TOML.
 
-A :class:`CircuitSpec` describes the *intended* circuit (DESIGN.md §4); the
+A :class:`CircuitSpec` describes the *intended* circuit (docs/design.md, “Circuits and relaxation”); the
 device profile it is built on decides what is realized. Layers are
 ``s_0 = x`` (clamped input, ``sizes[0]`` units), hidden layers ``s_1 … s_{L-1}``
 and the output layer ``s_L`` (``sizes[-1]`` units). Couplings: the input

@@ -1,4 +1,4 @@
-"""Device models with their non-idealities (DESIGN.md §3).
+"""Device models with their non-idealities (docs/design.md, “Device contract”).
 
 Couplings (``fabricate → program → mvm / mvm_t → effective``):
 :class:`SLMCrossbar`, :class:`ResistiveCrossbar`, :class:`GyratorArray`,

@@ -1,6 +1,6 @@
 """The device contract and the ideal devices every model reduces to.
 
-A device is split along the lines a physical part has (DESIGN.md §3):
+A device is split along the lines a physical part has (docs/design.md, “Device contract”):
 
 ``fabricate(key, shape) -> instance``
     Static, per-chip variations drawn once (fixed-pattern errors). Two instances

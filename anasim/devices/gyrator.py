@@ -3,7 +3,7 @@
 A gyrator link between node ``a`` (lower layer) and node ``b`` (upper layer) is
 two transconductors back to back (gm-C): ``i_a = g v_b`` into a from b and
 ``i_b = −(1 + ε) g v_a`` into b from a, so the links' contribution to the node
-equations is skew-symmetric when ε = 0 (DESIGN.md §3). We write the coupling
+equations is skew-symmetric when ε = 0 (docs/design.md, “Device contract”). We write the coupling
 in the sign convention of the circuits: with θ the programmed target,
 ``(n_b, n_a)``::
 

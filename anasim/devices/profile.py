@@ -7,7 +7,7 @@ A profile bundles the devices a circuit is built from:
 * ``dac`` -- loads inputs and states onto the hardware (a ``Converter``);
 * ``adc`` -- reads equilibrium states back for the learning rule (a ``Converter``);
 * ``loop_time_s`` -- the hardware time of one relaxation iteration in seconds
-  (0.6 ns for AIM-style loops up to ~20 ns for the AOC; DESIGN.md §3);
+  (0.6 ns for AIM-style loops up to ~20 ns for the AOC; docs/design.md, “Device contract”);
 * ``energy_per_mac_j`` -- energy per multiply-accumulate in joules, for cost
   accounting (0 when unknown).
 

@@ -1,6 +1,6 @@
 """Resistive crossbar (ReRAM, PCM): conductances at crosspoints, read by Ohm and Kirchhoff.
 
-Physics (DESIGN.md §3). Row voltages ``v_i = x_i · V_read`` drive currents
+Physics (docs/design.md, “Device contract”). Row voltages ``v_i = x_i · V_read`` drive currents
 ``Σ_i G_ij v_i`` into each grounded column; a conductance is positive, so a
 signed weight is a differential pair::
 

@@ -1,6 +1,6 @@
 """Optical crossbar: spatial light modulator (SLM) between a fanned-out source and photodetectors.
 
-Physics (DESIGN.md §3). Input ``i`` is a light intensity ``x_i · P_src`` (W),
+Physics (docs/design.md, “Device contract”). Input ``i`` is a light intensity ``x_i · P_src`` (W),
 non-negative; the fan-out optics divides it among the ``n_out`` rows, so pixel
 ``(j, i)`` receives ``P_px = P_src · η / n_out`` at full scale, with ``η =
 10^(−loss_db/10)`` the optical transmission of the path. The SLM pixel

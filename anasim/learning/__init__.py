@@ -1,4 +1,4 @@
-"""On-device learning (DESIGN.md §5).
+"""On-device learning (docs/design.md, “Learning”).
 
 * :mod:`anasim.learning.config` -- :class:`TrainConfig` and :func:`load_train_config`
   (the ``[training]`` table of a spec file);

@@ -2,7 +2,7 @@
 
 The controller drives a chip built by the circuit's relaxation engine
 (:func:`anasim.circuits.engine.engine_for`) the way the instrument around a
-physical circuit would (DESIGN.md §5); one step is :mod:`anasim.learning.step`:
+physical circuit would (docs/design.md, “Learning”); one step is :mod:`anasim.learning.step`:
 
 1. **program**: the couplings are written into the devices. In ``shadow`` mode
    a digital float copy of the parameters is the truth and is programmed into

@@ -28,7 +28,7 @@ models", eq. 5), for any structure λ of W_λ = θ + (2λ − 1) θᵀ, λ̄ = 1
 where s⁺ relaxed with −β∇ℓ and s⁻ with +β∇ℓ added to its pre-activation.
 The θ_0 and bias lines are the θ formula applied to the clamped block s_0 = x
 (x is the same in both compartments, so λ drops out) and to a constant unit;
-they carry 1/(2β). (DESIGN.md §5 writes 1/β for these two lines; expanding
+they carry 1/(2β). (docs/design.md, “Learning” writes 1/β for these two lines; expanding
 s± = s ± δ shows that 1/β would double their gradient relative to the θ
 blocks, and the implicit-differentiation test in tests/test_rules.py fixes the
 factor at 1/(2β).) To first order in β the dyadic difference s⁺ − s⁻ solves

@@ -1,6 +1,6 @@
 """Layered Hopfield circuits as node-level networks, relaxed by the nodal solver.
 
-Two physical realizations of the layered circuit of DESIGN.md §4, each a
+Two physical realizations of the layered circuit of docs/design.md, “Circuits and relaxation”, each a
 netlist of resistors, diodes, sources and VCCS whose DC operating point *is*
 the equilibrium (solved by :func:`anasim.nodal.solver.solve_op`, checked
 against ngspice):
@@ -32,7 +32,7 @@ end-to-end analog neural networks with equilibrium propagation", 2020)
     g_unit the normalized node equation is s = W s + θ_0 x + b − clamp.
     For dyadic learning the two compartments s⁺, s⁻ are two copies of the
     circuit cross-coupled (at λ = 0 each compartment's couplings are driven
-    by the *other* compartment: DESIGN.md §4), so one solve gives both.
+    by the *other* compartment: docs/design.md, “Circuits and relaxation”), so one solve gives both.
 
 Common to both: diode clamps to rails are the neuron nonlinearity (a diode
 from the node up to a rail at clamp_hi − V_d, one from a rail at

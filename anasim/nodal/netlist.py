@@ -1,6 +1,6 @@
 """SPICE-subset netlists: read, validate and write.
 
-The subset (DESIGN.md §6) is what the nodal solver understands:
+The subset (docs/design.md, “Public surfaces”) is what the nodal solver understands:
 
 ==========  =====================================  ===============================
 card        syntax                                 meaning

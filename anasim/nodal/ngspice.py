@@ -3,7 +3,7 @@
 ngspice runs in batch mode on a driver file whose ``.control`` block sources
 each netlist in turn, runs ``op`` (or ``noise``), prints every node voltage with
 15 significant digits and removes the circuit: many circuits in one process,
-so the ~10 ms process start is paid once. Per DESIGN.md §8: ``op`` inside
+so the ~10 ms process start is paid once. Per docs/design.md, “Facts of the development machine”: ``op`` inside
 ``.control`` and ``set numdgt=15``; the netlists carry tight tolerances
 (:func:`~anasim.nodal.netlist.format_netlist` with ``tight=True``).
 

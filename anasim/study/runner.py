@@ -80,7 +80,7 @@ def worker_env() -> dict[str, str]:
     """Environment for dask worker processes: one compute thread each.
 
     With N single-threaded workers on N cores, BLAS/OpenMP/XLA thread pools in
-    every worker would oversubscribe the cores (DESIGN.md §8: competing thread
+    every worker would oversubscribe the cores (docs/design.md, “Facts of the development machine”: competing thread
     pools slowed a kernel 8×). On a GPU, workers must not each preallocate most
     of its memory.
     """
