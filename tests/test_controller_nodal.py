@@ -88,7 +88,7 @@ def test_nodal_table_puts_thermal_noise_into_the_controllers_equilibria():
     prof = ideal_profile()
     params = quiet_engine.init_params(quiet, jax.random.PRNGKey(0))
     # biases lift the states off the lower rail, where the clamp diodes conduct
-    params = dataclasses.replace(params, biases=tuple(0.4 + 0 * b for b in params.biases))
+    params = dataclasses.replace(params, biases=tuple(np.full(np.shape(b), 0.4) for b in params.biases))
     hw = quiet_engine.build(quiet, prof, params, jax.random.PRNGKey(1))
     x = np.tile(np.random.default_rng(5).uniform(0.3, 0.7, (1, SIZES[0])), (2000, 1))
     dc = np.concatenate([np.asarray(s) for s in quiet_engine.relax(quiet, hw, x, jax.random.PRNGKey(2)).s_plus], 1)
@@ -127,5 +127,5 @@ def test_nodal_training_of_a_784_input_circuit_finishes(tmp_path, repo_root):
     assert proc.returncode == 0, proc.stderr[-2000:]
     ds = xr.load_dataset(out, engine="h5netcdf")
     assert list(ds["epoch"].values) == [1]
-    assert ds.attrs["training.engine"] == "nodal"
+    assert ds.attrs["circuit.engine"] == "nodal"
     assert np.isfinite(ds["test_accuracy"].values).all()

@@ -437,7 +437,7 @@ def test_controller_rules_on_the_resistive_circuit_follow_its_exact_gradient(rul
     from anasim.learning import rules
     from anasim.learning.controller import TrainConfig, local_update
 
-    spec = CircuitSpec(sizes=SIZES, lam=1.0, dtype="float64", init_scale=2.0)
+    spec = CircuitSpec(sizes=SIZES, lam=1.0, dtype="float64", init_scale=2.0, engine="nodal")
     hw = layered.build(spec, DeviceProfile(), layered.init_params(spec, jax.random.PRNGKey(5)),
                        jax.random.PRNGKey(6))
     w, ph = weights_from_hardware(spec, hw)
@@ -446,7 +446,7 @@ def test_controller_rules_on_the_resistive_circuit_follow_its_exact_gradient(rul
     y = np.eye(SIZES[-1])[rng.integers(0, SIZES[-1], 6)]
     ref = _implicit_gradient(ph, w, x, y)
     beta = 0.01
-    got = np.asarray(rules.flatten(local_update(spec, TrainConfig(engine="nodal", rule=rule, beta=beta),
+    got = np.asarray(rules.flatten(local_update(spec, TrainConfig(rule=rule, beta=beta),
                                                 hw, x, y, jax.random.PRNGKey(7))))
     cos = got @ ref / np.linalg.norm(got) / np.linalg.norm(ref)
     assert cos >= 0.9999, cos

@@ -73,13 +73,15 @@ class Equilibrium:
 
     @property
     def mean(self) -> tuple:
-        """(s⁺ + s⁻)/2 per layer: the dyad's prediction."""
-        return tuple(0.5 * (p + m) for p, m in zip(self.s_plus, self.s_minus))
+        """(s⁺ + s⁻)/2 per layer: the dyad's prediction (in the states' format)."""
+        with float64_scope(holds_float64(self.s_plus)):
+            return tuple(0.5 * (p + m) for p, m in zip(self.s_plus, self.s_minus))
 
     @property
     def output(self) -> Array:
-        """The output layer's mean state, shape (batch, n_L)."""
-        return 0.5 * (self.s_plus[-1] + self.s_minus[-1])
+        """The output layer's mean state, shape (batch, n_L), in the states' format."""
+        with float64_scope(holds_float64(self.s_plus[-1])):
+            return 0.5 * (self.s_plus[-1] + self.s_minus[-1])
 
     def status(self) -> str:
         """'converged', 'diverged', 'oscillating' or 'budget' (concrete values only)."""
