@@ -44,7 +44,8 @@ from anasim.analysis.lipschitz import lipschitz_report
 from anasim.circuits import activation, load_circuit
 from anasim.circuits import spec as cspec
 from anasim.circuits.engine import engine_for
-from anasim.circuits.layered import _check_realization
+from anasim.circuits.chip import check_realization
+from anasim.circuits.precision import float64_scope
 from anasim.data import load_fashion_mnist
 from anasim.devices.profile import CONVERTERS, COUPLINGS, ideal_profile, profile_from_dict
 from anasim.errors import AnasimError
@@ -125,7 +126,7 @@ def _data(source: str):
 def _validate_build(config: Mapping) -> None:
     spec = circuit_spec(config)
     profile = device_profile(config)
-    _check_realization(spec, profile)  # the builder's own check, no work
+    check_realization(spec, profile, circuit="layered circuits")  # the builder's own check, no work
     circuit_engine(config, spec)
 
 
@@ -143,7 +144,7 @@ def _validate_train(config: Mapping) -> None:
     profile = device_profile(config)
     cfg = train_config(config)
     check_compatible(spec, cfg, profile, circuit_engine(config, spec))
-    _check_realization(spec, profile)
+    check_realization(spec, profile, circuit="layered circuits")
 
 
 _TRAIN_OUTPUTS = ("train_accuracy", "train_loss", "test_accuracy", "test_loss", "lipschitz",
@@ -244,6 +245,12 @@ def _cos(a, b) -> float:
 
 
 def _alignment(config: Mapping) -> dict:
+    # the reference gradient is float64 (implicit differentiation), and so are the cosines with it
+    with float64_scope(True):
+        return _alignment_body(config)
+
+
+def _alignment_body(config: Mapping) -> dict:
     spec = circuit_spec(config)
     engine = circuit_engine(config, spec)
     spec = spec.physics()
