@@ -33,6 +33,7 @@ def _same(got, want, name):
     assert np.array_equal(got, want), f"{name}: max |Δ| = {np.max(np.abs(got - want)):.3g}"
 
 
+@pytest.mark.slow
 def test_slm_relaxation_is_bit_identical(reference, repo_root, subset):
     train_set, _ = subset
     spec = load_circuit(repo_root / "circuits" / "skew-small.toml")
@@ -49,6 +50,7 @@ def test_slm_relaxation_is_bit_identical(reference, repo_root, subset):
     _same(eq.iterations, reference["relax_iterations"], "iterations")
 
 
+@pytest.mark.slow
 def test_nodal_relaxation_is_bit_identical(reference, repo_root, subset):
     train_set, _ = subset
     path = repo_root / "circuits" / "resistive-nodal.toml"

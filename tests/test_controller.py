@@ -42,6 +42,7 @@ def _params(seed=0, scale=0.5):
 
 @pytest.mark.parametrize("lam, rule", [(0.0, "dyadic"), (1.0, "dyadic"), (1.0, "ep-centered"),
                                        (1.0, "ep-positive"), (1.0, "ep-negative")])
+@pytest.mark.slow
 def test_measured_update_on_ideal_chip_matches_implicit_gradient(lam, rule, x64):
     spec = _tiny(lam)
     params, x, y = _params()
@@ -88,6 +89,7 @@ def _small_spec(lam, **training):
     return spec, TrainConfig(**opts)
 
 
+@pytest.mark.slow
 def test_in_situ_with_ideal_write_response_equals_shadow(subset):
     # In-situ writes through a perfect device must reduce exactly to the shadow copy.
     additive = dataclasses.replace(ideal_profile(), name="additive", coupling=_AdditiveIdeal())
@@ -101,6 +103,7 @@ def test_in_situ_with_ideal_write_response_equals_shadow(subset):
     assert insitu.history["test_accuracy"] == pytest.approx(shadow.history["test_accuracy"], abs=0.02)
 
 
+@pytest.mark.slow
 def test_twin_chips_reduce_to_one_chip_when_exact(subset):
     # With exact devices the twin's fixed-pattern errors are zero: the two EP phases
     # on two chips give the one-chip result (up to the relaxation tolerance).
@@ -126,6 +129,7 @@ def test_bias_init_sets_the_initial_biases_and_keeps_the_couplings():
     np.testing.assert_array_equal(p.thetas[0], q.thetas[0])
 
 
+@pytest.mark.slow
 def test_discard_unsettled_averages_over_the_settled_examples_only(x64):
     """With a relaxation budget that some examples settle within and others not, the
     update is centered EP over the settled examples alone, at their exact equilibria."""

@@ -29,6 +29,7 @@ def _gyrator_chip():
     return spec, prof, hw
 
 
+@pytest.mark.slow
 def test_local_update_on_the_gyrator_circuit_is_dyadic_on_its_dc_points():
     """The jitted controller path (host callback into the DC solver) gives the same
     update as the dyadic rule applied to the DC points solved directly."""
@@ -70,6 +71,7 @@ def test_nodal_engine_rejects_intermediate_lam():
         CircuitSpec(sizes=SIZES, lam=1.0, engine="spice")
 
 
+@pytest.mark.slow
 def test_nodal_table_puts_thermal_noise_into_the_controllers_equilibria():
     """``[nodal] node_capacitance_f`` reaches the controller's relaxation: on the
     resistive circuit (a resistor network, its clamp diodes off at interior

@@ -57,6 +57,7 @@ def clean_slm():
     return SLMCrossbar(bits=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [3, 5])
 def test_ideal_realized_matrix_is_toeplitz_and_transpose_is_vjp(k, x64):
     spec = one_conv_spec(k=k)
@@ -172,6 +173,7 @@ def test_dyadic_kernel_rule_matches_implicit_gradient(lam, output_layer, k, x64)
     np.testing.assert_allclose(correlation(spec, 2, u, v), auto, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_relaxation_reaches_the_ideal_fixed_point_sync_and_async(x64):
     # λ = 1 and 0 reach their fixed points in the gradient tests above (same specs)
     x = jax.random.uniform(jax.random.key(4), (2, 6, 6, 1), jnp.float64)
@@ -238,6 +240,7 @@ def test_zero_nonidealities_reduce_to_the_ideal_conv(profile_file, zero, backwar
 
 @pytest.mark.parametrize("device", [SLMCrossbar(bits=0, pixel_gain_sigma=0.05),
                                     ResistiveCrossbar(prog_noise=(0.01, 0.0, 0.0))])
+@pytest.mark.slow
 def test_per_copy_fixed_pattern_makes_copies_of_one_weight_differ(device):
     spec = one_conv_spec(k=3, ci=2, co=3, H=4, W=4, backward="copy")
     p = cv.init_params(spec, jax.random.key(8))

@@ -109,6 +109,7 @@ def _spec(**kw) -> CircuitSpec:
     return CircuitSpec(**base)
 
 
+@pytest.mark.slow
 def test_eta_auto_converges_to_the_linear_fixed_point():
     """Strong skew couplings: η = 0.9 oscillates away, eta_auto reaches (I − W)⁻¹(θ₀x + b)."""
     params = skew_params(6.0)

@@ -127,6 +127,7 @@ def test_float32_jit_and_seeds():
     assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
 
 
+@pytest.mark.slow
 def test_output_conductance_leak_from_the_ota_physics_in_si_units(repo_root):
     """The node leak derived in amperes from the profile's physical numbers.
 

@@ -48,6 +48,7 @@ def _rel(a, b):
     return np.sqrt(num / sum(float(jnp.sum(v ** 2)) for v in b))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("asym", [False, True], ids=["symmetric", "asymmetric"])
 def test_n_point_estimate_error_falls_as_beta_to_the_n(asym):
     spec, params, hw, x, y = _circuit(asym)
@@ -90,6 +91,7 @@ def test_rule_on_exact_error_vector_is_the_implicit_gradient(asym):
         np.testing.assert_allclose(a, b, atol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("asym", [False, True], ids=["symmetric", "asymmetric"])
 def test_hep_targets_J_inverse_where_the_gradient_needs_J_transpose(asym):
     spec, params, _, x, y = _circuit(asym)

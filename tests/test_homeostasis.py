@@ -38,6 +38,7 @@ def test_hutchinson_mean_matches_half_asymmetry_norm():
     assert se < 0.05 * want           # the check has teeth
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(st.integers(1, 9), st.integers(0, 2**31 - 1))
 def test_exact_expectation_is_half_asymmetry_norm(n, seed):

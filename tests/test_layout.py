@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "anasim"
 
@@ -154,6 +155,7 @@ def test_no_module_past_the_size_limit():
     assert long == {}
 
 
+@pytest.mark.slow
 def test_import_anasim_leaves_jax_config_alone():
     """In a fresh process, importing anasim (and its heavy packages) keeps float32 the default."""
     code = (
@@ -170,6 +172,7 @@ def test_import_anasim_leaves_jax_config_alone():
     assert r.stdout.strip() == "ok"
 
 
+@pytest.mark.slow
 def test_float64_relaxation_does_not_leak_the_flag():
     """A float64 relaxation scopes x64 to itself: float64 states, the flag untouched afterwards."""
     code = (

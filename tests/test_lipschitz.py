@@ -54,6 +54,7 @@ def measured_ratio(eff, x1, x2):
     return np.linalg.norm(s[:b] - s[b:], axis=1), du, float(res.max())
 
 
+@pytest.mark.slow
 @settings(max_examples=15)
 @given(W=skew_matrices(), pair=input_pairs(12), act=st.sampled_from(["hard_sigmoid", "relu"]))
 def test_skew_symmetric_equilibria_are_non_expansive(W, pair, act):
@@ -153,6 +154,7 @@ def test_gyrator_mismatch_stays_under_effective_bound(eps, seed):
     np.testing.assert_allclose(np.asarray(s_twin), s1, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_empirical_estimate_is_below_the_bounds():
     spec = CircuitSpec(sizes=(6, 8, 8, 3), lam=0.0, dtype="float64")
     params = init_params(spec, jax.random.key(3))
@@ -164,6 +166,7 @@ def test_empirical_estimate_is_below_the_bounds():
     assert emp.hidden <= 1.0 + 1e-9                  # skew: non-expansive in the current
 
 
+@pytest.mark.slow
 def test_cli_lipschitz_json_and_errors(tmp_path, capsys, repo_root):
     assert main(["lipschitz", str(repo_root / "circuits/tiny.toml"), "--json", "--pairs", "2", "--ascent-steps", "1"]) == 0
     rep = json.loads(capsys.readouterr().out)

@@ -169,6 +169,7 @@ def test_relax_interface_gyrator_chip():
     np.testing.assert_array_equal(np.asarray(eq.s_plus[1]), np.asarray(eq.s_minus[1]))
 
 
+@pytest.mark.slow
 def test_relax_interface_resistive_free_and_nudged():
     spec = CircuitSpec(sizes=SIZES, lam=1.0, dtype="float64", init_scale=2.0)
     prof = DeviceProfile()
@@ -341,6 +342,7 @@ def test_ep_from_nodal_equilibria_matches_implicit_differentiation_and_a_step_lo
     assert loss(stepped) < loss(w)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("x64")
 def test_dyadic_from_gyrator_circuit_matches_implicit_differentiation():
     """λ = 0: rules.dyadic on the two cross-coupled compartment copies estimates the

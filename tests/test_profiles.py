@@ -176,6 +176,7 @@ def test_profile_from_dict_defaults_and_extinction_inf():
     assert profile_from_dict({}).coupling == IdealCoupling()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["slm-10bit-adc8", "gyrator-gmc"])
 def test_shipped_parts_follow_the_contract_in_float32_under_jit(name, repo_root):
     p = load_profile((repo_root / "devices") / f"{name}.toml")

@@ -11,6 +11,7 @@ and it must move when only ψ moves.
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from anasim.analysis.gradients import as_dict, reference_gradient
 from anasim.circuits import CircuitSpec, Params, fixed_point_map, init_params
@@ -56,6 +57,7 @@ def test_params_backward_is_read_as_psi():
     assert "backs" not in sym
 
 
+@pytest.mark.slow
 def test_asymmetric_reference_gradient_is_the_gradient_of_that_circuit():
     spec, params, x, y = _asymmetric_circuit()
     _, g, res = reference_gradient(params, x, y, lam=1.0, act=jax.nn.sigmoid, iters=3000)

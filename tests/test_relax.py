@@ -82,6 +82,7 @@ def setup(spec, seed=0, batch=3):
     return params, hw, x
 
 
+@pytest.mark.slow
 @settings(max_examples=4)
 @given(spec=layered_specs(init_scale=st.floats(0.2, 1.0), sizes=(4, 5, 4, 3)), seed=seeds())
 def test_sync_residual_is_the_fixed_point_residual(spec, seed):
@@ -97,6 +98,7 @@ def test_sync_residual_is_the_fixed_point_residual(spec, seed):
     assert fp <= spec.tol
 
 
+@pytest.mark.slow
 @settings(max_examples=4)
 @given(spec=layered_specs(init_scale=st.floats(0.2, 1.0), sizes=(4, 5, 4, 3)), seed=seeds())
 def test_async_fixed_point_satisfies_map(spec, seed):
@@ -134,6 +136,7 @@ def feedforward(spec, params, x):
     return out
 
 
+@pytest.mark.slow
 def test_feedforward_reduction_as_beta_vanishes():
     """λ = ½: the free equilibrium is the feedforward pass, and nudged compartments approach it like β."""
     spec = CircuitSpec(sizes=(8, 7, 6, 4), lam=0.5, activations=("relu",), eta=1.0,
@@ -175,6 +178,7 @@ def energy_minimizer(W, u, offs, y, beta):
     return res.x
 
 
+@pytest.mark.slow
 def test_symmetric_splits_into_two_independent_minimizations():
     """λ = 1: s⁺ minimizes E + βℓ and s⁻ minimizes E − βℓ, each ignoring the other compartment."""
     spec = CircuitSpec(sizes=(5, 6, 5, 3), lam=1.0, eta=0.5, schedule="async", max_iters=5000,
@@ -305,6 +309,7 @@ class QuarterDAC:
         return jnp.round(x * 4) / 4
 
 
+@pytest.mark.slow
 def test_noise_free_device_reduces_to_ideal_and_noise_is_reproducible():
     spec = CircuitSpec(sizes=(5, 6, 3), lam=0.0, eta=0.4, max_iters=300, tol=1e-6)
     params, hw, x = setup(spec, 4)
@@ -341,6 +346,7 @@ def test_states_pass_through_the_dac_each_iteration():
     np.testing.assert_array_equal(np.asarray(sp[0]), s1)
 
 
+@pytest.mark.slow
 def test_backward_realizations_agree_on_the_ideal_device():
     base = CircuitSpec(sizes=(5, 6, 4, 3), lam=0.3, eta=0.4, max_iters=3000, tol=1e-11, dtype="float64")
     params, hw, x = setup(base, 8)

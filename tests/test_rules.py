@@ -158,6 +158,7 @@ def _gap(p, x, clamp, act):
     return _energy(p, x, clamped, act) - _energy(p, x, free, act)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("act", [sigmoid, hard_sigmoid], ids=["sigmoid", "hard"])
 def test_contrastive_learning_is_the_gradient_of_the_clamped_energy_gap(act):
     # CL is not an estimator of the loss gradient: by the envelope theorem it is
@@ -272,6 +273,7 @@ def test_rule_input_validation():
         rules.coupled(x, s, s, 0.1, "Q")
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), g_min=st.floats(0.0, 0.5))
 def test_leak_term_is_the_autodiff_gradient_of_the_passive_cocontent(seed, g_min):

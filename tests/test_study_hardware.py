@@ -56,6 +56,7 @@ def test_2x2x2_training_sweep_on_the_shipped_subset(tmp_path):
     np.testing.assert_array_equal(again.dataset["test_accuracy"].values, acc)
 
 
+@pytest.mark.slow
 def test_gradient_alignment_is_high_on_the_ideal_device():
     # With the ideal profile and weak nudging the dyadic update is the gradient
     # (Høier et al.): cosine close to 1 at every coupling, for every λ.
@@ -150,6 +151,7 @@ def test_sweep_over_parameters_of_a_profile_that_uses_include(tmp_path):
     assert "absent.toml" in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_asymmetry_angle_is_sweepable_though_the_circuit_file_leaves_it_out():
     import jax
 
