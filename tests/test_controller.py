@@ -54,6 +54,7 @@ def test_measured_update_on_ideal_chip_matches_implicit_gradient(lam, rule, x64)
     np.testing.assert_allclose(rules.flatten(upd), rules.flatten(g), atol=2e-3 * float(jnp.abs(rules.flatten(g)).max()))
 
 
+@pytest.mark.slow
 def test_coupled_learning_phases_match_reference_clamped_states(x64):
     spec = _tiny(1.0)
     params, x, y = _params(seed=3)
@@ -202,6 +203,7 @@ def test_discard_unsettled_is_validated(tmp_path, subset):
         load_train_config({"training": {"discard_unsettled": "yes"}}, where="x.toml")
 
 
+@pytest.mark.slow
 def test_discard_unsettled_warns_when_most_examples_never_settle(subset):
     # tol = 0: no relaxation ever settles, so nothing may be written, whatever the rate
     runs = []

@@ -63,6 +63,7 @@ def test_n_point_estimate_error_falls_as_beta_to_the_n(asym):
     assert errs[-1] < 1e-4
 
 
+@pytest.mark.slow
 def test_two_points_are_centered_ep():
     spec, _, hw, x, y = _circuit(True)
     b = 0.2
@@ -73,6 +74,7 @@ def test_two_points_are_centered_ep():
     assert _rel(est.delta, centered) < 1e-9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("asym", [False, True], ids=["symmetric", "asymmetric"])
 def test_rule_on_exact_error_vector_is_the_implicit_gradient(asym):
     spec, params, _, x, y = _circuit(asym)

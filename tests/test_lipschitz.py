@@ -68,6 +68,7 @@ def test_skew_symmetric_equilibria_are_non_expansive(W, pair, act):
 @settings(max_examples=15)
 @given(W=bounded_sym_matrices(), pair=input_pairs(12),
        act=st.sampled_from(["hard_sigmoid", "relu", "tempered_hard_sigmoid"]))
+@pytest.mark.slow
 def test_general_bound_holds(W, pair, act):
     n = W.shape[0]
     eff = single_layer(W, act)

@@ -430,6 +430,7 @@ def test_relax_in_jit_equals_relax():
     assert int(eq.iterations) == int(ref.iterations)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", ["ep-centered", "dyadic"])
 @pytest.mark.usefixtures("x64")
 def test_controller_rules_on_the_resistive_circuit_follow_its_exact_gradient(rule):

@@ -215,6 +215,7 @@ def test_diode_node_variance_zero_bias_equipartition_and_forward_half():
     assert sigma[0, 0] == pytest.approx(1.5 * kT / (2 * C), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_diode_shot_noise_in_the_transient_and_lyapunov_match_the_linearized_circuit():
     """Node a: 100 µA through a diode (g_d = 3.9 mS) ∥ 1 pF, joined by 10 kΩ to node b
     (4.7 kΩ ∥ 0.2 pF). The covariance written here from the linearized circuit

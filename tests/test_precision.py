@@ -48,6 +48,7 @@ def test_reduced_precision_fixed_point_within_format_tolerance(nudge):
         assert 1e-6 < float(eq.residual) < 8 * eps
 
 
+@pytest.mark.slow
 def test_float32_option_is_the_float32_engine():
     spec, eq = _run("float32")
     assert layered.engine_dtypes(spec) == (jnp.float32,) * 3

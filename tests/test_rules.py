@@ -177,6 +177,7 @@ def test_contrastive_learning_is_the_gradient_of_the_clamped_energy_gap(act):
     assert float(jnp.max(jnp.abs(rules.flatten(rules.contrastive(X, free, same))))) < 1e-12
 
 
+@pytest.mark.slow
 def test_coupled_learning_is_the_gradient_of_its_energy_gap():
     # With the clamp values c± = (1 ∓ β) o* ± β y held fixed, CpL P/N/C are the
     # exact gradients of [Ẽ(c+) − Ẽ_free]/β, [Ẽ_free − Ẽ(c−)]/β, [Ẽ(c+) − Ẽ(c−)]/(2β).

@@ -183,6 +183,7 @@ def test_asymmetry_angle_is_sweepable_though_the_circuit_file_leaves_it_out():
                      "parameters": {"circuit.asymmetry_angle": [0.0, 90.0]}})
 
 
+@pytest.mark.slow
 def test_gradient_alignment_of_a_cross_entropy_circuit():
     # The spec's cost "cross_entropy" reaches the reference gradient under its own name:
     # the measurement runs (it once failed after validation had passed) and the dyadic

@@ -210,6 +210,7 @@ def test_lipschitz_of_the_trained_chip(small_sym_run, capsys):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_trained_chip_errors_name_the_file(tmp_path, small_sym_run, capsys, repo_root):
     from anasim.circuits import load_circuit
     from anasim.cli import main
