@@ -170,6 +170,30 @@ def main(argv=None):
     fig.savefig(fig_path, dpi=110)
     print(f"wrote {out} and {fig_path}")
 
+    from _results import write  # noqa: PLC0415  (examples/ is on sys.path)
+
+    def cell(i, j):
+        h = acc[i, j]
+        if np.all(np.isnan(h)):
+            return None
+        v = round(float(h[-1]), 3)
+        notes = []
+        best = int(np.nanargmax(h))
+        if h[best] - h[-1] > 0.05:
+            notes.append(f"{h[best]:.3f} after epoch {best + 1}, then collapsed")
+        if its[i, j] >= args.max_iters:
+            notes.append(f"free phase not settled in {args.max_iters} iterations")
+        return f"{v} ({'; '.join(notes)})" if notes else v
+
+    names = {"ideal": "ideal", "slm-10bit": "10-bit SLM"}
+    write("conv_classifier", "conv_classifier.py", {}, {
+        "title": f"Convolutional classifier: test accuracy after {args.epochs} epoch(s) on {args.train_size} images, "
+                 f"{args.test_size} test images",
+        "notes": f"{sum(r['wall'] for r in rows) / 60:.0f} min of training and testing."},
+        tables={"main": {"columns": ["structure"] + [names.get(p, p) for p in profs],
+                         "rows": [[s] + [cell(i, j) for j in range(len(profs))] for i, s in enumerate(structs)]}},
+        quick=q)
+
 
 if __name__ == "__main__":
     main()

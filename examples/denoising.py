@@ -237,6 +237,20 @@ def main(argv=None):
     fig.savefig(fig_path, dpi=110)
     print(f"wrote {out} and {fig_path}")
 
+    from _results import write  # noqa: PLC0415  (examples/ is on sys.path)
+
+    write("denoising", "denoising.py", {}, {
+        "title": f"Denoising: test MSE per pixel ({args.test_size} test images) by fraction of a {args.pool}-image "
+                 f"pool, {args.steps} Adam steps, {profile.name} profile",
+        "notes": f"Layers C2, C3, D = {c2}, {c3}, {dense}; {sum(r['wall'] for r in rows) / 60:.0f} min wall "
+                 f"for {len(rows)} runs."},
+        tables={"main": {"columns": ["structure"] + [f"{100 * f:g} %" for f in fr],
+                         "rows": [[s] + [None if np.isnan(v) else round(float(v), 3) for v in M[i]]
+                                  for i, s in enumerate(structs)]
+                         + [["noisy input", f"{base:.3f} (clipped to [−1, 1]: {base_clip:.3f})"]
+                            + [None] * (len(fr) - 1)]}},
+        quick=q)
+
 
 if __name__ == "__main__":
     main()

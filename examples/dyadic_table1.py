@@ -64,7 +64,8 @@ def run_one(model: str, device: str, args, data) -> dict:
             "test_accuracy": h["test_accuracy"][-1], "best_test_accuracy": max(h["test_accuracy"]),
             "lipschitz_hidden": lip.hidden, "lipschitz_output": lip.output,
             "wall_s": time.perf_counter() - t0, "result": str(out),
-            "test_accuracy_per_epoch": h["test_accuracy"], "lipschitz_per_epoch": h["lipschitz"]}
+            "test_accuracy_per_epoch": h["test_accuracy"], "lipschitz_per_epoch": h["lipschitz"],
+            "iterations_per_epoch": h.get("iterations", [])}
 
 
 def plot_rows(rows: list, path: Path) -> None:
@@ -89,7 +90,102 @@ def plot_rows(rows: list, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> int:
+NAMES = {"skew": "skew", "ff": "feedforward", "sym": "symmetric"}
+
+
+def _pct(v):
+    return round(100 * v, 2)
+
+
+def _merge_rows(old: dict | None, columns: list, rows: list, key: int = 1) -> dict:
+    """``rows`` replace, in place, the rows of ``old`` whose first ``key`` cells (model, β) agree;
+    the others stay, new ones go last."""
+    new = {tuple(r[:key]): r for r in rows}
+    out = [new.pop(tuple(r[:key]), r) for r in (old or {}).get("rows", [])] \
+        if old and old.get("columns") == columns else []
+    return {"columns": columns, "rows": out + list(new.values())}
+
+
+def _merge_columns(old: dict | None, index: str, series: dict) -> dict:
+    """Columns ``series`` (name → values per ``index``) replace those of ``old``; the others stay."""
+    cols = {c: list(v) for c, v in zip((old or {}).get("columns", [])[1:],
+                                        zip(*[r[1:] for r in (old or {}).get("rows", [])]))}
+    cols.update(series)
+    n = max(len(v) for v in cols.values())
+    rows = [[i + 1] + [v[i] if i < len(v) else None for v in cols.values()] for i in range(n)]
+    return {"columns": [index, *cols], "rows": rows}
+
+
+def write_results(rows: list, args, name: str = "dyadic_table1") -> None:
+    """The manual's tables from this run, merged into ``examples/results/<name>[_quick].json``,
+    whose tables gather several invocations (one model per process, ideal and SLM runs):
+
+    * ``dyadic_table1`` with ``--devices ideal``: the rows of ``summary`` and the
+      columns of ``per_epoch`` of the models that ran;
+    * ``dyadic_table1`` with ideal and SLM runs, one epoch: ``slm_<N>k`` (N thousand training
+      images); more epochs: ``<model>_<E>epochs`` per model, test accuracy per epoch;
+    * ``strong_nudging``: the rows of ``main`` (model, β) of the models that ran, β
+      ``growing`` with ``--beta-growth`` > 0, else the constant β.
+    Tables and rows this run did not measure are kept from the file it replaces.
+    """
+    from _results import previous_tables, write  # noqa: PLC0415  (examples/ is on sys.path)
+
+    old = previous_tables(name, args.quick)
+    tables = dict(old)
+    ideal = [r for r in rows if r["device"] == "ideal"]
+    other = [r for r in rows if r["device"] != "ideal"]
+    if name == "strong_nudging":
+        label = "growing" if args.beta_growth else f"{args.beta if args.beta is not None else 0.05:g}"
+        n = max(r["epochs"] for r in rows)
+        columns = ["model", "β"] + [f"epoch {e}" for e in range(1, n + 1)]
+        new = [[NAMES[r["model"]], label] + [round(a, 3) for a in r["test_accuracy_per_epoch"]]
+               + [None] * (n - r["epochs"]) for r in rows]
+        tables["main"] = _merge_rows(old.get("main"), columns, new, key=2)
+        title = (f"Strong nudging: β growing by {args.beta_growth:g} per epoch against constant β, "
+                 f"{args.train_size or 'all'} / {args.test_size or 'all'} images")
+    elif not other:
+        columns = ["model", "λ", "schedule", "test accuracy [%]", "best [%]", "paper [%]", "hidden Lipschitz",
+                   "wall [s]"]
+        new = [[NAMES[r["model"]], r["lam"], f"{r['epochs']} epochs", _pct(r["test_accuracy"]),
+                _pct(r["best_test_accuracy"]), PAPER[r["model"]][0],
+                f"{r['lipschitz_hidden']:.4f}" if r["lipschitz_hidden"] < 10 else round(r["lipschitz_hidden"]),
+                round(r["wall_s"])] for r in ideal]
+        tables["summary"] = _merge_rows(old.get("summary"), columns, new)
+        tables["per_epoch"] = _merge_columns(old.get("per_epoch"), "epoch", {
+            f"{NAMES[r['model']]} [%]": [_pct(a) for a in r["test_accuracy_per_epoch"]] for r in ideal})
+        title = "Table 1 of Høier et al. on Fashion-MNIST, ideal profile, and the 10-bit SLM column"
+    else:
+        by = {(r["model"], r["device"]): r for r in rows}
+        dev = other[0]["device"]
+        if max(r["epochs"] for r in rows) == 1:
+            n = args.train_size or 60000
+
+            def lip(r):
+                return f"{r['lipschitz_hidden']:.5g}"
+
+            new = []
+            for m in dict.fromkeys(r["model"] for r in rows):
+                i, s = by.get((m, "ideal")), by.get((m, dev))
+                new.append([NAMES[m], _pct(i["test_accuracy"]) if i else None, _pct(s["test_accuracy"]) if s else None,
+                            f"{lip(s)} ({lip(i)})" if i and s else None,
+                            f"{i['iterations_per_epoch'][-1]:.0f} / {s['iterations_per_epoch'][-1]:.0f}"
+                            if i and s and i["iterations_per_epoch"] and s["iterations_per_epoch"] else None,
+                            f"{i['wall_s']:.0f} s / {s['wall_s']:.0f} s" if i and s else None])
+            tables[f"slm_{round(n / 1000)}k"] = {
+                "columns": ["model", "ideal [%]", f"{dev} [%]", "its Lipschitz (ideal)",
+                            "iterations per step (ideal / SLM)", "wall (ideal / SLM)"], "rows": new}
+        else:
+            for m in dict.fromkeys(r["model"] for r in rows):
+                series = {f"{d} [%]": [_pct(a) for a in by[(m, d)]["test_accuracy_per_epoch"]]
+                          for d in ("ideal", dev) if (m, d) in by}
+                tables[f"{m}_{max(r['epochs'] for r in rows)}epochs"] = _merge_columns(None, "epoch", series)
+        title = "Table 1 of Høier et al. on Fashion-MNIST, ideal profile, and the 10-bit SLM column"
+    write(name, f"{name}.py", {}, {"title": title,
+                                   "notes": "Tables and rows this run did not measure are kept from the "
+                                            "previous file."}, tables=tables, quick=args.quick)
+
+
+def main(argv=None, results: str = "dyadic_table1") -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="1 epoch on 1000 training / 500 test images: checks the pipeline, not the paper")
@@ -130,6 +226,7 @@ def main(argv=None) -> int:
     (Path(args.out_dir) / "table1.txt").write_text(table + "\n")
     (Path(args.out_dir) / "table1.json").write_text(json.dumps(rows, indent=2))
     plot_rows(rows, Path(args.out_dir) / "table1.png")
+    write_results(rows, args, results)
     return 0
 
 

@@ -146,6 +146,26 @@ def main(argv=None) -> int:
                  f"{epochs} epoch(s)", fontsize=10)
     fig.savefig(fig_path, dpi=110)
     print(f"wrote {res.relative_to(HERE.parent)} and {fig_path.relative_to(HERE.parent)}")
+
+    from _results import write  # noqa: PLC0415  (examples/ is on sys.path)
+
+    def span(v, fmt, unit=""):
+        lo, hi = (fmt.format(x) for x in (np.nanmin(v), np.nanmax(v)))
+        return (lo if lo == hi else f"{lo}–{hi}") + unit
+
+    labels = [f"hEP, N ∈ {{{', '.join(map(str, points))}}}, |β| ∈ {{{', '.join(f'{b:g}' for b in radii)}}}"] + \
+        [f"same + homeostasis, λ_homeo = {h:g}" for h in homeo[1:]]
+    write("hep_asymmetric", "hep_asymmetric.py", {}, {
+        "title": f"Holomorphic EP on an asymmetric 784-{hidden}-10 network (α = {args.angle:g}°), "
+                 f"{train_size or len(train_set)} / {test_size or len(test_set)} images, {epochs} epochs, one seed",
+        "notes": f"{acc.size} runs in {(time.perf_counter() - t_all) / 60:.1f} min; functional symmetry "
+                 f"{sym0:.3f} at initialization."},
+        tables={"main": {"columns": ["", "test accuracy", "functional symmetry", "cos(update, gradient)",
+                                     "cos(δ_1, exact)"],
+                         "rows": [[labels[i], span(100 * acc[i], "{:.1f}", " %"), span(sym[i], "{:.2f}"),
+                                   span(cos_u[i], "{:.2f}"), span(cos_l[i, ..., 0], "{:.2f}")]
+                                  for i in range(len(homeo))]}},
+        quick=args.quick)
     return 0
 
 

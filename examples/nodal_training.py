@@ -232,6 +232,28 @@ def main() -> None:
     for m in modes:
         print(f"final test accuracy {m}: {float(ds.test_accuracy.sel(mode=m)[-1]):.3f}")
 
+    from _results import write  # noqa: PLC0415  (examples/ is on sys.path)
+    from anasim.nodal.circuit import K_BOLTZMANN  # noqa: PLC0415
+
+    def fF(c):
+        return f"{c * 1e15:g} fF"
+
+    labels = {"ep": "EP, resistive chip", "dyadic": "dyadic, gyrator chip"}
+    figures = {f"{m}_noiseless": (round(float(results[m]["test_accuracy"][-1]), 3), "",
+                                  f"{labels.get(m, m)}, noiseless test accuracy") for m in modes}
+    figures["ktc"] = (round(1e3 * float(np.sqrt(K_BOLTZMANN * chip[2].temperature_k / CAPACITANCES_F[0])), 2), "mV",
+                      f"√(kT/C) at {fF(CAPACITANCES_F[0])}")
+    rows = [[fF(cap), " / ".join(f"{1e3 * noisy[m][1][i]:.2f}" for m in modes) + " mV"]
+            + [f"{noisy[m][0][i].mean():.3f} ± {noisy[m][0][i].std():.3f}" for m in modes]
+            for i, cap in enumerate(CAPACITANCES_F)]
+    chips = {"ep": "resistive", "dyadic": "gyrator"}
+    write("nodal_training", "nodal_training.py", figures, {
+        "title": f"Node-level {sizes[0]}-{sizes[1]}-{sizes[2]} circuits trained {args.epochs} epochs on the subset, "
+                 f"then read under thermal noise ({noisy[modes[0]][0].shape[1]} draws, {len(xte)} test images)"},
+        tables={"noise": {"columns": ["node C", "rms node fluctuation, " + " / ".join(chips.get(m, m) for m in modes)]
+                          + [f"test accuracy {'EP' if m == 'ep' else m}" for m in modes], "rows": rows}},
+        quick=args.quick)
+
 
 if __name__ == "__main__":
     # The whole run in float64 (the shadow weights, the optimizer, the rules), as the

@@ -4,7 +4,8 @@ far beyond the weak-nudging regime where the dyadic update equals the gradient,
 for the skew-symmetric, feedforward and symmetric 4×500 networks.
 
 Full run: ``python examples/strong_nudging.py``; check: ``--quick``.
-It is :mod:`dyadic_table1` with ``--beta-growth 0.05`` on the ideal profile.
+It is :mod:`dyadic_table1` with ``--beta-growth 0.05`` on the ideal profile; ``--beta-growth 0``
+gives the constant-β rows. Writes ``examples/results/strong_nudging[_quick].json``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def main(argv=None) -> int:
     for i in range(0, len(defaults), 2):
         if defaults[i] not in given:
             extra += defaults[i:i + 2]
-    return dyadic_table1.main(extra + argv)
+    return dyadic_table1.main(extra + argv, results="strong_nudging")
 
 
 if __name__ == "__main__":

@@ -44,8 +44,37 @@ def draw(results):
     return fig
 
 
+def write_results(results, quick: bool) -> None:
+    """The manual's table (``examples/results/study_beta[_quick].json``): final epoch, every seed."""
+    from _results import band, write  # noqa: PLC0415  (examples/ is on sys.path)
+
+    ds = results["sweep_beta"]
+    acc = ds["test_accuracy"].isel(epoch=-1)
+
+    def cell(a):
+        seeds = [float(v) for v in a.values.ravel() if v == v]
+        if not seeds:
+            return None
+        if max(seeds) < 0.15:
+            return "chance"
+        text = sorted({f"{100 * v:.0f}" for v in seeds}, key=float)
+        return (text[0] if len(text) == 1 else " / ".join(f"{100 * v:.0f}" for v in seeds)) + " %"
+
+    lams = [(0.0, "skew (λ = 0)"), (1.0, "symmetric (λ = 1)")]
+    rows = [[band(float(bw)), float(b)] + [cell(acc.sel({"slm.bandwidth_hz": bw, "rule.beta": b, "circuit.lam": lam}))
+                                          if lam in ds["circuit.lam"].values else None for lam, _ in lams]
+            for bw in ds["slm.bandwidth_hz"].values for b in ds["rule.beta"].values]
+    write("study_beta", "study_beta.py", {}, {
+        "title": f"Study 3, nudging strength β under noise (test accuracy, {ds.sizes.get('seed', 1)} seed(s))",
+        "notes": "A cell lists every seed's accuracy where they differ."},
+        tables={"main": {"columns": ["band", "β"] + [name for _, name in lams], "rows": rows}}, quick=quick)
+
+
 def main() -> None:
-    run_study(__doc__.splitlines()[0], "study_beta", {SPEC: QUICK_PARAMS}, QUICK_FIXED, draw)
+    from _results import quick_flag  # noqa: PLC0415  (examples/ is on sys.path)
+
+    results = run_study(__doc__.splitlines()[0], "study_beta", {SPEC: QUICK_PARAMS}, QUICK_FIXED, draw)
+    write_results(results, quick_flag())
 
 
 if __name__ == "__main__":  # dask worker processes import this module

@@ -42,8 +42,36 @@ def draw(results):
     return fig
 
 
+def write_results(results, quick: bool) -> None:
+    """The manual's figures (``examples/results/study_noise[_quick].json``): final epoch, mean over seeds."""
+    from _results import band, span, write  # noqa: PLC0415  (examples/ is on sys.path)
+
+    ds = results["sweep_noise"]
+    acc = 100 * ds["test_accuracy"].isel(epoch=-1).mean("seed")
+    bits = [int(b) for b in ds["slm.bits"].values]
+    lo, hi = min(bits), max(bits)
+    quiet, loud = float(ds["slm.bandwidth_hz"].min()), float(ds["slm.bandwidth_hz"].max())
+    figures = {}
+    for key, lam, name in (("skew", 0.0, "skew"), ("ff", 0.5, "feedforward"), ("sym", 1.0, "symmetric")):
+        if lam in ds["circuit.lam"].values:
+            a = acc.sel({"circuit.lam": lam, "slm.bandwidth_hz": quiet})
+            value = f"{float(a.sel({'slm.bits': lo})):.1f} / {float(a.sel({'slm.bits': hi})):.1f}"
+        else:
+            value = None
+        figures[key] = (value, "%", f"{name}, {lo} / {hi} bits, no detector noise")
+    figures["noisy"] = (span(acc.sel({"slm.bandwidth_hz": loud}).values, "{:.0f}"), "%",
+                        f"every structure and bit depth, {band(loud)} band")
+    write("study_noise", "study_noise.py", figures, {
+        "title": f"Study 2, device noise (SLM bits × detection band × λ; mean of {ds.sizes.get('seed', 1)} "
+                 f"seed(s), {ds.sizes.get('epoch', 1)} epoch(s))"},
+        quick=quick)
+
+
 def main() -> None:
-    run_study(__doc__.splitlines()[0], "study_noise", {SPEC: QUICK_PARAMS}, QUICK_FIXED, draw)
+    from _results import quick_flag  # noqa: PLC0415  (examples/ is on sys.path)
+
+    results = run_study(__doc__.splitlines()[0], "study_noise", {SPEC: QUICK_PARAMS}, QUICK_FIXED, draw)
+    write_results(results, quick_flag())
 
 
 if __name__ == "__main__":  # dask worker processes import this module

@@ -13,6 +13,7 @@ results and one PNG. Killed runs resume.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -49,8 +50,58 @@ def draw(results):
     return fig
 
 
+def write_results(results, quick: bool) -> None:
+    """The manual's figures (``examples/results/study_symmetry[_quick].json``): final epoch, mean over seeds."""
+    from _results import span, write  # noqa: PLC0415  (examples/ is on sys.path)
+
+    def final(name, metric, x):
+        da = results[name][metric]
+        da = da.isel(epoch=-1) if "epoch" in da.dims else da
+        da = da.mean([d for d in da.dims if d != x])
+        return {float(v): float(m) for v, m in zip(da[x].values, da.values)}
+
+    lam = {m: final("sweep_symmetry", m, "circuit.lam") for m in ("test_accuracy", "lipschitz", "iterations")}
+    gyr = {m: final("sweep_gyrator", m, "gyrator.epsilon") for m in ("test_accuracy", "lipschitz", "alignment_total")}
+
+    def at(d, *keys, fmt="{:.3g}", scale=1.0):
+        return span([scale * v for k, v in d.items() if any(abs(k - x) < 1e-9 for x in keys)], fmt)
+
+    e0, e1 = min(gyr["test_accuracy"]), max(gyr["test_accuracy"])
+    high = [k for k in lam["lipschitz"] if k > 0.5]
+    figures = {
+        "lip_skew": (at(lam["lipschitz"], 0.0), "", "hidden Lipschitz bound, λ = 0 (ideal)"),
+        "lip_quarter": (at(lam["lipschitz"], 0.25), "", "hidden Lipschitz bound, λ = ¼"),
+        "lip_half": (at(lam["lipschitz"], 0.5), "", "hidden Lipschitz bound, λ = ½"),
+        "lip_high": (at(lam["lipschitz"], *high, fmt="{:.0f}"), "",
+                     "hidden Lipschitz bound, λ = " + " and ".join(f"{k:g}" for k in high)),
+        "iters_low": (at(lam["iterations"], *[k for k in lam["iterations"] if k <= 0.25], fmt="{:.0f}"), "",
+                      "free relaxation iterations, λ ≤ ¼"),
+        "iters_sym": (at(lam["iterations"], 1.0, fmt="{:.0f}"), "", "free relaxation iterations, λ = 1"),
+        "acc_skew": (at(lam["test_accuracy"], 0.0, fmt="{:.1f}", scale=100), "%", "test accuracy, λ = 0"),
+        "acc_high": (at(lam["test_accuracy"], *[k for k in lam["test_accuracy"] if k >= 0.5], fmt="{:.1f}",
+                        scale=100), "%", "test accuracy, λ ≥ ½"),
+        "acc_gyr0": (at(gyr["test_accuracy"], e0, fmt="{:.1f}", scale=100), "%", f"gyrator profile, ε = {e0:g}"),
+        "acc_gyr4": (at(gyr["test_accuracy"], e1, fmt="{:.1f}", scale=100), "%", f"gyrator profile, ε = {e1:g}"),
+        "align_gyr": (f"{gyr['alignment_total'][e0]:.2f} → {gyr['alignment_total'][e1]:.2f}", "",
+                      f"gyrator: alignment with the exact gradient, ε = {e0:g} → {e1:g}"),
+        "lip_gyr": (f"{gyr['lipschitz'][e0]:.2f} → {gyr['lipschitz'][e1]:.2f}", "",
+                    f"gyrator: Lipschitz bound, ε = {e0:g} → {e1:g}"),
+    }
+    # single numbers as numbers, ranges as text
+    figures = {k: (float(v) if v is not None and re.fullmatch(r"-?[\d.]+(e-?\d+)?", v) else v, u, t)
+               for k, (v, u, t) in figures.items()}
+    ds = results["sweep_symmetry"]
+    write("study_symmetry", "study_symmetry.py", figures, {
+        "title": f"Study 1, imperfect symmetry ({ds.sizes.get('epoch', 1)} epoch(s), "
+                 f"{ds.sizes.get('seed', 1)} seed(s))"},
+        quick=quick)
+
+
 def main() -> None:
-    run_study(__doc__.splitlines()[0], "study_symmetry", QUICK, QUICK_FIXED, draw)
+    from _results import quick_flag  # noqa: PLC0415  (examples/ is on sys.path)
+
+    results = run_study(__doc__.splitlines()[0], "study_symmetry", QUICK, QUICK_FIXED, draw)
+    write_results(results, quick_flag())
 
 
 if __name__ == "__main__":  # dask worker processes import this module

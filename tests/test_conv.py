@@ -218,7 +218,8 @@ def test_zero_nonidealities_reduce_to_the_ideal_conv(profile_file, zero, backwar
     spec = cv.ConvCircuitSpec(input_shape=(6, 6, 1), layers=_tiny(0.0).layers[:2], lam=0.0, dtype="float64",
                               tol=1e-13, max_iters=3000, init_scale=1.5, backward=backward)
     p = cv.init_params(spec, jax.random.key(5))
-    x = jax.random.uniform(jax.random.key(6), (2, 6, 6, 1), jnp.float64)
+    with jax.enable_x64(True):
+        x = jax.random.uniform(jax.random.key(6), (2, 6, 6, 1), jnp.float64)
     ideal = cv.relax(spec, cv.build(spec, ideal_profile(), p, jax.random.key(0)), x, jax.random.key(1))
     clean = replace(prof, coupling=zero(prof.coupling))
     hw = cv.build(spec, clean, p, jax.random.key(7))
