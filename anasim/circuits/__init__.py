@@ -42,9 +42,9 @@ from anasim.circuits.layered import (
     relax,
     reprogram,
 )
-from anasim.circuits.spec import CircuitSpec, load_circuit, resolve_device_path
 from anasim.circuits import conv
 from anasim.circuits.conv import ConvCircuitSpec, ConvEngine, ConvLayer, ConvParams
+from anasim.circuits.spec import CircuitSpec, load_circuit, resolve_device_path
 
 if "iterative" not in engine_names():
     register_engine("iterative", lambda spec, tables: LayeredEngine())

@@ -64,8 +64,8 @@ import numpy as np
 from anasim.analysis import homeostasis
 from anasim.circuits import layered
 from anasim.circuits.layered import Params
-from anasim.circuits.spec import CircuitSpec
 from anasim.circuits.precision import float64_scope
+from anasim.circuits.spec import CircuitSpec
 from anasim.devices.profile import ideal_profile
 from anasim.errors import AnasimError
 

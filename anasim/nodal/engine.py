@@ -30,9 +30,9 @@ import jax
 from anasim.circuits import layered
 from anasim.circuits.engine import register_engine
 from anasim.circuits.layered import Equilibrium
+from anasim.circuits.precision import in_float64
 from anasim.nodal import hopfield
 from anasim.nodal.physics import NodalPhysics, kind_for_lam, load_nodal_physics
-from anasim.circuits.precision import in_float64
 
 Array = jax.Array
 

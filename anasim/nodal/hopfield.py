@@ -86,13 +86,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from anasim.circuits.layered import Equilibrium
+from anasim.circuits.precision import float64_scope, in_float64
+from anasim.devices.resistive import ResistiveState
 from anasim.errors import AnasimError
 from anasim.nodal.circuit import Circuit, CircuitValues
 from anasim.nodal.netlist import Netlist
 from anasim.nodal.noise import thermal_fluctuation
 from anasim.nodal.physics import KINDS, NodalPhysics, kind_for_lam
 from anasim.nodal.solver import solve_op
-from anasim.circuits.precision import float64_scope, in_float64
 
 Array = jax.Array
 
@@ -480,7 +481,8 @@ def weights_from_hardware(spec, hw, physics: NodalPhysics | None = None):
     bias = np.concatenate([np.asarray(b, np.float64).reshape(-1) for b in hw.biases])
     g_pos = g_neg = None
     states = (hw.input_state,) + tuple(hw.forward)
-    if kind == "resistive" and all(hasattr(st, "g") and np.ndim(st.g) == 3 for st in states):
+    # a resistive crossbar's programmed conductance pairs become the netlist's resistors
+    if kind == "resistive" and all(isinstance(st, ResistiveState) for st in states):
         g_pos = tuple(np.asarray(st.g[0], np.float64) for st in states)
         g_neg = tuple(np.asarray(st.g[1], np.float64) for st in states)
         physics = replace(physics, g_unit_s=float(dev.g_range / dev.w_max), g_min_s=float(dev.g_min_s))

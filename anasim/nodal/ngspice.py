@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from anasim.nodal.netlist import Netlist, format_netlist
 from anasim.errors import AnasimError
+from anasim.nodal.netlist import Netlist, format_netlist
 
 _MARK = "anasim-result"
 _LINE = re.compile(r"^\s*(\S+)\s*=\s*([-+0-9.eE]+|nan|inf)\s*$")

@@ -45,9 +45,9 @@ from anasim.nodal.circuit import (
     _Layout,
     thermal_voltage,
 )
+from anasim.circuits.precision import in_float64
 from anasim.nodal.elements import _diode_iv
 from anasim.nodal.solver import solve_op
-from anasim.circuits.precision import in_float64
 
 Array = jax.Array
 

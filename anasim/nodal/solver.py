@@ -67,9 +67,9 @@ from anasim.nodal.circuit import (
     _raise_convergence,
     thermal_voltage,
 )
+from anasim.circuits.precision import in_float64
 from anasim.nodal.netlist import read_netlist
 from anasim.nodal.newton import _newton_batched, _solve_op_sparse
-from anasim.circuits.precision import in_float64
 
 
 @in_float64

@@ -43,8 +43,8 @@ from anasim.analysis.gradients import reference_gradient
 from anasim.analysis.lipschitz import lipschitz_report
 from anasim.circuits import activation, load_circuit
 from anasim.circuits import spec as cspec
-from anasim.circuits.engine import engine_for
 from anasim.circuits.chip import check_realization
+from anasim.circuits.engine import engine_for
 from anasim.circuits.precision import float64_scope
 from anasim.data import load_fashion_mnist
 from anasim.devices.profile import CONVERTERS, COUPLINGS, ideal_profile, profile_from_dict
