@@ -31,10 +31,10 @@ from anasim.learning.config import TrainConfig
 
 METRICS = ("train_accuracy", "train_loss", "test_accuracy", "test_loss", "lipschitz", "saturated",
            "iterations", "unsettled", "homeostatic_loss", "hardware_time_s", "energy_j", "beta",
-           "learning_rate", "wall_s", "train_wall_s")
+           "learning_rate", "wall_s", "train_wall_s", "diverged_steps")
 
 _UNITS = {"hardware_time_s": "s", "energy_j": "J", "wall_s": "s", "train_wall_s": "s", "iterations": "iterations",
-          "saturated": "fraction", "unsettled": "fraction", "train_accuracy": "fraction",
+          "saturated": "fraction", "diverged_steps": "steps", "unsettled": "fraction", "train_accuracy": "fraction",
           "test_accuracy": "fraction"}
 
 
