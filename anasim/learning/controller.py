@@ -274,7 +274,7 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
     hw_time = history["hardware_time_s"][-1] if history["hardware_time_s"] else 0.0
     energy = history["energy_j"][-1] if history["energy_j"] else 0.0
     last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
-    watch = DivergenceWatch()
+    watch = DivergenceWatch(unsettled_alone=float(spec.tol) > 0)
     for epoch in range(start_epoch, last):
         t0 = time.perf_counter()
         good = (params, opt_state, hw, hw2)   # the state after the last finished epoch

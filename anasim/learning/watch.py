@@ -14,7 +14,9 @@ are the same with or without it). The watch trips, within that step, on
 
 Saturation alone or unsettled relaxations alone trip the watch only when they
 persist for :data:`PERSIST` steps in a row, or from the run's first step on
-(a circuit that never settles); together, or with a growing loss, at once. A
+(a circuit that never settles); together, or with a growing loss, at once.
+Unsettled relaxations alone never trip it when ``relaxation.tol = 0`` (a fixed
+iteration budget, where no example counts as settled). A
 healthy run on a noisy device (read noise above ``tol`` without
 ``relaxation.stall_window``) or a sparse network passes through single steps
 of either.
@@ -41,6 +43,7 @@ PERSIST = 3
 class DivergenceWatch:
     """Per-step checks of one run; :meth:`check` returns the cause (one line) or None."""
 
+    unsettled_alone: bool = True      # False: relaxation.tol = 0, settling is not asked for
     first_loss: float | None = None
     steps_seen: int = 0
     streak: dict = field(default_factory=lambda: {"saturated": 0, "unsettled": 0})
@@ -63,7 +66,7 @@ class DivergenceWatch:
         parts = []
         if sat and (uns or grew or persistent["saturated"]):
             parts.append(f"{saturated:.0%} of units saturated".replace("%", " %"))
-        if uns and (sat or grew or persistent["unsettled"]):
+        if uns and (sat or grew or (persistent["unsettled"] and self.unsettled_alone)):
             parts.append(f"{unsettled:.0%} of examples unsettled".replace("%", " %"))
         if grew:
             parts.insert(0, f"loss per example {loss:.3g}, {loss / self.first_loss:.3g}× the first step's "
