@@ -143,3 +143,31 @@ def test_broken_pipe_ends_quietly(tmp_path):
 def test_version():
     out = subprocess.run([sys.executable, "-m", "anasim.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("anasim ")
+
+
+def test_sweep_out_needs_resume_or_overwrite(tmp_path, capsys):
+    import json
+
+    f = tmp_path / "ok.toml"
+    f.write_text('measurement = "synthetic"\n[parameters]\nbits = [2, 4]\n')
+    out = tmp_path / "ok.nc"
+    assert main(["sweep", str(f), "--out", str(out), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", str(f), "--out", str(out), "--json"]) == 2
+    line = _one_line(capsys)
+    assert f"--out {out} already holds a run; pass --resume" in line and "--overwrite" in line
+    assert main(["sweep", str(f), "--out", str(out), "--json", "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["reused"] == 2
+    assert main(["sweep", str(f), "--out", str(out), "--json", "--overwrite"]) == 0
+    assert json.loads(capsys.readouterr().out)["computed"] == 2
+    # a killed sweep leaves only its point store: that is a run too
+    out.unlink()
+    assert main(["sweep", str(f), "--out", str(out)]) == 2
+    assert "ok.nc.points already holds a run" in _one_line(capsys)
+    foreign = tmp_path / "paper.nc"
+    foreign.write_bytes(b"\x89HDF not really")
+    assert main(["sweep", str(f), "--out", str(foreign), "--overwrite"]) == 2
+    assert "is not an anasim run" in _one_line(capsys)
+    assert foreign.read_bytes() == b"\x89HDF not really"
+    assert main(["sweep", str(f), "--out", str(tmp_path / "ok.toml" / "x.nc")]) == 2
+    assert "is a file, not a directory" in _one_line(capsys)
