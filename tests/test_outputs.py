@@ -171,3 +171,20 @@ def test_sweep_out_needs_resume_or_overwrite(tmp_path, capsys):
     assert foreign.read_bytes() == b"\x89HDF not really"
     assert main(["sweep", str(f), "--out", str(tmp_path / "ok.toml" / "x.nc")]) == 2
     assert "is a file, not a directory" in _one_line(capsys)
+
+
+def test_circuit_widths_must_fit_the_data(tmp_path, capsys):
+    for sizes, key in (("[784, 8, 4]", "network.sizes[-1] = 4 output units but the data have 10 classes"),
+                       ("[100, 8, 10]", "network.sizes[0] = 100 but the data have 784 inputs")):
+        path = tmp_path / "w.toml"
+        path.write_text(SMALL.replace("[784, 8, 10]", sizes))
+        assert main(["train", "--circuit", str(path), "--out", str(tmp_path / "r.nc")]) == 2
+        line = _one_line(capsys)
+        assert str(path) in line and key in line
+    assert not (tmp_path / "r.nc").exists()
+
+
+def test_empty_device_profile_is_an_error(tmp_path, capsys):
+    (tmp_path / "empty.toml").write_text("# nothing here\n")
+    assert main(["devices", str(tmp_path / "empty.toml")]) == 2
+    assert "empty.toml: empty device profile" in _one_line(capsys)

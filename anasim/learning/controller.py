@@ -204,6 +204,10 @@ def check_run(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train
     if train_set.x.shape[1] != spec.n_in:
         raise AnasimError(f"{spec.source or spec.name}: network.sizes[0] = {spec.n_in} but the data "
                           f"have {train_set.x.shape[1]} inputs")
+    classes = int(np.max(train_set.y)) + 1 if len(train_set.y) else spec.n_out
+    if classes != spec.n_out:
+        raise AnasimError(f"{spec.source or spec.name}: network.sizes[-1] = {spec.n_out} output units but the "
+                          f"data have {classes} classes")
 
 
 def _progress(total, desc, enabled):
