@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: setup
-	$(VENV)/bin/anasim train --circuit circuits/skew-small.toml --device devices/slm-10bit.toml --epochs 3 --train-size 10000 --test-size 2000 --out out/run.nc --plot out/run.png
+	$(VENV)/bin/anasim train --circuit circuits/skew-small.toml --device devices/slm-10bit.toml --epochs 3 --train-size 10000 --test-size 2000 --out out/run.nc --plot out/run.png --overwrite
 
 test: setup
 	$(PY) -m pytest

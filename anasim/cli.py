@@ -1,18 +1,26 @@
 """The ``anasim`` command.
 
 Each subcommand has ``--help``; output is for humans by default and JSON with
-``--json``. Errors caused by the user's input print one line to stderr and exit
-with code 2.
+``--json``. Exit codes: 0 success; 2 bad input (a bad file, flag or output
+path: one line on stderr, before any work); 3 a training run stopped by the
+divergence watch (its last good checkpoint written); 4 a result or checkpoint
+could not be written during a run (the files written before are intact);
+130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
-from anasim.errors import AnasimError
+from anasim.errors import AnasimError, RunFailed
+
+_EPILOG = ("exit codes: 0 done; 2 bad input or output path (one line on stderr, before any work); "
+           "3 training diverged (last good checkpoint written); 4 a write failed during the run; "
+           "130 interrupted")
 
 
 def _print_json(obj) -> None:
@@ -202,13 +210,25 @@ def _add_op(sub) -> Callable:
 # --- train ----------------------------------------------------------------------
 
 def _add_train(sub) -> Callable:
-    p = sub.add_parser("train", help="on-device training of a Hopfield circuit")
+    p = sub.add_parser(
+        "train", help="on-device training of a Hopfield circuit", epilog=_EPILOG,
+        description="Train a circuit on its device with a local rule. Every step is watched: "
+                    "non-finite values, most units saturated, most relaxations unsettled or a loss "
+                    "grown by orders of magnitude stop the run (exit 3) after writing the last good "
+                    "checkpoint, with one line naming the step, the cause and a hint.")
     p.add_argument("--circuit", required=True, help="circuit spec (TOML)")
     p.add_argument("--device", help="device profile (TOML); default: the spec's own, else ideal")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the spec's [training])")
-    p.add_argument("--out", default="run.nc", help="result file (netCDF), rewritten after every epoch")
+    p.add_argument("--out", default="run.nc",
+                   help="result file (netCDF), rewritten after every epoch; one that already holds a run "
+                        "needs --resume or --overwrite, and a file that is not an anasim run is never replaced")
     p.add_argument("--plot", default=None, help="also write learning curves to this PNG")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint next to --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again over the run that --out holds (its files are replaced after the first epoch)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="do not stop when the divergence watch trips: warn once per epoch and record the "
+                        "tripped steps (diverged_steps) in the result (training.keep_going)")
     p.add_argument("--rule", default=None,
                    help="dyadic | ep-centered | ep-positive | ep-negative | cl | cpl-p | cpl-n | cpl-c")
     p.add_argument("--beta", type=float, default=None, help="nudge strength β")
@@ -225,6 +245,19 @@ def _add_train(sub) -> Callable:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     def run(args) -> int:
+        import math
+
+        from anasim.outputs import check_writable, claim_run, sibling_checkpoint
+
+        for name in ("lr", "beta"):
+            v = getattr(args, name)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise AnasimError(f"--{name}: expected a finite number > 0, got {v}")
+        # every output before any work (and before the numerical libraries load)
+        check_writable(args.out, "--out")
+        if args.plot:
+            check_writable(args.plot, "--plot")
+        claim_run(args.out, "train", [sibling_checkpoint(args.out)], resume=args.resume, overwrite=args.overwrite)
         from anasim.learning.command import run_train
 
         return run_train(args)
@@ -237,15 +270,21 @@ def _add_train(sub) -> Callable:
 def _add_sweep(sub) -> Callable:
     p = sub.add_parser(
         "sweep",
-        help="robustness study: sweep device/circuit/rule parameters",
+        help="robustness study: sweep device/circuit/rule parameters", epilog=_EPILOG,
         description=(
             "Run every point of a sweep spec (TOML) that the result's point store does not "
-            "hold yet; a killed sweep resumes where it stopped. Results: one xarray Dataset "
+            "hold yet; a killed sweep resumes where it stopped (--resume). Results: one xarray Dataset "
             "(netCDF) with a dimension per swept parameter."
         ),
     )
     p.add_argument("spec", help="sweep spec (TOML)")
-    p.add_argument("--out", default=None, help="result file (netCDF); default: the spec's `out` or SPEC-STEM.nc")
+    p.add_argument("--out", default=None,
+                   help="result file (netCDF); default: the spec's `out` or SPEC-STEM.nc. One that already holds "
+                        "a sweep needs --resume or --overwrite; a file that is not an anasim run is never replaced")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the sweep that --out holds: compute only the points its store lacks")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again: remove the point store of the sweep that --out holds")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (1: in-process loop; N: local dask cluster)")
     p.add_argument("--scheduler", default=None, help="address of an existing dask.distributed scheduler (tcp://host:port)")
     p.add_argument("--dry-run", action="store_true", help="validate the spec and list the points, compute nothing")
@@ -260,8 +299,15 @@ def _add_sweep(sub) -> Callable:
 
         if args.workers < 1:
             raise AnasimError(f"--workers: expected an integer >= 1, got {args.workers}")
+        from anasim.outputs import check_writable, claim_run
+
         spec = load_sweep(args.spec)
         out = args.out or spec.out or (Path(args.spec).stem + ".nc")
+        if not args.dry_run:
+            check_writable(out, "--out")
+            if args.plot:
+                check_writable(str(args.plot) + "_x.png", "--plot")
+            claim_run(out, "sweep", [store_path(out)], resume=args.resume, overwrite=args.overwrite)
         if args.dry_run:
             have = PointStore(store_path(out)).keys()
             from anasim.study.registry import get_measurement
@@ -313,14 +359,17 @@ def _add_sweep(sub) -> Callable:
 # --- report ---------------------------------------------------------------------
 
 def _add_report(sub) -> Callable:
-    p = sub.add_parser("report", help="plots from a result file")
+    p = sub.add_parser("report", help="plots from a result file", epilog=_EPILOG)
     p.add_argument("result", help="result file (.nc) from train or sweep")
     p.add_argument("--out", default=None, help="PNG path (default: next to the result)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     def run(args) -> int:
+        from anasim.outputs import check_writable
         from anasim.study import is_sweep_file
 
+        if args.out:
+            check_writable(args.out, "--out")
         if is_sweep_file(args.result):
             from anasim.study.plots import report_sweep
 
@@ -340,10 +389,17 @@ def _add_report(sub) -> Callable:
 _SUBCOMMANDS = (_add_devices, _add_lipschitz, _add_op, _add_train, _add_sweep, _add_report)
 
 
+def _version() -> str:
+    from anasim import __version__
+
+    return __version__
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     parser = argparse.ArgumentParser(
-        prog="anasim", description="Simulator of analog and optical learning hardware."
+        prog="anasim", description="Simulator of analog and optical learning hardware.", epilog=_EPILOG
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     runners = {}
     for add in _SUBCOMMANDS:
@@ -358,10 +414,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, runners = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(runners[args.command](args) or 0)
+        code = int(runners[args.command](args) or 0)
+        sys.stdout.flush()   # here, not at exit: a closed pipe is handled below
+        return code
     except AnasimError as err:
         print(f"anasim {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code if isinstance(err, RunFailed) else 2
+    except BrokenPipeError:
+        # the reader (`| head`) went away: end quietly, as a Unix filter does
+        try:   # Python's flush at exit must not fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
     except KeyboardInterrupt:
         print(f"anasim {args.command}: interrupted", file=sys.stderr)
         return 130

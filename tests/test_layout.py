@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "anasim"
 #: circuits and nodal are peers over devices, but nodal builds on circuits'
 #: Equilibrium and engine protocol, never the other way round.
 LAYERS = {
-    "anasim.errors": 0, "anasim.tables": 0, "anasim.data": 0,
+    "anasim.errors": 0, "anasim.tables": 0, "anasim.data": 0, "anasim.outputs": 0,
     "anasim.devices": 1,
     "anasim.circuits": 2,
     "anasim.nodal": 3,

@@ -31,7 +31,12 @@ def test_si_suffixes(text, value):
     ("R1 a 0 1k\n.model dm D(IS=1e-14 BV=5)\n", 3, "unsupported diode parameter 'BV'"),
     ("R1 a 0 -5\n", 2, "resistance must be > 0"),
     ("R1 a 0 1k\nR1 a b 2k\n", 3, "duplicate element name"),
-    ("R1 a 0 1k\n.tran 1n 1u\n.subckt x a b\n", 4, "unsupported dot card"),
+    ("R1 a 0 1k\n.subckt x a b\n", 3, "unsupported dot card"),
+    ("R1 a 0 1k\n.tran 1n 1u\n", 3, "unsupported analysis card '.tran'"),
+    ("R1 a 0 1k\n.ac dec 10 1 1meg\n", 3, "unsupported analysis card '.ac'"),
+    ("R1 a 0 1k\n.temp -300\n", 3, "temperature -300 °C outside the physical range"),
+    ("R1 a 0 1k\n.temp 1500\n", 3, "temperature 1500 °C outside the physical range"),
+    ("R1 a 0 1k\n.options temp=-273.15\n", 3, "outside the physical range"),
     ("G1 a 0 b\n", 2, "expected 'Gname n\\+ n- nc\\+ nc- siemens'"),
 ])
 def test_parse_errors_name_file_line_and_expectation(tmp_path, body, line, expect):

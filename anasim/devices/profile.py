@@ -234,6 +234,9 @@ def load_profile(path: str | Path) -> DeviceProfile:
     """Load and validate a device profile file (TOML). Raises :class:`ProfileError`."""
     p = Path(path)
     data = _read_toml(p, str(path))
+    if not data:
+        raise ProfileError(f"{path}: empty device profile (expected at least a name and a [coupling] table; "
+                           f"devices/ideal.toml is the ideal device)")
     return profile_from_dict(data, source=str(path), base_dir=p.parent, default_name=p.stem)
 
 

@@ -28,13 +28,14 @@ from anasim.circuits.engine import Engine, engine_for
 from anasim.devices.profile import DeviceProfile
 from anasim.errors import AnasimError
 from anasim.learning.config import TrainConfig
+from anasim.outputs import sibling_checkpoint
 
 METRICS = ("train_accuracy", "train_loss", "test_accuracy", "test_loss", "lipschitz", "saturated",
            "iterations", "unsettled", "homeostatic_loss", "hardware_time_s", "energy_j", "beta",
-           "learning_rate", "wall_s", "train_wall_s")
+           "learning_rate", "wall_s", "train_wall_s", "diverged_steps")
 
 _UNITS = {"hardware_time_s": "s", "energy_j": "J", "wall_s": "s", "train_wall_s": "s", "iterations": "iterations",
-          "saturated": "fraction", "unsettled": "fraction", "train_accuracy": "fraction",
+          "saturated": "fraction", "diverged_steps": "steps", "unsettled": "fraction", "train_accuracy": "fraction",
           "test_accuracy": "fraction"}
 
 
@@ -81,8 +82,7 @@ def write_history(out: str | os.PathLike, history: dict, spec: CircuitSpec, cfg:
 
 def checkpoint_path(out: str | os.PathLike) -> Path:
     """The checkpoint next to a result file: ``run.nc`` → ``run.ckpt.h5``."""
-    out = Path(out)
-    return out.with_name(out.stem + ".ckpt.h5")
+    return sibling_checkpoint(out)
 
 
 def save_checkpoint(path, epoch: int, params, opt_state, hw, hw2, history: dict, fingerprint: str):

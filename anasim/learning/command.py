@@ -17,10 +17,11 @@ from anasim.circuits import load_circuit, resolve_device_path
 from anasim.circuits.engine import engine_for
 from anasim.data import load_fashion_mnist
 from anasim.devices import ideal_profile, load_profile
-from anasim.errors import AnasimError
+from anasim.errors import AnasimError, WriteFailed
 from anasim.learning.config import load_train_config
 from anasim.learning.controller import check_run, train
 from anasim.learning.plots import plot_generic, plot_learning_curves
+from anasim.outputs import check_writable
 from anasim.tables import read_tables
 
 _COLUMNS = (
@@ -81,7 +82,8 @@ def run_train(args) -> int:
     cfg = load_train_config(
         tables, where=spec.source or args.circuit, epochs=args.epochs, rule=args.rule, beta=args.beta, learning_rate=args.lr,
         batch_size=args.batch_size, seed=args.seed, train_size=args.train_size,
-        test_size=args.test_size, data=args.data, write_mode=args.write_mode, phases=args.phases)
+        test_size=args.test_size, data=args.data, write_mode=args.write_mode, phases=args.phases,
+        keep_going=True if getattr(args, "keep_going", False) else None)
     train_set, test_set = load_fashion_mnist(cfg.data or None)
     engine = engine_for(spec, tables)
     check_run(spec, profile, cfg, train_set, engine)
@@ -105,7 +107,11 @@ def run_train(args) -> int:
         done = len(result.history["test_accuracy"])
         print(f"(resumed; {done} epochs in {args.out})")
     if args.plot:
-        plot_learning_curves(result.dataset(), args.plot)
+        try:
+            plot_learning_curves(result.dataset(), args.plot)
+        except OSError as err:
+            raise WriteFailed(f"--plot {args.plot}: write failed ({err.strerror or err}); the run's "
+                              f"results are in {args.out}") from None
     if args.json:
         json.dump({"circuit": spec.name, "device": profile.name, "out": args.out, "plot": args.plot,
                    "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
@@ -129,6 +135,7 @@ def run_report(args) -> int:
     except Exception as err:  # noqa: BLE001 -- any read failure is the user's file
         raise AnasimError(f"{path}: not a readable netCDF/HDF5 result ({type(err).__name__})") from None
     out = Path(args.out) if args.out else path.with_suffix(".png")
+    check_writable(out, "--out")
     if "epoch" in ds.dims:
         plot_learning_curves(ds, out)
     else:

@@ -73,6 +73,10 @@ class TrainConfig:
         homeostasis_backward_only: apply the homeostatic gradient to the backward
             couplings ψ_k only (the forward θ_k then follow the loss alone);
             false applies it to every coupling, as Laborieux & Zenke do.
+        keep_going: do not stop a run whose step trips the divergence watch
+            (:mod:`anasim.learning.watch`); record the tripped steps in the
+            history (``diverged_steps``) instead, for divergence studies. Not
+            part of a checkpoint's identity (a run may resume with or without it).
     """
 
     epochs: int = 3
@@ -98,6 +102,7 @@ class TrainConfig:
     homeostasis: float = 0.0
     homeostasis_probes: int = 2
     homeostasis_backward_only: bool = False
+    keep_going: bool = False
 
     def __post_init__(self):
         self.validate("TrainConfig")
@@ -116,8 +121,8 @@ class TrainConfig:
             bad("beta_growth", "≥ 0", self.beta_growth)
         if self.rule not in RULE_NAMES:
             bad("rule", f"one of {RULE_NAMES}", self.rule)
-        if not (float(self.learning_rate) > 0):
-            bad("learning_rate", "> 0", self.learning_rate)
+        if not (float(self.learning_rate) > 0 and math.isfinite(float(self.learning_rate))):
+            bad("learning_rate", "a finite number > 0", self.learning_rate)
         if not (0 <= float(self.momentum) < 1):
             bad("momentum", "in [0, 1)", self.momentum)
         if not (float(self.weight_decay) >= 0):
@@ -146,6 +151,8 @@ class TrainConfig:
             bad("homeostasis_probes", "≥ 1", self.homeostasis_probes)
         if not isinstance(self.homeostasis_backward_only, bool):
             bad("homeostasis_backward_only", "true or false", self.homeostasis_backward_only)
+        if not isinstance(self.keep_going, bool):
+            bad("keep_going", "true or false", self.keep_going)
         if self.rule != "hep" and float(self.homeostasis) > 0:
             bad("homeostasis", "0 unless rule = \"hep\" (the homeostatic loss regularizes hEP's "
                 "asymmetric circuits)", self.homeostasis)

@@ -65,7 +65,7 @@ from anasim.circuits.engine import Engine, engine_for
 from anasim.circuits.precision import float64_scope, wants_float64
 from anasim.data import Split
 from anasim.devices.profile import DeviceProfile
-from anasim.errors import AnasimError
+from anasim.errors import AnasimError, TrainingDiverged, WriteFailed
 from anasim.learning.checkpoint import (
     METRICS,
     checkpoint_path,
@@ -77,6 +77,7 @@ from anasim.learning.checkpoint import (
 from anasim.learning.config import TrainConfig
 from anasim.learning.optim import learning_rate_schedule, optimizer, optimizer_settings
 from anasim.learning.step import StepKind, check_compatible, eval_batch, phases_and_rule, train_step
+from anasim.learning.watch import DivergenceWatch
 
 
 def _init_body(engine, spec, key):
@@ -203,6 +204,10 @@ def check_run(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train
     if train_set.x.shape[1] != spec.n_in:
         raise AnasimError(f"{spec.source or spec.name}: network.sizes[0] = {spec.n_in} but the data "
                           f"have {train_set.x.shape[1]} inputs")
+    classes = int(np.max(train_set.y)) + 1 if len(train_set.y) else spec.n_out
+    if classes != spec.n_out:
+        raise AnasimError(f"{spec.source or spec.name}: network.sizes[-1] = {spec.n_out} output units but the "
+                          f"data have {classes} classes")
 
 
 def _progress(total, desc, enabled):
@@ -257,7 +262,9 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
     lam_homeo = jnp.asarray(cfg.homeostasis, dtype)
     history = {k: [] for k in METRICS}
     start_epoch = 0
-    fingerprint = json.dumps([repr(spec), repr(profile), repr(cfg), repr(engine), n, len(test_set)], default=str)
+    # keep_going changes what is recorded, not the run: a run may resume with or without it
+    fingerprint = json.dumps([repr(spec), repr(profile), repr(dataclasses.replace(cfg, keep_going=False)),
+                              repr(engine), n, len(test_set)], default=str)
     ckpt = checkpoint_path(out) if out else None
     if resume:
         if ckpt is None or not ckpt.exists():
@@ -265,12 +272,17 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
         start_epoch, history, st = load_checkpoint(
             ckpt, fingerprint, {"params": params, "opt_state": opt_state, "hw": hw, "hw2": hw2})
         params, opt_state, hw, hw2 = st["params"], st["opt_state"], st["hw"], st["hw2"]
+        for k in METRICS:   # a checkpoint from before a metric existed
+            history.setdefault(k, [float("nan")] * start_epoch)
     macs = _macs_per_iteration(spec, 2)
     hw_time = history["hardware_time_s"][-1] if history["hardware_time_s"] else 0.0
     energy = history["energy_j"][-1] if history["energy_j"] else 0.0
     last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    watch = DivergenceWatch(unsettled_alone=float(spec.tol) > 0)
     for epoch in range(start_epoch, last):
         t0 = time.perf_counter()
+        good = (params, opt_state, hw, hw2)   # the state after the last finished epoch
+        tripped = 0
         beta = cfg.beta + cfg.beta_growth * epoch
         order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
         k_epoch = jax.random.fold_in(k_run, epoch)
@@ -281,9 +293,19 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
             sel = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             x = jnp.asarray(train_set.x[sel], dtype)
             y = jax.nn.one_hot(train_set.y[sel], spec.n_out, dtype=dtype)
-            params, opt_state, hw, hw2, it, c, l_, u, h = train_step(
+            params, opt_state, hw, hw2, it, c, l_, u, h, (sat, finite) = train_step(
                 physics, kind, engine, params, opt_state, settings, hw, hw2, x, y,
                 jnp.asarray(beta, dtype), lam_homeo, jax.random.fold_in(k_epoch, step))
+            cause = watch.check(loss=float(l_) / cfg.batch_size, finite=bool(finite), saturated=float(sat),
+                                unsettled=int(u) / cfg.batch_size)
+            if cause is not None:
+                tripped += 1
+                if not cfg.keep_going:
+                    _stop(out, ckpt, epoch, good, history, fingerprint, spec, cfg, profile,
+                          f"epoch {epoch + 1}, step {step + 1}: {cause}")
+                if tripped == 1:
+                    warnings.warn(f"epoch {epoch + 1}, step {step + 1}: {cause} (training.keep_going: "
+                                  f"continuing)", RuntimeWarning, stacklevel=3)
             it = int(it)
             iters_total += it
             correct += float(c)
@@ -299,8 +321,9 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
             bar.close()
         jax.block_until_ready(params)
         t_train = time.perf_counter() - t0
-        if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(params)):
-            raise AnasimError(f"training diverged in epoch {epoch + 1}: non-finite weights "
+        if not cfg.keep_going and not all(bool(jnp.all(jnp.isfinite(leaf)))
+                                          for leaf in jax.tree_util.tree_leaves(params)):
+            raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: non-finite weights "
                               f"(lower training.learning_rate or training.beta)")
         ev = evaluate(physics, hw, test_set, jax.random.fold_in(k_epoch, steps + 1), cfg.eval_batch, engine)
         metrics = {
@@ -312,7 +335,7 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
             "homeostatic_loss": homeo / steps,
             "hardware_time_s": hw_time, "energy_j": energy,
             "beta": beta, "learning_rate": float(schedule((epoch + 1) * steps - 1)),
-            "wall_s": time.perf_counter() - t0, "train_wall_s": t_train,
+            "wall_s": time.perf_counter() - t0, "train_wall_s": t_train, "diverged_steps": tripped,
         }
         for k in METRICS:
             history[k].append(float(metrics[k]))
@@ -323,12 +346,33 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
                 f"{spec.max_iters}); raise relaxation.max_iters, or relaxation.tol above the device's "
                 f"read-noise floor", RuntimeWarning, stacklevel=3)
         if out:
-            write_history(out, history, spec, cfg, profile.name)
-            save_checkpoint(ckpt, epoch + 1, params, opt_state, hw, hw2, history, fingerprint)
+            _write(out, ckpt, epoch + 1, (params, opt_state, hw, hw2), history, fingerprint, spec, cfg, profile)
         if on_epoch is not None:
             on_epoch(epoch + 1, metrics)
     return TrainResult(params=params, hardware=hw, history=history, config=cfg, spec=spec,
                        profile_name=profile.name)
+
+
+def _write(out, ckpt, epoch, state, history, fingerprint, spec, cfg, profile) -> None:
+    """The result file and the checkpoint after ``epoch``; a failed write is a :class:`WriteFailed`
+    naming the file (both are written atomically: the files of the epoch before stay intact)."""
+    target = out
+    try:
+        write_history(out, history, spec, cfg, profile.name)
+        target = ckpt
+        save_checkpoint(ckpt, epoch, *state, history, fingerprint)
+    except OSError as err:
+        raise WriteFailed(f"{target}: write failed after epoch {epoch} ({err.strerror or err}); the files of the "
+                          f"epoch before are intact (--resume continues from them)") from None
+
+
+def _stop(out, ckpt, epoch, good, history, fingerprint, spec, cfg, profile, what: str):
+    """Write the last good state (after ``epoch`` finished epochs) and raise :class:`TrainingDiverged`."""
+    where = ""
+    if out:
+        _write(out, ckpt, epoch, good, history, fingerprint, spec, cfg, profile)
+        where = f" (last good checkpoint, epoch {epoch}: {ckpt})"
+    raise TrainingDiverged(f"training diverged in {what}{where}; training.keep_going records it and continues")
 
 
 __all__ = ["TrainResult", "UNSETTLED_WARNING", "check_run", "evaluate", "initial_params", "local_update", "train"]

@@ -257,15 +257,19 @@ def _train_step(spec, kind: StepKind, engine: Engine, params, opt_state, setting
             hw2 = write_in_situ(spec, hw2, updates, jax.random.fold_in(k_write, 1))
     correct = jnp.sum(jnp.argmax(res.prediction, -1) == jnp.argmax(y, -1))
     loss = jnp.sum(cost(spec, res.prediction, y))
-    return params, opt_state, hw, hw2, res.iterations, correct, loss, res.unsettled, homeo
+    # health of the step, for the controller's divergence watch (reads only, changes nothing)
+    sat, count = saturated_units(spec, res.free)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(params)]
+                               + [jnp.all(jnp.isfinite(jnp.real(s))) for s in res.free]))
+    return params, opt_state, hw, hw2, res.iterations, correct, loss, res.unsettled, homeo, (sat / count, finite)
 
 
 _train_step_jit = jax.jit(_train_step, static_argnums=(0, 1, 2))
 
 
 def train_step(spec, kind: StepKind, engine: Engine, *args):
-    """One step: ``(params, opt_state, hw, hw2, iterations, correct, loss, unsettled, homeostatic loss)``
-    from ``(params, opt_state, settings, hw, hw2, x, y, beta, lam_homeo, key)``; compiled on an
+    """One step: ``(params, opt_state, hw, hw2, iterations, correct, loss, unsettled, homeostatic loss,
+    (saturated fraction, finite))`` from ``(params, opt_state, settings, hw, hw2, x, y, beta, lam_homeo, key)``; compiled on an
     engine with the ``"jit"`` ability."""
     step = _train_step_jit if "jit" in engine.abilities else _train_step
     return step(spec, kind, engine, *args)
@@ -293,18 +297,25 @@ def write_in_situ(spec, hw, updates: Params, key):
 
 # --- evaluation --------------------------------------------------------------------
 
+def saturated_units(spec, states):
+    """(units at a rail of their nonlinearity, all units) over the layers' ``states``."""
+    sat = 0.0
+    count = 0
+    for s, name in zip(states, spec.activations):
+        s = jnp.real(s)
+        lo = s <= 1e-6
+        hi = (s >= 1.0 - 1e-6) if name in ("hard_sigmoid", "tempered_hard_sigmoid") else jnp.zeros_like(lo)
+        sat = sat + jnp.sum(lo | hi)
+        count += s.size
+    return sat, count
+
+
 def _eval_batch(spec, engine: Engine, hw, x, y, key):
     eq = engine.relax(spec, hw, x, key)
     out = eq.output
     correct = jnp.sum(jnp.argmax(out, -1) == jnp.argmax(y, -1))
     loss = jnp.sum(cost(spec, out, y))
-    sat = 0.0
-    count = 0
-    for s, name in zip(eq.s_plus, spec.activations):
-        lo = s <= 1e-6
-        hi = (s >= 1.0 - 1e-6) if name in ("hard_sigmoid", "tempered_hard_sigmoid") else jnp.zeros_like(lo)
-        sat = sat + jnp.sum(lo | hi)
-        count += s.size
+    sat, count = saturated_units(spec, eq.s_plus)
     return correct, loss, sat / count, eq.iterations, eq.diverged
 
 
@@ -318,4 +329,4 @@ def eval_batch(spec, engine: Engine, hw, x, y, key):
 
 
 __all__ = ["FLOOR_SPREAD", "PhaseResult", "StepKind", "check_compatible", "eval_batch", "passive_leak",
-           "phases_and_rule", "settled_examples", "to_params", "train_step", "write_in_situ"]
+           "phases_and_rule", "saturated_units", "settled_examples", "to_params", "train_step", "write_in_situ"]

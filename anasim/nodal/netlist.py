@@ -165,6 +165,20 @@ def _norm_node(tok: str) -> str:
     return "0" if t in GROUND_NAMES else t
 
 
+# analyses of SPICE that the node-level solver does not run: refused rather than ignored
+_UNSUPPORTED_ANALYSES = (".tran", ".ac", ".dc", ".four", ".pz", ".sens", ".tf", ".disto", ".pss", ".sp")
+
+# .temp range accepted (°C): above absolute zero, below where no device model holds
+TEMP_MIN_C, TEMP_MAX_C = -273.15, 1000.0
+
+
+def _kelvin(celsius: float, where: str) -> float:
+    if not (TEMP_MIN_C < celsius <= TEMP_MAX_C):
+        raise NetlistError(f"{where}: temperature {celsius:g} °C outside the physical range "
+                           f"({TEMP_MIN_C:g} °C, {TEMP_MAX_C:g} °C]")
+    return celsius + 273.15
+
+
 def _parse_model(tokens: list[str], where: str) -> DiodeModel:
     # ".model NAME D(IS=1e-14 N=1.5)" or ".model NAME D IS=1e-14 N=1.5"
     joined = " ".join(tokens[1:])
@@ -256,18 +270,22 @@ def parse_netlist(text: str, source: str = "<netlist>") -> Netlist:
             elif head == ".temp":
                 if len(tokens) != 2:
                     raise NetlistError(f"{where}: expected '.temp CELSIUS'")
-                temperature_k = parse_value(tokens[1], f"{where}: .temp") + 273.15
+                temperature_k = _kelvin(parse_value(tokens[1], f"{where}: .temp"), f"{where}: .temp")
             elif head in (".options", ".option", ".opt"):
                 for key, val in re.findall(r"(\w+)\s*=\s*(\S+)", card):
                     key = key.lower()
                     if key == "temp":
-                        temperature_k = parse_value(val, f"{where}: .options temp") + 273.15
+                        temperature_k = _kelvin(parse_value(val, f"{where}: .options temp"),
+                                                f"{where}: .options temp")
                     elif key == "gmin":
                         gmin = parse_value(val, f"{where}: .options gmin")
             elif head in (".title",):
                 title = card.split(None, 1)[1] if len(card.split()) > 1 else title
-            elif head in (".op", ".noise", ".print", ".ic", ".nodeset", ".ac", ".tran", ".dc"):
+            elif head in (".op", ".noise", ".print", ".ic", ".nodeset"):
                 pass  # analysis requests: the caller decides what to run
+            elif head in _UNSUPPORTED_ANALYSES:
+                raise NetlistError(f"{where}: unsupported analysis card {tokens[0]!r}: anasim computes the "
+                                   f"DC operating point (.op) and its noise (.noise) only")
             else:
                 raise NetlistError(f"{where}: unsupported dot card {tokens[0]!r} "
                                    "(expected .model, .temp, .options or .end)")

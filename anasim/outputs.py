@@ -1,0 +1,102 @@
+"""Output paths of the commands, checked before any work.
+
+:func:`check_writable` refuses, with one line naming the path, an output that
+could not be written: a directory where a file is needed, a path under a
+regular file, a folder that cannot be created or written in.
+:func:`claim_run` protects finished work: an ``--out`` that already holds a
+run is only continued (``--resume``) or replaced (``--overwrite``) when asked,
+and a file that is not an anasim run is never replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from anasim.errors import AnasimError
+
+
+def check_writable(path: str | os.PathLike, flag: str) -> Path:
+    """Raise an :class:`AnasimError` naming ``path`` (given as ``flag``) unless a file can be written there."""
+    p = Path(path)
+    if p.is_dir():
+        raise AnasimError(f"{flag} {p}: is a directory, a file path is needed")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise AnasimError(f"{flag} {p}: file is not writable")
+    parent = p.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise AnasimError(f"{flag} {p}: {parent} is a file, not a directory")
+    try:  # the real test (os.access says yes to root even where the file system refuses)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        raise AnasimError(f"{flag} {p}: cannot write in directory {parent} ({err.strerror or err})") from None
+    return p
+
+
+def sibling_checkpoint(out: str | os.PathLike) -> Path:
+    """The checkpoint next to a training result file: ``run.nc`` → ``run.ckpt.h5``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".ckpt.h5")
+
+
+def _kind(path: Path) -> str | None:
+    """The ``anasim.kind`` of a result file ("train", "sweep"), or None if it is not an anasim result."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            kind = f.attrs.get("anasim.kind", f.attrs.get("anasim_kind"))
+    except Exception:  # noqa: BLE001 -- anything unreadable is not an anasim run
+        return None
+    if isinstance(kind, bytes):
+        kind = kind.decode()
+    return str(kind) if kind is not None else None
+
+
+def claim_run(out: str | os.PathLike, kind: str, companions: list[Path], *, resume: bool,
+              overwrite: bool) -> None:
+    """Check that a ``kind`` run ("train" or "sweep") may write ``out`` (and its
+    ``companions``: checkpoint, point store).
+
+    An existing ``out`` that is not an anasim result is refused in every case; one
+    that holds a run (or companions that do) needs ``resume`` or ``overwrite``.
+    With ``overwrite`` the companions of a sweep (its point store) are removed, so
+    the sweep starts again; a training run replaces its files after its first epoch.
+    """
+    if resume and overwrite:
+        raise AnasimError("--resume and --overwrite exclude each other")
+    out = Path(out)
+    held = None
+    if out.exists():
+        if out.is_dir():
+            raise AnasimError(f"--out {out}: is a directory, a file path is needed")
+        found = _kind(out)
+        if found not in ("train", "sweep"):
+            raise AnasimError(f"--out {out}: exists and is not an anasim run; it is never overwritten "
+                              f"(choose another --out)")
+        if resume and found != kind:
+            raise AnasimError(f"--resume: {out} holds a {found} run, not a {kind} run")
+        held = out
+    for c in companions:
+        if c.exists() and held is None:
+            held = c
+    if held is None or resume:
+        return
+    if not overwrite:
+        what = f"--out {out}" if held == out else f"--out {out}: {held}"
+        raise AnasimError(f"{what} already holds a run; pass --resume to continue it "
+                          f"or --overwrite to start again")
+    for c in companions:
+        if c.is_dir() and kind == "sweep":
+            if any(f.suffix not in (".h5", ".tmp") for f in c.iterdir()):
+                raise AnasimError(f"--overwrite: {c} holds files that are not sweep points; "
+                                  f"remove it by hand")
+            shutil.rmtree(c)
+
+
+__all__ = ["check_writable", "claim_run", "sibling_checkpoint"]
