@@ -129,8 +129,9 @@ class ResistiveCrossbar:
     gain_depression: float = param(1.0, "1", 0.0, 10.0, "depression step / requested step")
     cycle_noise: float = param(0.0, "1", 0.0, 2.0, "cycle-to-cycle write noise (relative std of a step)")
     # Energy and time (module docstring). Sources:
-    # read cycle: assumed 100 ns, the crossbar read cycle ISAAC-style accelerator
-    #   designs budget (Shafiee et al., ISCA 2016, use 100 ns per crossbar read).
+    # read cycle: assumed 100 ns, the order of the crossbar read cycle budgeted in
+    #   ISAAC-style accelerator studies (Shafiee et al., ISCA 2016); recalled, not
+    #   checked against a figure of the paper: treat it as assumed.
     t_read_s: float = param(100e-9, "s", 0.0, 1.0, "read cycle t_read (one relaxation iteration)",
                                lo_open=True)
     # write pulse: assumed 2 V, 100 µA, 50 ns (20 pJ per pulse). Metal-oxide ReRAM
