@@ -71,8 +71,14 @@ def _add_devices(sub) -> Callable:
                 conv = ", ".join(f"{k} {s['parameters'][k]['bits']}-bit" if s["parameters"][k] else f"{k} ideal"
                                  for k in ("dac", "adc"))
                 kind = s["coupling"] if s["coupling"] == "ideal" else f"{s['coupling']} {bits}"
-                loop = f"{s['loop_time_s'] * 1e9:g} ns" if s["loop_time_s"] else "-"
+                it = s["iteration_time_s"]
+                loop = f"{it * 1e9:g} ns" if isinstance(it, float) else "-"
                 print(f"{s['name']:<18} {kind:<16} {conv:<24} loop {loop:<8} {s['source']}")
+                for part, ps in s["energy_parameters"].items():
+                    if ps:
+                        vals = ", ".join(f"{k} = {v['value']:g}{' ' + v['unit'] if v['unit'] not in ('', '1') else ''}"
+                                         for k, v in ps.items())
+                        print(f"    energy {part}: {vals}")
         if bad:
             for i, msg in enumerate(bad):
                 # one line per bad profile; the last goes through the CLI's error path

@@ -20,6 +20,15 @@ its name or its attributes (:class:`CouplingDevice`): ``transposed_read``
 (``output_conductance``: the device loads the node it drives) and
 ``skew_link`` (the transposed read is −θᵀ: a gyrator).
 
+Energy and time (docs/energy.md): every coupling model has
+``read_energy_j(shape, x, state, transposed)`` (one read of an ``(n_out, n_in)``
+array with inputs ``x``, a scalar full-scale level or a vector), ``read_time_s()``
+(how long a read takes to settle: the time of one relaxation iteration),
+``write_energy_j(shape, old, new)`` and ``write_time_s(shape, old, new)`` (one
+write that takes the array from state ``old`` to ``new``); converters have
+``conversion_energy_j()`` and ``conversion_time_s()``. The ideal parts model no
+physics: their energy is NaN (not modelled), never 0.
+
 Matrices follow the convention ``y = W x``: ``w_target`` and ``effective`` have
 shape ``(n_out, n_in)``; batched vectors are rows, so ``y = x @ W.T``.
 
@@ -118,6 +127,22 @@ class IdealCoupling:
     def effective(self, state: IdealCouplingState) -> Array:
         return state.w
 
+    # An exact matrix has no physics to cost: energy and time are not modelled (NaN).
+    def read_energy_j(self, shape, x=1.0, state=None, transposed: bool = False) -> float:
+        del shape, x, state, transposed
+        return float("nan")
+
+    def read_time_s(self) -> float:
+        return float("nan")
+
+    def write_energy_j(self, shape, old=None, new=None) -> float:
+        del shape, old, new
+        return float("nan")
+
+    def write_time_s(self, shape, old=None, new=None) -> float:
+        del shape, old, new
+        return float("nan")
+
 
 @dataclass(frozen=True)
 class IdealConverter:
@@ -130,3 +155,10 @@ class IdealConverter:
     def convert(self, instance: None, x: Array, key: Array) -> Array:
         del instance, key
         return x
+
+    # No converter is modelled: its energy is unknown (NaN) and it takes no time.
+    def conversion_energy_j(self) -> float:
+        return float("nan")
+
+    def conversion_time_s(self) -> float:
+        return 0.0

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +62,9 @@ class ConverterInstance:
 
 @dataclass(frozen=True)
 class _ConverterBase:
+    #: the parameters of the energy and time model (printed by ``anasim devices``)
+    energy_params: ClassVar[tuple] = ("fom_j_per_step", "enob", "sample_rate_hz")
+
     bits: int = param(8, "bit", 0, 24, "resolution (0 = unquantized)")
     v_min: float = param(0.0, "1", doc="lower end of the full-scale range (normalized units)")
     v_max: float = param(1.0, "1", doc="upper end of the full-scale range (normalized units)")
@@ -72,6 +76,16 @@ class _ConverterBase:
     inl_lsb: float = param(0.0, "LSB", -1e3, 1e3, "peak integral nonlinearity (mid-scale bow)")
     dnl_lsb: float = param(0.0, "LSB", 0.0, 1.0, "code-boundary deviation std (fixed pattern)")
     noise_lsb: float = param(0.0, "LSB", 0.0, 1e6, "rms noise per conversion")
+    # Energy and time (docs/energy.md). Walden figure of merit F = P / (2^ENOB f_s):
+    # assumed 10 fJ/conv-step, the order of moderate-speed SAR designs in B. Murmann's
+    # "ADC Performance Survey 1997–2024" (the best designs reach below 1 fJ/conv-step;
+    # no single design is meant). DACs are charged with the same figure: assumed.
+    fom_j_per_step: float = param(10e-15, "J/conv-step", 0.0, 1e-6,
+                                  "Walden figure of merit P / (2^ENOB f_s)")
+    enob: float = param(0.0, "bit", 0.0, 32.0, "effective number of bits (0 = bits)")
+    # assumed: 100 MS/s, a moderate rate for a per-column SAR converter (one
+    # conversion is 10 ns of latency)
+    sample_rate_hz: float = param(100e6, "Hz", 0.0, 1e12, "conversion rate f_s", lo_open=True)
 
     def __post_init__(self):
         if not self.v_max > self.v_min:
@@ -88,6 +102,14 @@ class _ConverterBase:
         """One LSB in normalized units (the full-scale span when unquantized)."""
         span = self.v_max - self.v_min
         return span / (self.n_codes - 1) if self.bits else span
+
+    def conversion_energy_j(self) -> float:
+        """Energy of one conversion (J): ``F · 2^ENOB`` (Walden), ENOB = ``enob`` or ``bits``."""
+        return self.fom_j_per_step * 2.0 ** (self.enob or self.bits)
+
+    def conversion_time_s(self) -> float:
+        """Latency of one conversion (s): ``1 / f_s``."""
+        return 1.0 / self.sample_rate_hz
 
     def fabricate(self, key: Array, shape: tuple[int, ...]) -> ConverterInstance:
         shape = tuple(shape)

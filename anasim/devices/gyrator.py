@@ -39,6 +39,18 @@ Non-idealities:
 * output current offset per OTA (``offset_sigma_a`` std, fixed), summed per node,
 * OTA output current noise ``4 k T γ |g| Δf`` per transconductor (``bandwidth_hz > 0``),
   independent of the signal: an elementwise draw, no extra matmul.
+
+Energy and time (docs/energy.md). A node settles with the gm-C time constant
+``t = C_node / g_max_s`` (the time of one relaxation iteration). A square-law OTA
+of transconductance ``|g|`` is biased at ``I_D = |g| V_ov / 2``; it draws
+``I_D V_DD`` from the supply for the settling time. One read (one direction of
+every link, one OTA each) costs::
+
+    E_read = Σ_links (|g| V_ov / 2) V_DD · C_node / g_max_s
+
+(``|g| = |θ| g_max_s / w_max``; without a state, every link at full scale). A write
+sets the links' bias DACs: not modelled, counted 0 (a register write per link,
+negligible next to the bias currents; assumed).
 """
 
 from __future__ import annotations
@@ -97,6 +109,8 @@ class GyratorArray:
     in_situ_write: ClassVar[bool] = False
     output_load: ClassVar[bool] = True
     skew_link: ClassVar[bool] = True
+    #: the parameters of the energy and time model (printed by ``anasim devices``)
+    energy_params: ClassVar[tuple] = ("g_max_s", "c_node_f", "v_dd_v", "v_ov_v")
 
     w_max: float = param(0.5, "1", 0.0, doc="normalized full-scale coupling (g = g_max_s)", lo_open=True)
     g_max_s: float = param(100e-6, "S", 0.0, 1.0, "full-scale transconductance", lo_open=True)
@@ -110,6 +124,15 @@ class GyratorArray:
     noise_factor: float = param(2.0 / 3.0, "1", 0.0, 100.0, "OTA excess noise factor γ (i² = 4kTγ|g|Δf)")
     bandwidth_hz: float = param(0.0, "Hz", 0.0, 1e12, "noise bandwidth Δf (0 = noiseless)")
     temperature_k: float = param(300.0, "K", 0.0, 1e4, "temperature")
+    # Energy and time (module docstring). Sources:
+    # supply: assumed 1.2 V, a common core supply of the CMOS nodes OTAs are built in.
+    v_dd_v: float = param(1.2, "V", 0.0, 100.0, "OTA supply voltage", lo_open=True)
+    # overdrive: 0.2 V, the value that gives g_m r_o ≈ 50 in devices/gyrator-gmc.toml
+    #   (square law g_m = 2 I_D / V_ov; Razavi, Design of Analog CMOS Integrated Circuits, ch. 2-3).
+    v_ov_v: float = param(0.2, "V", 0.0, 10.0, "OTA input-pair overdrive voltage V_ov", lo_open=True)
+    # node capacitance: 100 fF, the upper end of the tens-to-hundreds of fF of OTA
+    #   output capacitance (docs/design.md, "Published device figures"); assumed.
+    c_node_f: float = param(100e-15, "F", 0.0, 1.0, "node capacitance C (settling C / g_max_s)", lo_open=True)
 
     def __post_init__(self):
         if self.bits == 1:
@@ -128,6 +151,35 @@ class GyratorArray:
         transconductance is ``|θ| g_max_s / w_max``, so the ``w_max`` cancels.
         """
         return self.g_out_s / self.g_max_s
+
+    # --- energy and time (docs/energy.md) ----------------------------------------------
+
+    def read_time_s(self) -> float:
+        """Settling time of a node (s): ``C_node / g_max_s``."""
+        return self.c_node_f / self.g_max_s
+
+    def read_energy_j(self, shape, x=1.0, state=None, transposed: bool = False) -> float:
+        """Energy of one read, one OTA per link (J): ``Σ_links (|g| V_ov / 2) V_DD C / g_max``.
+
+        The bias current does not depend on the input ``x``; ``state`` None: every link at
+        full scale ``g_max_s`` (an upper bound)."""
+        del x, transposed
+        n_b, n_a = shape
+        if state is None:
+            g_sum = n_b * n_a * self.g_max_s
+        else:
+            g_sum = float(jnp.sum(jnp.abs(state.theta))) * self.g_max_s / self.w_max
+        return g_sum * self.v_ov_v / 2 * self.v_dd_v * self.read_time_s()
+
+    def write_energy_j(self, shape, old=None, new=None) -> float:
+        """A write sets bias DACs: counted 0 (assumed negligible; module docstring)."""
+        del shape, old, new
+        return 0.0
+
+    def write_time_s(self, shape, old=None, new=None) -> float:
+        """The bias currents settle within a node time constant: ``C_node / g_max_s``."""
+        del shape, old, new
+        return self.read_time_s()
 
     def fabricate(self, key: Array, shape: tuple[int, int]) -> GyratorInstance:
         n_b, n_a = shape

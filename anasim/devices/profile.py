@@ -6,10 +6,11 @@ A profile bundles the devices a circuit is built from:
   crossbar, gyrator array), a :class:`~anasim.devices.base.CouplingDevice`;
 * ``dac`` -- loads inputs and states onto the hardware (a ``Converter``);
 * ``adc`` -- reads equilibrium states back for the learning rule (a ``Converter``);
-* ``loop_time_s`` -- the hardware time of one relaxation iteration in seconds
-  (0.6 ns for AIM-style loops up to ~20 ns for the AOC; docs/design.md, “Device contract”);
-* ``energy_per_mac_j`` -- energy per multiply-accumulate in joules, for cost
-  accounting (0 when unknown).
+* ``loop_time_s`` -- an override of the hardware time of one relaxation
+  iteration in seconds; 0 (the default) takes it from the physics:
+  :func:`iteration_time_s` = the coupling's read (settling) time plus the DAC's
+  conversion time. Energy always comes from the parts' physics
+  (docs/energy.md, :mod:`anasim.learning.cost`).
 
 File format (TOML)::
 
@@ -18,8 +19,7 @@ File format (TOML)::
     [profile]
     name = "my-chip"              # default: the file's stem
     description = "..."
-    loop_time_s = 20e-9
-    energy_per_mac_j = 0.0
+    loop_time_s = 0.0             # optional override (0 = from the devices' physics)
 
     [slm]          # or [resistive] or [gyrator]: the coupling (at most one; none = ideal)
     bits = 10
@@ -59,7 +59,6 @@ class DeviceProfile:
     dac: Converter = field(default_factory=IdealConverter)
     adc: Converter = field(default_factory=IdealConverter)
     loop_time_s: float = 0.0
-    energy_per_mac_j: float = 0.0
     source: str = ""
     description: str = ""
 
@@ -77,7 +76,6 @@ _PROFILE_KEYS = {
     "name": (str, None, None),
     "description": (str, None, None),
     "loop_time_s": (float, 0.0, 1.0),
-    "energy_per_mac_j": (float, 0.0, 1.0),
 }
 _TOP_KEYS = {"include", "profile", *COUPLINGS, *CONVERTERS}
 
@@ -240,12 +238,25 @@ def load_profile(path: str | Path) -> DeviceProfile:
     return profile_from_dict(data, source=str(path), base_dir=p.parent, default_name=p.stem)
 
 
+def iteration_time_s(profile: DeviceProfile) -> float:
+    """Hardware time of one relaxation iteration (s): ``profile.loop_time_s`` when set
+    (an override), else the coupling's read time (detector integration, RC or gm-C
+    settling) plus one DAC conversion. NaN for the ideal coupling (no physics)."""
+    if profile.loop_time_s:
+        return profile.loop_time_s
+    return profile.coupling.read_time_s() + profile.dac.conversion_time_s()
+
+
 def coupling_kind(profile: DeviceProfile) -> str:
     """``"ideal"``, ``"slm"``, ``"resistive"`` or ``"gyrator"`` (or the class name)."""
     for k, cls in COUPLINGS.items():
         if isinstance(profile.coupling, cls):
             return k
     return "ideal" if isinstance(profile.coupling, IdealCoupling) else type(profile.coupling).__name__
+
+
+def _json_float(v: float):
+    return v if math.isfinite(v) else str(v)
 
 
 def profile_summary(profile: DeviceProfile) -> dict:
@@ -262,9 +273,17 @@ def profile_summary(profile: DeviceProfile) -> dict:
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
 
+    def energy(obj) -> dict | None:
+        """The energy and time parameters of a part with their units (None: ideal)."""
+        if isinstance(obj, (IdealCoupling, IdealConverter)):
+            return None
+        units = {f.name: f.metadata.get("unit", "") for f in fields(obj)}
+        return {k: {"value": getattr(obj, k), "unit": units[k]} for k in getattr(obj, "energy_params", ())}
+
     return {
         "name": profile.name, "source": profile.source, "description": profile.description,
         "coupling": coupling_kind(profile), "loop_time_s": profile.loop_time_s,
-        "energy_per_mac_j": profile.energy_per_mac_j,
+        "iteration_time_s": _json_float(iteration_time_s(profile)),
         "parameters": {"coupling": part(profile.coupling), "dac": part(profile.dac), "adc": part(profile.adc)},
+        "energy_parameters": {k: energy(getattr(profile, k)) for k in ("coupling", "dac", "adc")},
     }

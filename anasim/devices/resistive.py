@@ -33,6 +33,21 @@ Non-idealities:
   (soft bounds; without them the step is ``gain · Δ``), rounded to whole pulses of one
   level when ``bits > 0``, times ``1 + cycle_noise · ξ`` (cycle-to-cycle), and the
   result is always confined to ``[G_min, G_max_dev]``.
+
+Energy and time (docs/energy.md). A read drives every row for ``t_read`` (the
+crossbar's read cycle; it is also the time of one relaxation iteration)::
+
+    E_read = t_read Σ_devices G_ij (x_i V_read)²      (both devices of each pair)
+
+A write moves each device by ``|ΔG|`` in identical pulses of the nominal step
+``ΔG_pulse = (G_max − G_min) / (2^bits − 1)`` (``bits > 0``) or ``(G_max − G_min) /
+pulses_full_range``; each pulse costs ``V_write · I_write · t_pulse``::
+
+    E_write = V_write I_write t_pulse Σ_devices |ΔG| / ΔG_pulse
+
+(a lower bound where soft bounds shrink the steps near G_min / G_max). Rows are
+programmed one after another, the devices of a row in parallel:
+``t_write = t_pulse Σ_rows max_row(|ΔG| / ΔG_pulse)``.
 """
 
 from __future__ import annotations
@@ -92,6 +107,9 @@ class ResistiveCrossbar:
     in_situ_write: ClassVar[bool] = True
     output_load: ClassVar[bool] = False
     skew_link: ClassVar[bool] = False
+    #: the parameters of the energy and time model (printed by ``anasim devices``)
+    energy_params: ClassVar[tuple] = ("t_read_s", "v_read_v", "v_write_v", "i_write_a", "pulse_width_s",
+                                      "pulses_full_range")
 
     w_max: float = param(0.5, "1", 0.0, doc="normalized full-scale weight (G⁺ − G⁻ = G_max − G_min)", lo_open=True)
     g_min_s: float = param(50e-6, "S", 0.0, 1.0, "minimum conductance")
@@ -110,6 +128,20 @@ class ResistiveCrossbar:
     gain_potentiation: float = param(1.0, "1", 0.0, 10.0, "potentiation step / requested step")
     gain_depression: float = param(1.0, "1", 0.0, 10.0, "depression step / requested step")
     cycle_noise: float = param(0.0, "1", 0.0, 2.0, "cycle-to-cycle write noise (relative std of a step)")
+    # Energy and time (module docstring). Sources:
+    # read cycle: assumed 100 ns, the order of the crossbar read cycle budgeted in
+    #   ISAAC-style accelerator studies (Shafiee et al., ISCA 2016); recalled, not
+    #   checked against a figure of the paper: treat it as assumed.
+    t_read_s: float = param(100e-9, "s", 0.0, 1.0, "read cycle t_read (one relaxation iteration)",
+                               lo_open=True)
+    # write pulse: assumed 2 V, 100 µA, 50 ns (20 pJ per pulse). Metal-oxide ReRAM
+    #   switches at ~1-3 V and tens to hundreds of µA within 10-100 ns (the ranges
+    #   of the ReRAM review literature); no single device is meant.
+    v_write_v: float = param(2.0, "V", 0.0, 100.0, "write pulse amplitude", lo_open=True)
+    i_write_a: float = param(100e-6, "A", 0.0, 1.0, "device current during a write pulse")
+    pulse_width_s: float = param(50e-9, "s", 0.0, 1.0, "write pulse width", lo_open=True)
+    # assumed: 100 identical pulses take a device across its range (bits = 0 only)
+    pulses_full_range: int = param(100, "1", 1, 10**9, "pulses from G_min to G_max when bits = 0")
 
     def __post_init__(self):
         if not self.g_max_s > self.g_min_s:
@@ -129,6 +161,49 @@ class ResistiveCrossbar:
     def g_step(self) -> float:
         """Conductance step between levels (0 when continuous)."""
         return self.g_range / (2 ** self.bits - 1) if self.bits else 0.0
+
+    # --- energy and time (docs/energy.md) ----------------------------------------------
+
+    def read_time_s(self) -> float:
+        """Time of one read (s): the read cycle ``t_read_s``."""
+        return self.t_read_s
+
+    @property
+    def pulse_step_s(self) -> float:
+        """Nominal conductance change of one write pulse (S)."""
+        return self.g_step if self.bits else self.g_range / self.pulses_full_range
+
+    def read_energy_j(self, shape, x=1.0, state=None, transposed: bool = False) -> float:
+        """Energy of one read (J): ``t_read Σ G_ij (x_i V_read)²`` over both devices of
+        every pair. ``x``: scalar drive of every input line (1 = full scale) or the
+        vector driven (rows for ``transposed``); ``state`` None: every device at the
+        mid conductance ``(G_min + G_max)/2``."""
+        n_out, n_in = shape
+        if state is None:
+            g = jnp.full((2, n_out, n_in), 0.5 * (self.g_min_s + self.g_max_s))
+        else:
+            g = state.g
+        x2 = jnp.square(jnp.asarray(x, g.dtype)) * self.v_read_v ** 2
+        per = (jnp.sum(g, axis=0).T if transposed else jnp.sum(g, axis=0))   # (n_lines_out, n_driven)
+        return float(self.t_read_s * jnp.sum(per * x2))
+
+    def write_pulses(self, shape, old=None, new=None):
+        """Pulses per device of the write ``old → new``, shape ``(2, n_out, n_in)``; a
+        full program from G_min when ``old`` is None, every device to mid range when both are."""
+        n_out, n_in = shape
+        g_old = jnp.full((2, n_out, n_in), self.g_min_s) if old is None else old.g
+        g_new = jnp.full((2, n_out, n_in), 0.5 * (self.g_min_s + self.g_max_s)) if new is None else new.g
+        return jnp.abs(g_new - g_old) / self.pulse_step_s
+
+    def write_energy_j(self, shape, old=None, new=None) -> float:
+        """Energy of the write ``old → new`` (J): ``V_write I_write t_pulse Σ |ΔG| / ΔG_pulse``."""
+        return float(self.v_write_v * self.i_write_a * self.pulse_width_s
+                     * jnp.sum(self.write_pulses(shape, old, new)))
+
+    def write_time_s(self, shape, old=None, new=None) -> float:
+        """Latency of the write (s): rows one after another, ``t_pulse Σ_rows max_row pulses``."""
+        p = jnp.max(self.write_pulses(shape, old, new), axis=(0, 2))
+        return float(self.pulse_width_s * jnp.sum(jnp.ceil(p - 1e-9)))
 
     # --- contract -----------------------------------------------------------------
 

@@ -36,6 +36,19 @@ Non-idealities (all folded into the programmed state, so a read is cheap):
 * photodetector noise (per read, per output): shot noise ``2 q (I + I_dark) Δf`` on
   each of the two detectors and TIA thermal noise ``4 k T Δf / R_f`` on each.
 
+Energy and time (docs/energy.md). One read integrates the photocurrents for
+``t = 1 / (2 Δf)`` (the detector's settling at bandwidth ``Δf = bandwidth_hz``;
+NaN when noise is off, ``Δf = 0``: give the profile's ``loop_time_s``). Its energy
+is the electrical energy of the lit sources plus the receivers::
+
+    E_read = Σ_i x_i · P_src · t / η_wp  +  2 n_out · P_rx · t
+
+(``x_i`` the input drive of channel ``i``, only one of its two signed channels
+lit; ``η_wp`` the source's wall-plug efficiency; two photodetector + TIA
+receivers per row, one per signed path, each drawing ``P_rx``). A write loads one
+frame into each of the two SLM arrays: ``E_write = 2 P_slm / f_frame`` and the
+write latency is one frame, ``1 / f_frame``.
+
 Cost of a read: one matmul ``x @ W_effᵀ``; with noise on (``bandwidth_hz > 0``)
 one more matmul ``|x| @ Sᵀ`` for the photocurrent that sets the shot noise
 (``S`` = the sum of both paths' realized transmissions, precomputed) plus
@@ -119,6 +132,9 @@ class SLMCrossbar:
     in_situ_write: ClassVar[bool] = False
     output_load: ClassVar[bool] = False
     skew_link: ClassVar[bool] = False
+    #: the parameters of the energy and time model (printed by ``anasim devices``)
+    energy_params: ClassVar[tuple] = ("bandwidth_hz", "wall_plug_efficiency", "receiver_power_w",
+                                      "frame_rate_hz", "slm_power_w")
 
     w_max: float = param(0.5, "1", 0.0, doc="normalized full-scale weight (T⁺ − T⁻ = 1)", lo_open=True)
     bits: int = param(10, "bit", 0, 24, "transmission levels 2^bits per array (0 = continuous)")
@@ -139,6 +155,50 @@ class SLMCrossbar:
     temperature_k: float = param(300.0, "K", 0.0, 1e4, "TIA temperature")
     feedback_resistance_ohm: float = param(math.inf, "Ω", 0.0, doc="TIA feedback resistance R_f (inf = no thermal noise)",
                                            lo_open=True, finite=False)
+    # Energy and time (module docstring). Sources:
+    # wall-plug efficiency: assumed 0.1. MicroLED and VCSEL sources span a few to
+    #   ~50 % electrical-to-optical efficiency depending on size and current; no
+    #   figure for the AOC's sources is published: a middle order of magnitude.
+    wall_plug_efficiency: float = param(0.1, "1", 0.0, 1.0, "source wall-plug efficiency (optical / electrical)",
+                                        lo_open=True)
+    # receiver power: assumed 1 mW per photodetector + TIA channel, the order of
+    #   a low-power CMOS transimpedance amplifier at tens of MHz (no specific part).
+    receiver_power_w: float = param(1e-3, "W", 0.0, 10.0, "power of one photodetector + TIA receiver")
+    # frame rate: assumed 1 kHz. Nematic LCOS SLMs refresh at 60 Hz to ~1 kHz
+    #   (the fast end needs overdrive); the value is the fast end, assumed.
+    frame_rate_hz: float = param(1e3, "Hz", 0.0, 1e12, "SLM frame rate (one write = one frame)", lo_open=True)
+    # drive power: assumed 1 W per SLM array (LCOS panel and its driver board draw
+    #   watts; one array of a split pair is charged half a panel's order).
+    slm_power_w: float = param(1.0, "W", 0.0, 1e3, "electrical drive power of one SLM array")
+
+    # --- energy and time (docs/energy.md) ----------------------------------------------
+
+    def read_time_s(self) -> float:
+        """Integration time of one read (s): ``1 / (2 Δf)``; NaN when noiseless (``Δf = 0``)."""
+        return 1.0 / (2.0 * self.bandwidth_hz) if self.bandwidth_hz else float("nan")
+
+    def read_energy_j(self, shape, x=1.0, state=None, transposed: bool = False) -> float:
+        """Energy of one read of an ``(n_out, n_in)`` array (J):
+        ``Σ_i x_i P_src t / η_wp + 2 n_out P_rx t``; ``x`` a scalar drive of every
+        input (1 = full scale) or the input vector. ``state`` does not matter (the
+        source power does not depend on the transmissions); optics has no transposed read."""
+        del state
+        if transposed:
+            raise ValueError("an SLM crossbar has no transposed read")
+        n_out, n_in = shape
+        t = self.read_time_s()
+        lit = float(jnp.sum(jnp.abs(jnp.asarray(x)))) if jnp.ndim(x) else n_in * abs(float(x))
+        return lit * self.source_power_w * t / self.wall_plug_efficiency + 2 * n_out * self.receiver_power_w * t
+
+    def write_energy_j(self, shape, old=None, new=None) -> float:
+        """Energy of one write (J): one frame into each of the two arrays, ``2 P_slm / f_frame``."""
+        del shape, old, new
+        return 2.0 * self.slm_power_w / self.frame_rate_hz
+
+    def write_time_s(self, shape, old=None, new=None) -> float:
+        """Latency of one write (s): one frame, ``1 / f_frame``."""
+        del shape, old, new
+        return 1.0 / self.frame_rate_hz
 
     @property
     def t_min(self) -> float:

@@ -31,10 +31,12 @@ from anasim.learning.config import TrainConfig
 from anasim.outputs import sibling_checkpoint
 
 METRICS = ("train_accuracy", "train_loss", "test_accuracy", "test_loss", "lipschitz", "saturated",
-           "iterations", "unsettled", "homeostatic_loss", "hardware_time_s", "energy_j", "beta",
+           "iterations", "unsettled", "homeostatic_loss", "hardware_time_s", "energy_j",
+           "energy_arrays_j", "energy_converters_j", "energy_writes_j", "digital_energy_j", "beta",
            "learning_rate", "wall_s", "train_wall_s", "diverged_steps")
 
-_UNITS = {"hardware_time_s": "s", "energy_j": "J", "wall_s": "s", "train_wall_s": "s", "iterations": "iterations",
+_UNITS = {"hardware_time_s": "s", "energy_j": "J", "energy_arrays_j": "J", "energy_converters_j": "J",
+          "energy_writes_j": "J", "digital_energy_j": "J", "wall_s": "s", "train_wall_s": "s", "iterations": "iterations",
           "saturated": "fraction", "diverged_steps": "steps", "unsettled": "fraction", "train_accuracy": "fraction",
           "test_accuracy": "fraction"}
 
@@ -45,6 +47,16 @@ def history_dataset(history: dict, spec: CircuitSpec, cfg: TrainConfig, profile_
     data = {k: ("epoch", np.asarray(history.get(k, [np.nan] * len(epochs)), np.float64),
                 {"units": _UNITS.get(k, "")}) for k in METRICS}
     ds = xr.Dataset(data, coords={"epoch": epochs})
+    # energies are run totals from the devices' physics (anasim.learning.cost); a part the
+    # profile does not model is NaN and says so
+    for k in METRICS:
+        if k.endswith("_j"):
+            ds[k].attrs["long_name"] = "cumulative energy since the start of the run"
+            if len(epochs) and np.all(np.isnan(ds[k].values)):
+                ds[k].attrs["note"] = "not modelled: the profile has no physical part for it (NaN, not 0)"
+    ds["digital_energy_j"].attrs["reference"] = (
+        "the same examples by backpropagation through the equivalent feedforward network on an "
+        "NVIDIA A100 SXM, FP32: 400 W TDP / 19.5 TFLOP/s, 6 FLOPs per weight per example")
     attrs = {f"training.{k}": _attr(v) for k, v in dataclasses.asdict(cfg).items()}
     attrs.update({f"circuit.{f.name}": _attr(getattr(spec, f.name)) for f in dataclasses.fields(spec)})
     attrs["device.profile"] = profile_name

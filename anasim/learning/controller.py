@@ -25,13 +25,13 @@ physical circuit would (docs/design.md, “Learning”); one step is :mod:`anasi
    layer-wise learning-rate multipliers.
 7. **write**: back into the devices (shadow or in-situ).
 
-Physical cost per step: device iterations (summed over phases), simulated
-hardware time = Σ_phases iterations × batch × ``profile.loop_time_s`` (one
-example at a time through the loop, as the optical and resistive circuits
-process one input vector per relaxation) and energy = MACs per iteration ×
-iterations × batch × ``profile.energy_per_mac_j``, with the MACs of a
-two-compartment iteration (an upper bound for the one-compartment free phase).
-Every step relaxes the free phase first (its output scores the running train
+Physical cost per step (:mod:`anasim.learning.cost`): device iterations
+(summed over phases); simulated hardware time (one example at a time through
+the loop, as the optical and resistive circuits process one input vector per
+relaxation; the iteration time from the devices' physics or the profile's
+``loop_time_s`` override); energy from each part's physics, split into arrays,
+converters and writes, and the energy of the same training on a digital
+accelerator (``digital_energy_j``). Every step relaxes the free phase first (its output scores the running train
 accuracy: a nudged state has seen the target) and starts the nudged or clamped
 phase from it.
 
@@ -75,6 +75,7 @@ from anasim.learning.checkpoint import (
     write_history,
 )
 from anasim.learning.config import TrainConfig
+from anasim.learning.cost import PARTS, CostMeter
 from anasim.learning.optim import learning_rate_schedule, optimizer, optimizer_settings
 from anasim.learning.step import StepKind, check_compatible, eval_batch, phases_and_rule, train_step
 from anasim.learning.watch import DivergenceWatch
@@ -191,12 +192,6 @@ class TrainResult:
         return history_dataset(self.history, self.spec, self.config, self.profile_name)
 
 
-def _macs_per_iteration(spec: CircuitSpec, compartments: int) -> int:
-    s = spec.sizes
-    fwd = sum(s[k + 1] * s[k] for k in range(1, len(s) - 1))
-    return compartments * 2 * fwd
-
-
 def check_run(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set: Split,
               engine: Engine | None = None) -> None:
     """Raise the error a run would hit (incompatible rule/structure/device/engine, data size) before any work."""
@@ -274,9 +269,10 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
         params, opt_state, hw, hw2 = st["params"], st["opt_state"], st["hw"], st["hw2"]
         for k in METRICS:   # a checkpoint from before a metric existed
             history.setdefault(k, [float("nan")] * start_epoch)
-    macs = _macs_per_iteration(spec, 2)
-    hw_time = history["hardware_time_s"][-1] if history["hardware_time_s"] else 0.0
-    energy = history["energy_j"][-1] if history["energy_j"] else 0.0
+    meter = CostMeter(spec, profile, cfg.rule, cfg.phases, int(cfg.hep_points))
+    if history["hardware_time_s"]:
+        meter.resume({k: history[f"energy_{k}_j"][-1] for k in PARTS}, history["hardware_time_s"][-1],
+                     start_epoch * steps * cfg.batch_size)
     last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
     watch = DivergenceWatch(unsettled_alone=float(spec.tol) > 0)
     for epoch in range(start_epoch, last):
@@ -293,7 +289,8 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
             sel = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             x = jnp.asarray(train_set.x[sel], dtype)
             y = jax.nn.one_hot(train_set.y[sel], spec.n_out, dtype=dtype)
-            params, opt_state, hw, hw2, it, c, l_, u, h, (sat, finite) = train_step(
+            hw_before, hw2_before = hw, hw2
+            params, opt_state, hw, hw2, it, c, l_, u, h, (sat, finite), ci = train_step(
                 physics, kind, engine, params, opt_state, settings, hw, hw2, x, y,
                 jnp.asarray(beta, dtype), lam_homeo, jax.random.fold_in(k_epoch, step))
             cause = watch.check(loss=float(l_) / cfg.batch_size, finite=bool(finite), saturated=float(sat),
@@ -307,13 +304,12 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
                     warnings.warn(f"epoch {epoch + 1}, step {step + 1}: {cause} (training.keep_going: "
                                   f"continuing)", RuntimeWarning, stacklevel=3)
             it = int(it)
+            meter.step(hw_before, hw, hw2_before, hw2, it, int(ci), cfg.batch_size)
             iters_total += it
             correct += float(c)
             unsettled += int(u)
             loss += float(l_)
             homeo += float(h)
-            hw_time += it * cfg.batch_size * profile.loop_time_s
-            energy += it * cfg.batch_size * macs * profile.energy_per_mac_j
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(acc=f"{correct / ((step + 1) * cfg.batch_size):.3f}", it=it)
@@ -333,7 +329,7 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
             "lipschitz": _lipschitz(spec, hw), "saturated": ev["saturated"],
             "iterations": iters_total / steps, "unsettled": unsettled / (steps * cfg.batch_size),
             "homeostatic_loss": homeo / steps,
-            "hardware_time_s": hw_time, "energy_j": energy,
+            **meter.metrics(),
             "beta": beta, "learning_rate": float(schedule((epoch + 1) * steps - 1)),
             "wall_s": time.perf_counter() - t0, "train_wall_s": t_train, "diverged_steps": tripped,
         }

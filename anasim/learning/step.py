@@ -99,7 +99,10 @@ class PhaseResult:
     ``iterations``: summed over all relaxations; ``prediction``: the free
     phase's output (scores the running train accuracy; a nudged state has
     seen the target); ``unsettled``: examples whose relaxation did not settle;
-    ``free``: the free states as read.
+    ``free``: the free states as read; ``compartment_iterations``: iterations
+    times the compartments each relaxation ran (1 for a free phase, 2 for a
+    nudged or clamped one): the circuit copies that were powered
+    (:mod:`anasim.learning.cost`).
     """
 
     update: dict
@@ -107,6 +110,7 @@ class PhaseResult:
     prediction: jax.Array
     unsettled: jax.Array
     free: tuple
+    compartment_iterations: jax.Array = 0
 
 
 def phases_and_rule(spec, kind: StepKind, engine: Engine, hw, hw2, x, y, beta, key) -> PhaseResult:
@@ -122,8 +126,9 @@ def phases_and_rule(spec, kind: StepKind, engine: Engine, hw, hw2, x, y, beta, k
     if kind.rule == "hep":
         est = holomorphic.error_vector(spec, hw, x, y, k2, beta=beta, n_points=kind.hep_points, free_eq=eq_f,
                                        engine=engine)
+        # the free relaxation runs one compartment, every (complex) nudge two
         return PhaseResult(holomorphic.hep_update(spec, x, est.free, est.delta), est.iterations, eq_f.output,
-                           jnp.zeros((), jnp.int32), est.free)
+                           jnp.zeros((), jnp.int32), est.free, 2 * est.iterations - eq_f.iterations)
     leak = passive_leak(spec, engine, hw)
     if kind.rule == "dyadic" or kind.rule.startswith("ep"):
         nud = {"dyadic": (beta, beta), "ep-centered": (beta, beta),
@@ -164,6 +169,9 @@ def phases_and_rule(spec, kind: StepKind, engine: Engine, hw, hw2, x, y, beta, k
                       "cpl-n": (cm, s_free, lambda a, b: rules.coupled(x, b, a, beta, "N", leak)),
                       "cpl-c": (cp, cm, lambda a, b: rules.coupled(x, a, b, beta, "C", leak))}[kind.rule]
     iters = sum(eq.iterations for eq in phases)
+    # the free relaxations (eq_f, eq_f2) run one compartment, the others two
+    n_free = 2 if kind.phases == "twin" and len(phases) == 4 else 1
+    citers = sum(eq.iterations * (1 if i < n_free else 2) for i, eq in enumerate(phases))
     if "settling" in engine.abilities:
         settled = settled_examples(spec, phases)
     else:
@@ -176,7 +184,7 @@ def phases_and_rule(spec, kind: StepKind, engine: Engine, hw, hw2, x, y, beta, k
         upd = jax.tree_util.tree_map(lambda u: u * scale.astype(u.dtype), rule(keep(a, b), b))
     else:
         upd = rule(a, b)
-    return PhaseResult(upd, iters, eq_f.output, jnp.sum(~settled), tuple(eq_f.s_plus))
+    return PhaseResult(upd, iters, eq_f.output, jnp.sum(~settled), tuple(eq_f.s_plus), citers)
 
 
 def passive_leak(spec, engine: Engine, hw):
@@ -261,7 +269,8 @@ def _train_step(spec, kind: StepKind, engine: Engine, params, opt_state, setting
     sat, count = saturated_units(spec, res.free)
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(params)]
                                + [jnp.all(jnp.isfinite(jnp.real(s))) for s in res.free]))
-    return params, opt_state, hw, hw2, res.iterations, correct, loss, res.unsettled, homeo, (sat / count, finite)
+    return (params, opt_state, hw, hw2, res.iterations, correct, loss, res.unsettled, homeo,
+            (sat / count, finite), res.compartment_iterations)
 
 
 _train_step_jit = jax.jit(_train_step, static_argnums=(0, 1, 2))
@@ -269,7 +278,8 @@ _train_step_jit = jax.jit(_train_step, static_argnums=(0, 1, 2))
 
 def train_step(spec, kind: StepKind, engine: Engine, *args):
     """One step: ``(params, opt_state, hw, hw2, iterations, correct, loss, unsettled, homeostatic loss,
-    (saturated fraction, finite))`` from ``(params, opt_state, settings, hw, hw2, x, y, beta, lam_homeo, key)``; compiled on an
+    (saturated fraction, finite), compartment iterations)``
+    from ``(params, opt_state, settings, hw, hw2, x, y, beta, lam_homeo, key)``; compiled on an
     engine with the ``"jit"`` ability."""
     step = _train_step_jit if "jit" in engine.abilities else _train_step
     return step(spec, kind, engine, *args)
