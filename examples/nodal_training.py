@@ -173,11 +173,15 @@ def main() -> None:
     ap.add_argument("--lr-dyadic", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--modes", default="ep,dyadic")
-    ap.add_argument("--out", default=str(HERE / "results" / "nodal_training.nc"))
-    ap.add_argument("--plot", default=str(HERE / "figures" / "nodal_training.png"))
+    ap.add_argument("--out", default=None, help="netCDF result (default examples/results/nodal_training[_quick].nc)")
+    ap.add_argument("--plot", default=None, help="figure (default examples/figures/nodal_training[_quick].png)")
     args = ap.parse_args()
     if args.quick:
         args.epochs, args.train_size, args.test_size = 2, 500, 200
+    # a quick run never replaces the full run's files
+    stem = "nodal_training_quick" if args.quick else "nodal_training"
+    args.out = args.out or str(HERE / "results" / f"{stem}.nc")
+    args.plot = args.plot or str(HERE / "figures" / f"{stem}.png")
     train_set, test_set = load_fashion_mnist(SHIPPED_DIR)
     xtr, ytr = pooled(train_set.x[:args.train_size]).astype(np.float64), train_set.y[:args.train_size]
     xte, yte = pooled(test_set.x[:args.test_size]).astype(np.float64), test_set.y[:args.test_size]
