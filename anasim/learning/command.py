@@ -28,10 +28,11 @@ _COLUMNS = (
     ("epoch", "{:>5d}", 5), ("train acc", "{:>9.4f}", 9), ("train loss", "{:>10.4f}", 10),
     ("test acc", "{:>8.4f}", 8), ("test loss", "{:>9.4f}", 9), ("Lipschitz", "{:>9.4f}", 9),
     ("saturated", "{:>9.3f}", 9), ("iters", "{:>6.1f}", 6), ("unsettled", "{:>9.3f}", 9),
-    ("hw time [s]", "{:>11.3e}", 11), ("wall [s]", "{:>8.1f}", 8),
+    ("hw time [s]", "{:>11.3e}", 11), ("energy [J]", "{:>10.3e}", 10), ("GPU [J]", "{:>9.2e}", 9),
+    ("wall [s]", "{:>8.1f}", 8),
 )
 _KEYS = ("epoch", "train_accuracy", "train_loss", "test_accuracy", "test_loss", "lipschitz", "saturated",
-         "iterations", "unsettled", "hardware_time_s", "wall_s")
+         "iterations", "unsettled", "hardware_time_s", "energy_j", "digital_energy_j", "wall_s")
 
 
 def load_profile_for(spec, device: str | None):
