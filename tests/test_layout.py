@@ -155,6 +155,14 @@ def test_no_module_past_the_size_limit():
     assert long == {}
 
 
+def _run_fresh(code: str) -> None:
+    """Run ``code`` in a fresh interpreter; it must exit 0 after printing 'ok'."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       cwd=PACKAGE.parent)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+
+
 @pytest.mark.slow
 def test_import_anasim_leaves_jax_config_alone():
     """In a fresh process, importing anasim (and its heavy packages) keeps float32 the default."""
@@ -166,10 +174,7 @@ def test_import_anasim_leaves_jax_config_alone():
         "assert jnp.zeros(1).dtype == jnp.float32, jnp.zeros(1).dtype\n"
         "print('ok')\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                       cwd=PACKAGE.parent)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "ok"
+    _run_fresh(code)
 
 
 @pytest.mark.slow
@@ -189,7 +194,4 @@ def test_float64_relaxation_does_not_leak_the_flag():
         "assert jnp.zeros(1).dtype == jnp.float32\n"
         "print('ok')\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                       cwd=PACKAGE.parent)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "ok"
+    _run_fresh(code)
