@@ -23,6 +23,13 @@ _EPILOG = ("exit codes: 0 done; 2 bad input or output path (one line on stderr, 
            "130 interrupted")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error format: one line on stderr, exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
@@ -396,7 +403,7 @@ def _version() -> str:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="anasim", description="Simulator of analog and optical learning hardware.", epilog=_EPILOG
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")

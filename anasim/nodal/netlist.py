@@ -279,6 +279,8 @@ def parse_netlist(text: str, source: str = "<netlist>") -> Netlist:
                                                 f"{where}: .options temp")
                     elif key == "gmin":
                         gmin = parse_value(val, f"{where}: .options gmin")
+                        if gmin < 0:
+                            raise NetlistError(f"{where}: .options gmin must be ≥ 0 S, got {val!r}")
             elif head in (".title",):
                 title = card.split(None, 1)[1] if len(card.split()) > 1 else title
             elif head in (".op", ".noise", ".print", ".ic", ".nodeset"):
