@@ -257,7 +257,9 @@ def _add_train(sub) -> Callable:
                    help="result file (netCDF), rewritten after every epoch; one that already holds a run "
                         "needs --resume or --overwrite, and a file that is not an anasim run is never replaced")
     p.add_argument("--plot", default=None, help="also write learning curves to this PNG")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint next to --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint next to --out; with --epochs beyond the run's, extend it "
+                        "(the learning-rate schedule starts afresh over the added epochs)")
     p.add_argument("--overwrite", action="store_true",
                    help="start again over the run that --out holds (its files are replaced after the first epoch)")
     p.add_argument("--keep-going", action="store_true",
