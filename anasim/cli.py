@@ -23,6 +23,13 @@ _EPILOG = ("exit codes: 0 done; 2 bad input or output path (one line on stderr, 
            "130 interrupted")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error format: one line on stderr, exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
@@ -92,6 +99,27 @@ def _add_devices(sub) -> Callable:
 
 # --- lipschitz ------------------------------------------------------------------
 
+class _Bar:
+    """A tqdm bar on stderr whose ``step(label)`` advances it and names the step done."""
+
+    def __init__(self, total: int, desc: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False, unit="step", dynamic_ncols=True)
+
+    def step(self, label: str) -> None:
+        self.bar.set_postfix_str(label, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _progress(total: int, desc: str) -> _Bar | None:
+    """A progress bar when stderr is a terminal (never in a pipe, a log or a test)."""
+    return _Bar(total, desc) if sys.stderr.isatty() else None
+
+
 def _add_lipschitz(sub) -> Callable:
     p = sub.add_parser(
         "lipschitz", help="Lipschitz bounds and empirical estimate of a circuit",
@@ -119,7 +147,7 @@ def _add_lipschitz(sub) -> Callable:
     def run(args) -> int:
         import jax
 
-        from anasim.analysis.lipschitz import lipschitz_report
+        from anasim.analysis.lipschitz import empirical_steps, lipschitz_report
         from anasim.circuits import load_circuit
         from anasim.circuits.engine import engine_for
         from anasim.learning import load_train_config, trained_chip
@@ -153,7 +181,13 @@ def _add_lipschitz(sub) -> Callable:
                 raise AnasimError(f"--data {args.data}: images have {test.x.shape[1]} pixels, "
                                   f"{args.circuit} takes {spec.n_in} inputs")
             x = test.x
-        rep = lipschitz_report(spec, hw, k_pairs, x=x, n_pairs=args.pairs, ascent_steps=args.ascent_steps)
+        bar = _progress(empirical_steps(args.pairs, args.ascent_steps), "lipschitz")
+        try:
+            rep = lipschitz_report(spec, hw, k_pairs, x=x, n_pairs=args.pairs, ascent_steps=args.ascent_steps,
+                                   step=bar.step if bar else None)
+        finally:
+            if bar:
+                bar.close()
         rep["seed"] = args.seed
         rep["inputs"] = "uniform [0, 1]" if x is None else f"test images ({test.source})"
         rep["trained_epochs"] = epoch
@@ -229,7 +263,9 @@ def _add_train(sub) -> Callable:
                    help="result file (netCDF), rewritten after every epoch; one that already holds a run "
                         "needs --resume or --overwrite, and a file that is not an anasim run is never replaced")
     p.add_argument("--plot", default=None, help="also write learning curves to this PNG")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint next to --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint next to --out; with --epochs beyond the run's, extend it "
+                        "(the learning-rate schedule starts afresh over the added epochs)")
     p.add_argument("--overwrite", action="store_true",
                    help="start again over the run that --out holds (its files are replaced after the first epoch)")
     p.add_argument("--keep-going", action="store_true",
@@ -381,7 +417,12 @@ def _add_report(sub) -> Callable:
 
             paths = [str(p) for p in report_sweep(args.result, args.out)]
             if args.json:
-                _print_json({"result": args.result, "plots": paths})
+                from anasim.study import open_sweep
+                from anasim.study.plots import metric_values, plotted_metrics
+
+                ds = open_sweep(args.result)
+                _print_json({"result": args.result, "kind": "sweep", "plots": paths,
+                             "metrics": {m: metric_values(ds[m]) for m in plotted_metrics(ds)}})
             else:
                 print("\n".join(f"wrote {p}" for p in paths))
             return 0
@@ -402,7 +443,7 @@ def _version() -> str:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="anasim", description="Simulator of analog and optical learning hardware.", epilog=_EPILOG
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")

@@ -5,12 +5,16 @@ could not be written: a directory where a file is needed, a path under a
 regular file, a folder that cannot be created or written in.
 :func:`claim_run` protects finished work: an ``--out`` that already holds a
 run is only continued (``--resume``) or replaced (``--overwrite``) when asked,
-and a file that is not an anasim run is never replaced.
+and a file that is not an anasim run is never replaced; the temporary files
+an interrupted write of the run left next to its files are removed
+(:func:`remove_stale_temporaries`) when the run starts again.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -86,6 +90,7 @@ def claim_run(out: str | os.PathLike, kind: str, companions: list[Path], *, resu
         if c.exists() and held is None:
             held = c
     if held is None or resume:
+        remove_stale_temporaries(out, companions)
         return
     if not overwrite:
         what = f"--out {out}" if held == out else f"--out {out}: {held}"
@@ -97,6 +102,61 @@ def claim_run(out: str | os.PathLike, kind: str, companions: list[Path], *, resu
                 raise AnasimError(f"--overwrite: {c} holds files that are not sweep points; "
                                   f"remove it by hand")
             shutil.rmtree(c)
+    remove_stale_temporaries(out, companions)
 
 
-__all__ = ["check_writable", "claim_run", "sibling_checkpoint"]
+_PID = re.compile(r"\.tmp(\d+)$|\.(\d+)\.[^.]*\.tmp$")
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process whose pid a temporary file's name carries still runs here
+    (``.NAME.tmp<pid>``, ``.NAME.<pid>.<random>.tmp``); a name without one: no."""
+    m = _PID.search(name)
+    if not m:
+        return False
+    pid = int(m.group(1) or m.group(2))
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True   # exists (another user's) or cannot tell: leave it
+    return True
+
+
+def stale_temporaries(out: str | os.PathLike, companions: list[Path] = ()) -> list[Path]:
+    """Temporary files an interrupted write of this run left behind: the atomic
+    writers' ``.NAME.tmp<pid>`` and ``.NAME.<pid>.<random>.tmp`` next to ``out`` and
+    each companion file, and the ``.*.tmp`` inside a companion folder (a sweep's point
+    store), whose writing process no longer runs (processes sharing a point store
+    keep their writes in flight)."""
+    found: list[Path] = []
+    for p in [Path(out), *map(Path, companions)]:
+        parent = p.absolute().parent
+        if parent.is_dir():
+            found += [f for f in parent.glob(f".{glob.escape(p.name)}.*")
+                      if f.is_file() and (f.name.endswith(".tmp") or ".tmp" in f.name[len(p.name) + 1:])]
+        if p.is_dir():
+            found += [f for f in p.glob(".*.tmp") if f.is_file()]
+    return sorted(f for f in set(found) if not _writer_alive(f.name))
+
+
+def remove_stale_temporaries(out: str | os.PathLike, companions: list[Path] = ()) -> list[Path]:
+    """Remove :func:`stale_temporaries` (a run starting again over ``out`` owns them:
+    one run writes an ``--out`` at a time); returns the paths removed."""
+    removed = []
+    for f in stale_temporaries(out, companions):
+        try:
+            f.unlink()
+            removed.append(f)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise AnasimError(f"{f}: cannot remove this temporary file of an interrupted write "
+                              f"({err.strerror or err}); remove it by hand") from None
+    return removed
+
+
+__all__ = ["check_writable", "claim_run", "remove_stale_temporaries", "sibling_checkpoint", "stale_temporaries"]

@@ -182,3 +182,25 @@ def test_cli_lipschitz_json_and_errors(tmp_path, capsys, repo_root):
     err = capsys.readouterr().err.strip()
     assert "lamda" in err and str(bad) in err and "\n" not in err
     assert main(["lipschitz", str(repo_root / "circuits/tiny.toml"), "--pairs", "-1"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tty", [False, True])
+def test_cli_lipschitz_progress_only_on_a_terminal(capsys, monkeypatch, repo_root, tty):
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
+    assert main(["lipschitz", str(repo_root / "circuits/tiny.toml"), "--pairs", "2", "--ascent-steps", "2"]) == 0
+    err = capsys.readouterr().err
+    if tty:   # 1 (bounds) + 1 (random pairs) + 2 ascent steps + 1 (final pairs)
+        assert "lipschitz" in err and "/5 [" in err
+    else:
+        assert err == ""
+
+
+def test_empirical_steps_counts_the_report_steps():
+    from anasim.analysis.lipschitz import empirical_steps
+
+    assert empirical_steps(0, 10) == 1
+    assert empirical_steps(4, 0) == 2
+    assert empirical_steps(4, 3) == 6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -144,3 +145,44 @@ def test_example_netlists_match_ngspice(repo_root):
         ours = solve_op(Circuit.from_netlist(net), method="sparse").as_dict()
         for node, v in ours.items():
             assert abs(v - ref[node]) <= max(1e-6 * abs(ref[node]), 1e-6), (net.source, node)
+
+
+# --- topology refused before the Newton solve ---------------------------------------
+
+@pytest.mark.parametrize("body,expect", [
+    ("R1 a b 1k\nV1 a b 1\n", r"bad.cir: no ground node: no element connects to node 0"),
+    ("V1 a 0 1\nV2 a b 1\nV3 b 0 1\nR1 a 0 1k\n",
+     r"bad.cir:line 4: v3: voltage sources v2, v1, v3 form a loop"),
+    ("V1 a 0 1\nR1 a 0 1k\nV2 a gnd 2\n", r"bad.cir:line 4: v2: voltage sources v1, v2 form a loop"),
+    ("R1 a 0 1k\nI1 0 x 1m\n", r"bad.cir:line 3: i1: current source into open node 'x'"),
+    ("V1 a 0 1\nR1 a b 1k\nC1 b c 1p\nR2 c d 1k\n",
+     r"bad.cir:line 4: node 'c' \(with 'd'\) has no DC path to ground: it connects to the rest only through c1"),
+    ("R1 a 0 1k\nI1 0 x 1m\nC1 x 0 1p\n", r"bad.cir:line 3: node 'x' has no DC path to ground: .*through i1, c1"),
+    ("R1 a 0 1k\nG1 0 x a 0 1m\nC1 x 0 1p\n", r"node 'x' has no DC path to ground"),
+    ("R1 a 0 1k\nR2 p q 1k\n", r"bad.cir:line 3: node 'p' \(with 'q'\) has no DC path to ground: "
+                               r"it connects to nothing outside itself"),
+])
+def test_topology_errors_name_file_and_element_before_the_solve(tmp_path, body, expect):
+    path = tmp_path / "bad.cir"
+    path.write_text("title\n" + body + ".end\n")
+    with pytest.raises(NetlistError, match=expect):
+        Circuit.from_netlist(read_netlist(path))
+
+
+def test_topology_error_through_op_is_one_line_exit_2(tmp_path, capsys):
+    path = tmp_path / "open.cir"
+    path.write_text("t\nV1 a 0 1\nR1 a 0 1k\nI1 0 x 1m\n.end\n")
+    assert main(["op", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "open.cir:line 4: i1: current source into open node 'x'" in err
+    assert "did not converge" not in err
+
+
+@pytest.mark.parametrize("body", [
+    "R1 a 0 1k\nG1 a 0 a 0 1m\nI1 0 a 1m\n",            # a VCCS sensing its own pair is a conductance
+    "I1 0 a 1m\nD1 a 0 dm\nC1 a 0 1p\n.model dm D(IS=1e-14 N=1)\n",  # a diode conducts (gmin)
+    "V1 a 0 1\nR1 a b 1k\nR2 b gnd 1k\nC1 b 0 1p\n",    # gnd is ground
+])
+def test_valid_topologies_still_solve(body):
+    c = Circuit.from_netlist(parse_netlist("t\n" + body + ".end\n", "ok.cir"))
+    assert np.isfinite(list(solve_op(c).as_dict().values())).all()

@@ -2,6 +2,7 @@
 failed writes name the file, divergence stops a run with its own exit code."""
 
 import errno
+import os
 import subprocess
 import sys
 import time
@@ -96,8 +97,12 @@ def test_a_finished_run_needs_resume_or_overwrite(tmp_path, circuit, capsys):
     assert out.read_bytes() == before
     assert main(["train", "--circuit", circuit, "--out", str(out), "--resume", "--overwrite"]) == 2
     assert "exclude each other" in _one_line(capsys)
+    torn = [tmp_path / ".run.nc.tmp4999999", tmp_path / ".run.ckpt.h5.tmp4999999"]   # a write killed midway
+    for t in torn:
+        t.write_bytes(b"torn")
     assert main(["train", "--circuit", circuit, "--out", str(out), "--resume", "--epochs", "1"]) == 0
     assert "(resumed; 1 epochs in" in capsys.readouterr().out
+    assert not any(t.exists() for t in torn)
     assert main(["train", "--circuit", circuit, "--out", str(out), "--overwrite", "--epochs", "2"]) == 0
     with h5py.File(out, "r") as f:
         assert f["epoch"].shape == (2,)
@@ -188,3 +193,62 @@ def test_empty_device_profile_is_an_error(tmp_path, capsys):
     (tmp_path / "empty.toml").write_text("# nothing here\n")
     assert main(["devices", str(tmp_path / "empty.toml")]) == 2
     assert "empty.toml: empty device profile" in _one_line(capsys)
+
+
+def _fake_run(path, kind="train"):
+    with h5py.File(path, "w") as f:
+        f.attrs["anasim.kind"] = kind
+
+
+def test_temporaries_of_an_interrupted_write_are_removed_when_the_run_starts_again(tmp_path):
+    from anasim.outputs import claim_run, sibling_checkpoint, stale_temporaries
+
+    out = tmp_path / "run.nc"
+    _fake_run(out)
+    ckpt = sibling_checkpoint(out)
+    _fake_run(ckpt)
+    stale = [tmp_path / ".run.nc.tmp4999999", tmp_path / ".run.ckpt.h5.tmp4999999",
+             tmp_path / ".run.nc.4999999.k3x9.tmp", tmp_path / ".run.nc.k3x9.tmp"]
+    keep = [tmp_path / ".other.nc.tmp4999999", tmp_path / "notes.tmp", tmp_path / "run.nc.tmp",
+            tmp_path / f".run.nc.tmp{os.getpid()}"]   # the last: a writer still running
+    for f in stale + keep:
+        f.write_bytes(b"half a file")
+    assert stale_temporaries(out, [ckpt]) == sorted(stale)
+    with pytest.raises(Exception, match="already holds a run"):   # refused: nothing touched
+        claim_run(out, "train", [ckpt], resume=False, overwrite=False)
+    assert all(f.exists() for f in stale)
+    claim_run(out, "train", [ckpt], resume=True, overwrite=False)
+    assert not any(f.exists() for f in stale)
+    assert all(f.exists() for f in keep) and out.exists() and ckpt.exists()
+
+
+def test_sweep_store_temporaries_are_removed_on_resume(tmp_path):
+    from anasim.outputs import claim_run
+
+    out = tmp_path / "s.nc"
+    _fake_run(out, "sweep")
+    store = tmp_path / "s.nc.points"
+    store.mkdir()
+    (store / "abc.h5").write_bytes(b"a point")
+    tmps = [store / ".abc.4999999.q1w2.tmp", tmp_path / ".s.nc.4999999.e4r5.tmp"]
+    for f in tmps:
+        f.write_bytes(b"half")
+    claim_run(out, "sweep", [store], resume=True, overwrite=False)
+    assert not any(f.exists() for f in tmps) and (store / "abc.h5").exists()
+
+
+@pytest.mark.slow
+def test_sweep_resume_through_the_cli_removes_temporaries(tmp_path, capsys):
+    import json
+
+    f = tmp_path / "ok.toml"
+    f.write_text('measurement = "synthetic"\n[parameters]\nbits = [2, 4]\n')
+    out = tmp_path / "ok.nc"
+    assert main(["sweep", str(f), "--out", str(out), "--json"]) == 0
+    capsys.readouterr()
+    tmps = [tmp_path / "ok.nc.points" / ".deadbeef.4999999.x1.tmp", tmp_path / ".ok.nc.4999999.y2.tmp"]
+    for t in tmps:
+        t.write_bytes(b"torn")
+    assert main(["sweep", str(f), "--out", str(out), "--json", "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["reused"] == 2
+    assert not any(t.exists() for t in tmps)

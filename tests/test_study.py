@@ -368,8 +368,16 @@ def test_report_command_recognizes_a_sweep_file(tmp_path, capsys):
     spec = parse_sweep({"measurement": "synthetic", "parameters": {"bits": [2, 4], "seed": [0, 1]}})
     run_sweep(spec, tmp_path / "s.nc", progress=False)
     assert cli_main(["report", str(tmp_path / "s.nc"), "--json"]) == 0
-    plots = json.loads(capsys.readouterr().out)["plots"]
+    info = json.loads(capsys.readouterr().out)
+    plots = info["plots"]
     assert [Path(p).name for p in plots] == ["s.png"]
+    # the values plotted, read from the file: one per swept value, averaged over nothing
+    assert info["kind"] == "sweep" and info["metrics"]
+    ds = open_sweep(tmp_path / "s.nc")
+    for name, m in info["metrics"].items():
+        assert m["dims"] == list(ds[name].dims)
+        assert m["coords"]["bits"] == [2, 4]
+        np.testing.assert_allclose(np.asarray(m["values"], float), ds[name].values)
     assert Path(plots[0]).stat().st_size > 1000
 
 

@@ -270,3 +270,75 @@ def test_training_reproduces_the_run_recorded_before_the_package_layout(repo_roo
         np.testing.assert_array_equal(np.asarray(r.history[k]), ref[f"train_{k}"])
     for i, leaf in enumerate(_leaves(r.params)):
         np.testing.assert_array_equal(leaf, ref[f"train_param_{i}"])
+
+
+def test_schedule_segments_restart_the_cosine_and_leave_one_segment_unchanged():
+    from anasim.learning.optim import schedule_rates
+
+    cfg = TrainConfig(epochs=3, learning_rate=0.5)
+    plain = schedule_rates(cfg, 4)
+    np.testing.assert_array_equal(schedule_rates(cfg, 4, [3]), plain)   # unextended: the same table
+    ext = schedule_rates(dataclasses.replace(cfg, epochs=5), 4, [3, 5])
+    np.testing.assert_array_equal(ext[:12], plain[:12])                 # the epochs already trained
+    assert ext[12] == np.float32(0.5)                                   # a warm restart at the peak
+    np.testing.assert_allclose(ext[12:21], 0.5 * 0.5 * (1 + np.cos(np.pi * np.arange(9) / 8)), rtol=1e-6)
+    assert ext[-1] == 0.0
+    const = dataclasses.replace(cfg, schedule="constant")
+    assert set(schedule_rates(dataclasses.replace(const, epochs=5), 4, [3, 5])) == {np.float32(0.5)}
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_extended_with_resume_and_more_epochs(tmp_path, subset):
+    train_set, test_set = subset
+    spec, cfg = _small_spec(epochs=2, train_size=64, test_size=50)   # 2 steps per epoch
+    out = tmp_path / "r.nc"
+    first = train(spec, ideal_profile(), cfg, train_set, test_set, out=out, progress=False)
+    more = dataclasses.replace(cfg, epochs=4)
+
+    def kill(epoch, metrics):
+        if epoch == 3:
+            raise _Killed
+
+    with pytest.raises(_Killed):   # the extension, killed after its first epoch, resumes bit for bit
+        train(spec, ideal_profile(), more, train_set, test_set, out=out, resume=True, progress=False, on_epoch=kill)
+    with h5py.File(checkpoint_path(out)) as f:
+        assert int(f.attrs["epoch"]) == 3 and f.attrs["schedule_segments"] == "[2, 4]"
+    # resumed with the spec's own epochs (2): the run continues as planned, to 4
+    ext = train(spec, ideal_profile(), cfg, train_set, test_set, out=out, resume=True, progress=False)
+    straight = tmp_path / "s.nc"
+    train(spec, ideal_profile(), cfg, train_set, test_set, out=straight, progress=False)
+    direct = train(spec, ideal_profile(), more, train_set, test_set, out=straight, resume=True, progress=False)
+    for a, b in zip(_leaves(ext.params), _leaves(direct.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert ext.history["test_accuracy"][:2] == first.history["test_accuracy"]
+    lr = ext.history["learning_rate"]   # 0.2 · ½(1 + cos(π t/T)) at each epoch's last step
+    seg = [0.2 * 0.5 * (1 + np.cos(np.pi * 1 / 4)), 0.2 * 0.5 * (1 + np.cos(np.pi * 3 / 4))]
+    np.testing.assert_allclose(lr, seg + seg, rtol=1e-6)   # the cosine restarted over epochs 3-4
+    ds = xr.load_dataset(out, engine="h5netcdf")
+    assert list(ds["epoch"].values) == [1, 2, 3, 4]
+    assert ds.attrs["training.epochs"] == 4 and ds.attrs["training.schedule_segments"] == "[2, 4]"
+    with pytest.raises(AnasimError, match=r"--epochs 3: .* planned for 4 epochs \(4 trained\); resume it "
+                                          r"with --epochs 4, or more to extend it"):
+        train(spec, ideal_profile(), dataclasses.replace(cfg, epochs=3), train_set, test_set, out=out,
+              resume=True, progress=False)
+
+
+def test_plan_resume_reads_segments_and_checkpoints_from_before_them(tmp_path):
+    from anasim.learning.checkpoint import plan_resume
+
+    fp = lambda epochs: f"run of {epochs}"   # noqa: E731
+    legacy = tmp_path / "old.ckpt.h5"
+    with h5py.File(legacy, "w") as f:       # a finished 2-epoch run, written before segments were recorded
+        f.attrs["epoch"], f.attrs["fingerprint"] = 2, fp(2)
+    assert plan_resume(legacy, 2, fp) == ([2], fp(2))
+    assert plan_resume(legacy, 5, fp) == ([2, 5], fp(2))
+    new = tmp_path / "new.ckpt.h5"
+    with h5py.File(new, "w") as f:
+        f.attrs["epoch"], f.attrs["fingerprint"], f.attrs["schedule_segments"] = 3, fp(2), "[2, 4]"
+    assert plan_resume(new, 2, fp) == ([2, 4], fp(2))    # the spec's epochs: continue as planned
+    assert plan_resume(new, 4, fp) == ([2, 4], fp(2))
+    assert plan_resume(new, 6, fp) == ([2, 4, 6], fp(2))
+    with pytest.raises(AnasimError, match="--epochs 3: .*planned for 4 epochs"):
+        plan_resume(new, 3, fp)
+    with pytest.raises(AnasimError, match="different circuit/device/training"):
+        plan_resume(new, 4, lambda e: "another run")

@@ -30,3 +30,20 @@ def test_report_draws_learning_curves(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "test acc" in out and out.count("\n") >= 4
     assert main(["report", str(tmp_path / "missing.nc")]) == 2
+
+
+def test_report_json_returns_the_plotted_per_epoch_values(tmp_path, capsys):
+    import json
+
+    hist = {k: list(np.linspace(0.1, 0.5, 3)) for k in METRICS}
+    hist["lipschitz"] = [1.5, float("nan"), 2.5]          # a metric not measured in epoch 2
+    spec = CircuitSpec(sizes=(4, 3, 2), lam=0.0, name="t")
+    path = tmp_path / "run.nc"
+    history_dataset(hist, spec, TrainConfig(), "ideal").to_netcdf(path, engine="h5netcdf")
+    assert main(["report", str(path), "--out", str(tmp_path / "c.png"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "train" and info["plot"].endswith("c.png")
+    assert [e["epoch"] for e in info["epochs"]] == [1, 2, 3]
+    assert [e["test_accuracy"] for e in info["epochs"]] == list(np.linspace(0.1, 0.5, 3))
+    assert [e["lipschitz"] for e in info["epochs"]] == [1.5, None, 2.5]
+    assert set(METRICS) <= set(info["metrics"])

@@ -59,6 +59,7 @@ Public API::
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import jax
@@ -262,7 +263,7 @@ def _unrolled(W, u, f, eta, n):
 def empirical_estimate(eff: EffectiveCircuit, key: Array, *, x: Array | None = None,
                        n_pairs: int = 16, ascent_steps: int = 20, step_size: float = 0.1,
                        unroll: int = 200, eta: float | None = None, max_iters: int = 5000,
-                       tol: float = 1e-10) -> EmpiricalEstimate:
+                       tol: float = 1e-10, step: Callable[[str], None] | None = None) -> EmpiricalEstimate:
     """Measured Lipschitz ratios of the realized circuit (module docstring).
 
     Args:
@@ -275,7 +276,11 @@ def empirical_estimate(eff: EffectiveCircuit, key: Array, *, x: Array | None = N
         step_size: ascent step, relative to the pair distance.
         unroll: iterations of the differentiable relaxation used for gradients.
         eta, max_iters, tol: of the measuring relaxation (:func:`relax_effective`).
+        step: called with a label after each long step (the random pairs' relaxation,
+            each ascent step, the final relaxation), for a progress display;
+            :func:`empirical_steps` counts them.
     """
+    step = step or (lambda label: None)
     eta = _unit_eta(eff) if eta is None else float(eta)
     n_in = eff.theta0.shape[1]
     W = jnp.asarray(eff.W, jnp.float64)
@@ -305,6 +310,8 @@ def empirical_estimate(eff: EffectiveCircuit, key: Array, *, x: Array | None = N
         return hid, out, jnp.max(res)
 
     hid0, out0, res0 = measure(x1, x2)
+    jax.block_until_ready(hid0)
+    step("random pairs")
 
     u_of = lambda xx: _currents(eff, xx)
 
@@ -327,8 +334,12 @@ def empirical_estimate(eff: EffectiveCircuit, key: Array, *, x: Array | None = N
         # keep the pair apart: a ratio of two vanishing differences is all rounding
         dist = jnp.linalg.norm(xa - xb, axis=1, keepdims=True)
         xb = jnp.where(dist < 1e-3 * scale, xa + 1e-3 * scale * d, xb)
+        jax.block_until_ready(xb)
+        step("gradient ascent")
     if ascent_steps:
         hid1, out1, res1 = measure(xa, xb)
+        jax.block_until_ready(hid1)
+        step("final pairs")
     else:
         hid1, out1, res1 = hid0, out0, res0
     return EmpiricalEstimate(
@@ -342,14 +353,22 @@ def empirical_estimate(eff: EffectiveCircuit, key: Array, *, x: Array | None = N
 
 
 @in_float64
+def empirical_steps(n_pairs: int, ascent_steps: int) -> int:
+    """How many times :func:`lipschitz_report` calls its ``step`` (bounds included)."""
+    return 1 + (0 if n_pairs <= 0 else 1 + ascent_steps + (1 if ascent_steps else 0))
+
+
 def lipschitz_report(spec, hw, key: Array, *, x: Array | None = None, n_pairs: int = 16,
-                     ascent_steps: int = 20) -> dict:
+                     ascent_steps: int = 20, step: Callable[[str], None] | None = None) -> dict:
     """All bounds and the empirical estimate for a built chip, as a JSON-ready dict
-    (``n_pairs = 0``: bounds only, ``"empirical": None``)."""
+    (``n_pairs = 0``: bounds only, ``"empirical": None``). ``step(label)`` is called
+    after each long step (:func:`empirical_steps` of them), for a progress display."""
+    step = step or (lambda label: None)
     eff = effective_matrices(spec, hw)
     lin = linearized_bound(eff)
     gen = general_bound(eff)
-    emp = (empirical_estimate(eff, key, x=x, n_pairs=n_pairs, ascent_steps=ascent_steps)
+    step("bounds")
+    emp = (empirical_estimate(eff, key, x=x, n_pairs=n_pairs, ascent_steps=ascent_steps, step=step)
            if n_pairs > 0 else None)
     return {
         "circuit": spec.name,

@@ -124,6 +124,10 @@ class LamStructure:
         return 1.0 if self.asymmetric else float(self.lam)
 
 
+#: Most weights one coupling matrix may hold (2**28: 1 GiB in float32): a larger spec is a typo,
+#: refused before the numerical libraries try to allocate it.
+MAX_COUPLING_WEIGHTS = 2**28
+
 @dataclass(frozen=True)
 class CircuitSpec(LamStructure):
     """A layered Hopfield circuit (hashable: a static argument of ``jax.jit``).
@@ -195,6 +199,10 @@ class CircuitSpec(LamStructure):
         sizes = tuple(int(n) for n in self.sizes)
         if len(sizes) < 2 or any(n < 1 for n in sizes):
             raise ProfileError(f"{where}: network.sizes must list ≥ 2 positive layer sizes, got {self.sizes}")
+        for k, (a, b) in enumerate(zip(sizes, sizes[1:])):
+            if a * b > MAX_COUPLING_WEIGHTS:
+                raise ProfileError(f"{where}: network.sizes: coupling {k} ({a} → {b} units) has {a * b} weights, "
+                                   f"more than the {MAX_COUPLING_WEIGHTS} one simulated chip may hold")
         object.__setattr__(self, "sizes", sizes)
         acts = self.activations or ("hard_sigmoid",)
         if isinstance(acts, str):

@@ -41,8 +41,11 @@ _UNITS = {"hardware_time_s": "s", "energy_j": "J", "energy_arrays_j": "J", "ener
           "test_accuracy": "fraction"}
 
 
-def history_dataset(history: dict, spec: CircuitSpec, cfg: TrainConfig, profile_name: str) -> xr.Dataset:
-    """Per-epoch metrics as an xarray Dataset (dim ``epoch``) with every parameter in attrs."""
+def history_dataset(history: dict, spec: CircuitSpec, cfg: TrainConfig, profile_name: str,
+                    segments: list[int] | None = None) -> xr.Dataset:
+    """Per-epoch metrics as an xarray Dataset (dim ``epoch``) with every parameter in attrs
+    (``training.schedule_segments``: the epochs at which the learning-rate schedule's
+    segments end, ``[epochs]`` unless the run was extended, :func:`plan_resume`)."""
     epochs = np.arange(1, len(history.get("test_accuracy", [])) + 1)
     data = {k: ("epoch", np.asarray(history.get(k, [np.nan] * len(epochs)), np.float64),
                 {"units": _UNITS.get(k, "")}) for k in METRICS}
@@ -59,6 +62,7 @@ def history_dataset(history: dict, spec: CircuitSpec, cfg: TrainConfig, profile_
         "NVIDIA A100 SXM, FP32: 400 W TDP / 19.5 TFLOP/s, 6 FLOPs per weight per example")
     attrs = {f"training.{k}": _attr(v) for k, v in dataclasses.asdict(cfg).items()}
     attrs.update({f"circuit.{f.name}": _attr(getattr(spec, f.name)) for f in dataclasses.fields(spec)})
+    attrs["training.schedule_segments"] = json.dumps([int(e) for e in (segments or [cfg.epochs])])
     attrs["device.profile"] = profile_name
     attrs["anasim.kind"] = "train"
     ds.attrs.update(attrs)
@@ -86,9 +90,9 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def write_history(out: str | os.PathLike, history: dict, spec: CircuitSpec, cfg: TrainConfig,
-                  profile_name: str) -> None:
+                  profile_name: str, segments: list[int] | None = None) -> None:
     """The run's result file (netCDF), written atomically."""
-    ds = history_dataset(history, spec, cfg, profile_name)
+    ds = history_dataset(history, spec, cfg, profile_name, segments)
     atomic_write(Path(out), lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
 
 
@@ -97,12 +101,16 @@ def checkpoint_path(out: str | os.PathLike) -> Path:
     return sibling_checkpoint(out)
 
 
-def save_checkpoint(path, epoch: int, params, opt_state, hw, hw2, history: dict, fingerprint: str):
-    """HDF5 checkpoint: every leaf of (params, optimizer state, chips), the history, written atomically."""
+def save_checkpoint(path, epoch: int, params, opt_state, hw, hw2, history: dict, fingerprint: str,
+                    segments: list[int] | None = None):
+    """HDF5 checkpoint: every leaf of (params, optimizer state, chips), the history, written atomically
+    (``segments``: the learning-rate schedule's segments, :func:`plan_resume`)."""
     def write(tmp):
         with h5py.File(tmp, "w") as f:
             f.attrs["epoch"] = epoch
             f.attrs["fingerprint"] = fingerprint
+            if segments is not None:
+                f.attrs["schedule_segments"] = json.dumps([int(e) for e in segments])
             f.attrs["history"] = json.dumps(history)
             for name, tree in (("params", params), ("opt_state", opt_state), ("hw", hw), ("hw2", hw2)):
                 g = f.create_group(name)
@@ -147,6 +155,44 @@ def load_checkpoint(path, fingerprint: str, templates: dict):
         return int(f.attrs["epoch"]), json.loads(f.attrs["history"]), out
 
 
+def plan_resume(path, requested: int, fingerprint: Callable[[int], str]) -> tuple[list[int], str]:
+    """The schedule segments and fingerprint of resuming the checkpoint at ``path``
+    with ``requested`` epochs (``--epochs`` or the spec's).
+
+    A run's identity (``fingerprint(epochs)``) holds its first segment's epochs;
+    ``segments`` lists the epochs at which each segment of its learning-rate
+    schedule ends (``[3]``; ``[3, 5]`` once a 3-epoch run is extended to 5). A
+    request beyond the last segment adds a segment (the run is extended: its
+    schedule starts afresh over the new epochs); the first segment's epochs or
+    the last's continue the run as planned; fewer epochs than trained, or than
+    planned, are refused. A checkpoint from before segments were recorded is
+    matched with the requested epochs, else with the epochs it holds (a finished run).
+
+    Raises:
+        AnasimError: naming the checkpoint and the epochs.
+    """
+    path = Path(path)
+    with _open_checkpoint(path) as f:
+        done = int(f.attrs["epoch"])
+        stored = f.attrs.get("fingerprint")
+        raw = f.attrs.get("schedule_segments")
+    if raw is not None:
+        segments = [int(e) for e in json.loads(raw)]
+    else:
+        first = requested if fingerprint(requested) == stored else done
+        segments = [first]
+    if fingerprint(segments[0]) != stored:
+        raise AnasimError(f"{path}: checkpoint was written for a different circuit/device/training "
+                          f"configuration; delete it or drop --resume")
+    planned = segments[-1]
+    if requested > planned:
+        return segments + [requested], stored
+    if requested == planned or requested == segments[0]:
+        return segments, stored
+    raise AnasimError(f"--epochs {requested}: {path} holds a run planned for {planned} epochs "
+                      f"({done} trained); resume it with --epochs {planned}, or more to extend it")
+
+
 def trained_chip(run: str | os.PathLike, spec: CircuitSpec, profile: DeviceProfile, engine: Engine | None = None):
     """The chip a training run left behind, for analysis: ``(epoch, hw)``.
 
@@ -174,5 +220,6 @@ def trained_chip(run: str | os.PathLike, spec: CircuitSpec, profile: DeviceProfi
         return int(f.attrs["epoch"]), _pour(path, f["hw"], "hw", template)
 
 
-__all__ = ["METRICS", "atomic_write", "checkpoint_path", "history_dataset", "load_checkpoint", "save_checkpoint",
+__all__ = ["METRICS", "atomic_write", "checkpoint_path", "history_dataset", "load_checkpoint", "plan_resume",
+           "save_checkpoint",
            "trained_chip", "write_history"]

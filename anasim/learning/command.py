@@ -127,6 +127,11 @@ def run_train(args) -> int:
     return 0
 
 
+def _finite_or_none(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
 def run_report(args) -> int:
     path = Path(args.result)
     if not path.is_file():
@@ -142,7 +147,14 @@ def run_report(args) -> int:
     else:
         plot_generic(ds, out)
     if getattr(args, "json", False):
-        print(json.dumps({"result": str(path), "plot": str(out)}))
+        info = {"result": str(path), "plot": str(out)}
+        if "epoch" in ds.dims:
+            # the per-epoch values the curves show, as the file holds them (NaN: not measured → null)
+            names = [k for k in ds.data_vars if ds[k].dims == ("epoch",)]
+            info.update(kind="train", metrics=names, epochs=[
+                {"epoch": int(e), **{k: _finite_or_none(ds[k].values[i]) for k in names}}
+                for i, e in enumerate(ds["epoch"].values)])
+        print(json.dumps(info, indent=2))
     else:
         if "epoch" in ds.dims and "test_accuracy" in ds:
             print(_header())

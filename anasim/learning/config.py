@@ -172,6 +172,8 @@ def _coerce(key: str, value, where: str):
             if not isinstance(value, bool):
                 raise ValueError
             return value
+        if isinstance(default, (int, float)) and isinstance(value, (str, bytes, bool)):
+            raise ValueError   # "16" is not 16: a TOML string where a number belongs is a mistake
         if isinstance(default, int):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError

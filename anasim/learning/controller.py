@@ -71,6 +71,7 @@ from anasim.learning.checkpoint import (
     checkpoint_path,
     history_dataset,
     load_checkpoint,
+    plan_resume,
     save_checkpoint,
     write_history,
 )
@@ -251,19 +252,28 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
     hw = _build(engine, physics, profile, params, k_build)
     hw2 = _build(engine, physics, profile, params, k_twin) if cfg.phases == "twin" else hw
     kind = StepKind.of(cfg)
-    settings = optimizer_settings(spec, cfg, params, steps)
-    schedule = learning_rate_schedule(settings.rates)
-    opt_state = optimizer(settings).init(params)
     lam_homeo = jnp.asarray(cfg.homeostasis, dtype)
     history = {k: [] for k in METRICS}
     start_epoch = 0
-    # keep_going changes what is recorded, not the run: a run may resume with or without it
-    fingerprint = json.dumps([repr(spec), repr(profile), repr(dataclasses.replace(cfg, keep_going=False)),
-                              repr(engine), n, len(test_set)], default=str)
+
+    def identity(epochs: int) -> str:
+        # keep_going changes what is recorded, not the run: a run may resume with or without it;
+        # epochs: the run's first schedule segment (a finished run may be extended, plan_resume)
+        return json.dumps([repr(spec), repr(profile), repr(dataclasses.replace(cfg, keep_going=False, epochs=epochs)),
+                           repr(engine), n, len(test_set)], default=str)
+
+    segments = [int(cfg.epochs)]
+    fingerprint = identity(cfg.epochs)
     ckpt = checkpoint_path(out) if out else None
     if resume:
         if ckpt is None or not ckpt.exists():
             raise AnasimError(f"--resume: no checkpoint {ckpt} to resume from")
+        segments, fingerprint = plan_resume(ckpt, int(cfg.epochs), identity)
+        cfg = dataclasses.replace(cfg, epochs=segments[-1])
+    settings = optimizer_settings(spec, cfg, params, steps, segments)
+    schedule = learning_rate_schedule(settings.rates)
+    opt_state = optimizer(settings).init(params)
+    if resume:
         start_epoch, history, st = load_checkpoint(
             ckpt, fingerprint, {"params": params, "opt_state": opt_state, "hw": hw, "hw2": hw2})
         params, opt_state, hw, hw2 = st["params"], st["opt_state"], st["hw"], st["hw2"]
@@ -298,7 +308,7 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
             if cause is not None:
                 tripped += 1
                 if not cfg.keep_going:
-                    _stop(out, ckpt, epoch, good, history, fingerprint, spec, cfg, profile,
+                    _stop(out, ckpt, epoch, good, history, fingerprint, spec, cfg, profile, segments,
                           f"epoch {epoch + 1}, step {step + 1}: {cause}")
                 if tripped == 1:
                     warnings.warn(f"epoch {epoch + 1}, step {step + 1}: {cause} (training.keep_going: "
@@ -342,31 +352,32 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
                 f"{spec.max_iters}); raise relaxation.max_iters, or relaxation.tol above the device's "
                 f"read-noise floor", RuntimeWarning, stacklevel=3)
         if out:
-            _write(out, ckpt, epoch + 1, (params, opt_state, hw, hw2), history, fingerprint, spec, cfg, profile)
+            _write(out, ckpt, epoch + 1, (params, opt_state, hw, hw2), history, fingerprint, spec, cfg, profile,
+                   segments)
         if on_epoch is not None:
             on_epoch(epoch + 1, metrics)
     return TrainResult(params=params, hardware=hw, history=history, config=cfg, spec=spec,
                        profile_name=profile.name)
 
 
-def _write(out, ckpt, epoch, state, history, fingerprint, spec, cfg, profile) -> None:
+def _write(out, ckpt, epoch, state, history, fingerprint, spec, cfg, profile, segments) -> None:
     """The result file and the checkpoint after ``epoch``; a failed write is a :class:`WriteFailed`
     naming the file (both are written atomically: the files of the epoch before stay intact)."""
     target = out
     try:
-        write_history(out, history, spec, cfg, profile.name)
+        write_history(out, history, spec, cfg, profile.name, segments)
         target = ckpt
-        save_checkpoint(ckpt, epoch, *state, history, fingerprint)
+        save_checkpoint(ckpt, epoch, *state, history, fingerprint, segments)
     except OSError as err:
         raise WriteFailed(f"{target}: write failed after epoch {epoch} ({err.strerror or err}); the files of the "
                           f"epoch before are intact (--resume continues from them)") from None
 
 
-def _stop(out, ckpt, epoch, good, history, fingerprint, spec, cfg, profile, what: str):
+def _stop(out, ckpt, epoch, good, history, fingerprint, spec, cfg, profile, segments, what: str):
     """Write the last good state (after ``epoch`` finished epochs) and raise :class:`TrainingDiverged`."""
     where = ""
     if out:
-        _write(out, ckpt, epoch, good, history, fingerprint, spec, cfg, profile)
+        _write(out, ckpt, epoch, good, history, fingerprint, spec, cfg, profile, segments)
         where = f" (last good checkpoint, epoch {epoch}: {ckpt})"
     raise TrainingDiverged(f"training diverged in {what}{where}; training.keep_going records it and continues")
 

@@ -20,7 +20,9 @@ similar length share a compilation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jax
@@ -53,12 +55,27 @@ class OptimizerSettings:
     layer_scale: Params
 
 
-def schedule_rates(cfg: TrainConfig, steps_per_epoch: int) -> np.ndarray:
+def schedule_rates(cfg: TrainConfig, steps_per_epoch: int, segments: Sequence[int] | None = None) -> np.ndarray:
     """The learning rate of step t = 0 … epochs × steps_per_epoch, float32.
 
     Cosine: lr · ½(1 + cos(π t / T)), T the run's steps (at least 1), computed
     in float64 as :func:`optax.cosine_decay_schedule` does; constant: lr.
+
+    ``segments``: the epochs at which the schedule's segments end, for a run
+    extended after it finished (``[3, 5]``: 3 epochs, then 2 more); each segment
+    runs the schedule afresh over its own epochs (a cosine restarts at the peak
+    rate: a warm restart). Default ``[cfg.epochs]``, the plain schedule.
     """
+    if segments is not None and len(segments) > 1:
+        parts, start = [], 0
+        for end in segments[:-1]:
+            parts.append(schedule_rates(dataclasses.replace(cfg, epochs=end - start), steps_per_epoch)
+                         [:(end - start) * steps_per_epoch])
+            start = end
+        last = schedule_rates(dataclasses.replace(cfg, epochs=segments[-1] - start), steps_per_epoch)
+        rates = np.concatenate(parts + [last])
+        padded = 1 << math.ceil(math.log2(rates.size))
+        return np.concatenate([rates, np.full(padded - rates.size, rates[-1], np.float32)])
     total = max(int(cfg.epochs) * int(steps_per_epoch), 1)
     t = np.arange(total + 1, dtype=np.float64)
     if cfg.schedule == "cosine":
@@ -91,11 +108,12 @@ def layer_scale(spec: CircuitSpec, cfg: TrainConfig, params: Params) -> Params:
     return jax.tree_util.tree_map(lambda s, q: jnp.asarray(s, jnp.asarray(q).dtype), mult, params)
 
 
-def optimizer_settings(spec: CircuitSpec, cfg: TrainConfig, params: Params, steps_per_epoch: int
-                       ) -> OptimizerSettings:
-    """The numbers of ``cfg``'s chain for a run of ``steps_per_epoch`` steps per epoch."""
+def optimizer_settings(spec: CircuitSpec, cfg: TrainConfig, params: Params, steps_per_epoch: int,
+                       segments: Sequence[int] | None = None) -> OptimizerSettings:
+    """The numbers of ``cfg``'s chain for a run of ``steps_per_epoch`` steps per epoch
+    (``segments``: of an extended run, :func:`schedule_rates`)."""
     return OptimizerSettings(
-        rates=jnp.asarray(schedule_rates(cfg, steps_per_epoch)),
+        rates=jnp.asarray(schedule_rates(cfg, steps_per_epoch, segments)),
         momentum=jnp.asarray(cfg.momentum, jnp.float32),
         weight_decay=jnp.asarray(cfg.weight_decay, jnp.float32),
         layer_scale=layer_scale(spec, cfg, params))

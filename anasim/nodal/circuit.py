@@ -27,6 +27,7 @@ from anasim.nodal.netlist import (
     DiodeModel,
     Element,
     Netlist,
+    check_topology,
 )
 from anasim.circuits.precision import in_float64
 
@@ -107,7 +108,14 @@ class Circuit:
     @classmethod
     @in_float64
     def from_netlist(cls, netlist: Netlist) -> "Circuit":
-        """Topology and values of a parsed netlist (values in ``circuit.values``)."""
+        """Topology and values of a parsed netlist (values in ``circuit.values``).
+
+        Raises:
+            NetlistError: a topology with no operating point (no ground, a loop of
+                voltage sources, an open node, a node with no DC path to ground),
+                before any solve (:func:`~anasim.nodal.netlist.check_topology`).
+        """
+        check_topology(netlist)
         nodes = netlist.node_names
         index = {n: i for i, n in enumerate(nodes)}
         index["0"] = len(nodes)

@@ -279,6 +279,8 @@ def parse_netlist(text: str, source: str = "<netlist>") -> Netlist:
                                                 f"{where}: .options temp")
                     elif key == "gmin":
                         gmin = parse_value(val, f"{where}: .options gmin")
+                        if gmin < 0:
+                            raise NetlistError(f"{where}: .options gmin must be ≥ 0 S, got {val!r}")
             elif head in (".title",):
                 title = card.split(None, 1)[1] if len(card.split()) > 1 else title
             elif head in (".op", ".noise", ".print", ".ic", ".nodeset"):
@@ -338,6 +340,124 @@ def parse_netlist(text: str, source: str = "<netlist>") -> Netlist:
         raise NetlistError(f"{source}: no elements (expected R, C, D, V, I or G cards)")
     return Netlist(title=title, elements=tuple(elements), models=tuple(models.values()),
                    temperature_k=temperature_k, gmin=gmin, source=source)
+
+
+class _Sets:
+    """Union-find over node names."""
+
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> bool:
+        """Join the sets of ``a`` and ``b``; False if they were joined already."""
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return False
+        self.parent[ra] = rb
+        return True
+
+
+def _conducts_at_dc(e: Element) -> bool:
+    """R, D (a junction, with gmin across it), V; a G only when it senses its own
+    output pair (then it is a conductance). C is open at DC, I and other G outputs
+    set a current, not a voltage."""
+    if e.kind in "RDV":
+        return True
+    return e.kind == "G" and set(e.nodes[:2]) == set(e.nodes[2:])
+
+
+def _v_path(sources: list[Element], a: str, b: str) -> list[str]:
+    """Names of voltage sources on a path a → b (sources form a forest)."""
+    adj: dict[str, list[tuple[str, str]]] = {}
+    for e in sources:
+        p, m = e.nodes
+        adj.setdefault(p, []).append((m, e.name))
+        adj.setdefault(m, []).append((p, e.name))
+    prev: dict[str, tuple[str, str]] = {a: ("", "")}
+    todo = [a]
+    while todo:
+        x = todo.pop()
+        for y, name in adj.get(x, ()):
+            if y not in prev:
+                prev[y] = (x, name)
+                todo.append(y)
+    path, x = [], b
+    while x != a and x in prev:
+        x, name = prev[x]
+        path.append(name)
+    return path[::-1]
+
+
+def _at(source: str, e: Element) -> str:
+    return f"{source}:line {e.line}" if e.line else source
+
+
+def check_topology(netlist: Netlist) -> None:
+    """Refuse a netlist whose DC operating point cannot exist, before any solve.
+
+    In this order: no ground at all (no element touches ``0``/``gnd``); a loop of
+    voltage sources (their voltages over-determine the loop); a node whose only
+    connection is one current source (an open node driven by a current); a node
+    with no DC path to ground (connected only through capacitors, current sources
+    or transconductor outputs). SPICE reports all four as a singular matrix and
+    the Newton solve as non-convergence; here each names the file, line, node and
+    element.
+
+    Raises:
+        NetlistError: ``source:line N: ...`` naming the element or node.
+    """
+    src = netlist.source or "netlist"
+    els = netlist.elements
+    if not any("0" in e.nodes for e in els):
+        raise NetlistError(f"{src}: no ground node: no element connects to node 0 (or gnd), "
+                           f"so no node voltage is defined; connect the circuit's reference to 0")
+    vs = _Sets()
+    seen: list[Element] = []
+    for e in els:
+        if e.kind != "V":
+            continue
+        if not vs.union(*e.nodes):
+            loop = _v_path(seen, *e.nodes) + [e.name]
+            raise NetlistError(f"{_at(src, e)}: {e.name}: voltage sources {', '.join(loop)} form a "
+                               f"loop (their voltages fix the same node difference twice); "
+                               f"remove one or put a resistor in series")
+        seen.append(e)
+    touching: dict[str, list[Element]] = {}
+    for e in els:
+        for n in set(e.nodes):
+            touching.setdefault(n, []).append(e)
+    for node, on in touching.items():
+        if node != "0" and len(on) == 1 and on[0].kind == "I":
+            e = on[0]
+            raise NetlistError(f"{_at(src, e)}: {e.name}: current source into open node {node!r} "
+                               f"(its only connection): the current has nowhere to flow; "
+                               f"add a path from {node!r} to ground")
+    dc = _Sets()
+    dc.find("0")
+    for e in els:
+        if _conducts_at_dc(e):
+            dc.union(e.nodes[0], e.nodes[1])
+    ground = dc.find("0")
+    for node in netlist.node_names:
+        root = dc.find(node)
+        if root != ground:
+            group = [n for n in netlist.node_names if dc.find(n) == root]
+            others = [n for n in group if n != node]
+            also = f" (with {', '.join(map(repr, others[:3]))}{' ...' if len(others) > 3 else ''})" if others else ""
+            edge = [e for e in els if not _conducts_at_dc(e) and any(n in group for n in e.nodes)]
+            via = (f"it connects to the rest only through {', '.join(e.name for e in edge)}"
+                   if edge else "it connects to nothing outside itself")
+            first = touching[node][0]
+            raise NetlistError(f"{_at(src, first)}: node {node!r}{also} has no DC path to ground: {via} "
+                               f"(capacitors are open at DC; current sources and transconductor outputs "
+                               f"fix no voltage); add a resistor from {node!r} to ground")
 
 
 def read_netlist(path: str | Path) -> Netlist:

@@ -201,6 +201,47 @@ def plot_lipschitz_vs_symmetry(ds: xr.Dataset, x: str | None = None, ax=None, se
     return ax
 
 
+def _panel_metrics(ds) -> list[str]:
+    metrics = [m for m in _METRIC_ORDER if m in ds.data_vars and not m.startswith("lipschitz")
+               and f"final_{m}" not in ds.data_vars]
+    return list(dict.fromkeys(metrics + [pick_metric(ds)]))[:3]
+
+
+def plotted_metrics(ds) -> list[str]:
+    """The variables :func:`report_sweep` draws: the panels against the swept
+    parameters, the heat map's metric, the Lipschitz constants vs symmetry."""
+    dims = [d for d in swept_dims(ds) if d != "seed"]
+    names = _panel_metrics(ds) if dims else []
+    if len(dims) >= 2:
+        names.append(pick_metric(ds))
+    if symmetry_dim(ds) and lipschitz_vars(ds):
+        names += list(lipschitz_vars(ds))
+    return list(dict.fromkeys(names))
+
+
+def metric_values(da) -> dict:
+    """A metric of a result as JSON: its dims, their coordinates and the values
+    (nested lists; NaN, a point not computed, as null)."""
+    def plain(a):
+        a = np.asarray(a)
+        if a.dtype.kind in "fc":
+            return [None if not np.isfinite(x) else float(x) for x in a.ravel()], a.shape
+        return [x.item() if hasattr(x, "item") else x for x in a.ravel()], a.shape
+
+    flat, shape = plain(da.values)
+
+    def nest(items, shape):
+        if not shape:
+            return items[0]
+        if len(shape) == 1:
+            return list(items)
+        step = len(items) // shape[0] if shape[0] else 0
+        return [nest(items[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+    coords = {d: plain(da[d].values)[0] if d in da.coords else list(range(da.sizes[d])) for d in da.dims}
+    return {"dims": list(da.dims), "coords": coords, "values": nest(flat, shape)}
+
+
 def report_sweep(result, out: str | Path | None = None) -> list[Path]:
     """Write the standard plots of a sweep result; return the PNG paths.
 
@@ -222,9 +263,7 @@ def report_sweep(result, out: str | Path | None = None) -> list[Path]:
     metric = pick_metric(ds)
 
     if dims:
-        metrics = [m for m in _METRIC_ORDER if m in ds.data_vars and not m.startswith("lipschitz")
-                   and f"final_{m}" not in ds.data_vars]
-        metrics = [m for m in dict.fromkeys(metrics + [metric])][:3]
+        metrics = _panel_metrics(ds)
         fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
         for ax, m in zip(axes[0], metrics):
             plot_vs_parameter(ds, metric=m, ax=ax)

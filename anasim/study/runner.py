@@ -353,7 +353,7 @@ def _attr_value(v: Any):
 def _write_netcdf(ds: xr.Dataset, out: Path) -> None:
     """Write ``ds`` to ``out`` atomically (temporary file, then rename)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
         ds.to_netcdf(tmp, engine="h5netcdf")

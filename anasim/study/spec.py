@@ -164,6 +164,9 @@ def load_sweep(path: str | Path, *, parameters: Mapping[str, Any] | None = None,
         text = p.read_text()
     except OSError as err:
         raise AnasimError(f"{p}: cannot read sweep spec ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise AnasimError(f"{p}: not a text file (byte {err.start} is not UTF-8), "
+                          f"expected a sweep spec in TOML") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -582,6 +585,10 @@ def _load_root(root: str, value: Any, key: str, basedir: Path, extra: Sequence[P
 def _read_toml(p: Path, key: str) -> dict:
     try:
         return tomllib.loads(p.read_text())
+    except UnicodeDecodeError as err:
+        raise AnasimError(f"{key}: {p} is not a text file (byte {err.start} is not UTF-8)") from None
+    except OSError as err:
+        raise AnasimError(f"{key}: cannot read {p} ({err.strerror or err})") from None
     except tomllib.TOMLDecodeError as err:
         raise AnasimError(f"{key}: {p} is not valid TOML ({str(err).splitlines()[0]})") from None
 

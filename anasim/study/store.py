@@ -52,7 +52,7 @@ class PointStore:
     def write(self, key: str, config: Mapping, outputs: Mapping[str, np.ndarray], meta: Mapping | None = None) -> None:
         """Store one point atomically (temporary file, fsync, rename)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.{os.getpid()}.", suffix=".tmp", dir=self.path)
         os.close(fd)
         try:
             with h5py.File(tmp, "w") as f:
