@@ -115,6 +115,7 @@ def test_hep_targets_J_inverse_where_the_gradient_needs_J_transpose(asym):
         np.testing.assert_allclose(cos, 1.0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_continuous_rotation_converges_with_the_period():
     spec, params, hw, x, y = _circuit(True)
     d_beta, _, _, _ = hep.exact_error_vectors(spec, params, x, y)
@@ -138,6 +139,7 @@ def test_hep_needs_non_interacting_compartments_and_valid_points():
         hep.nudge_points(0.1, 0)
 
 
+@pytest.mark.slow
 def test_hep_rule_in_the_controller_measures_the_gradient_of_a_symmetric_circuit():
     # On a symmetric circuit hEP's error vector is the gradient's (J = Jᵀ): the
     # update the controller measures with rule "hep" is the exact loss gradient.

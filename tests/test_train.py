@@ -72,6 +72,7 @@ def _leaves(p):
     return [np.asarray(v) for v in jax.tree_util.tree_leaves(p)]
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_same_weights(tmp_path, subset):
     train_set, test_set = subset
     spec, cfg = _small_spec(epochs=2, train_size=320, test_size=100)
