@@ -7,7 +7,9 @@ regular file, a folder that cannot be created or written in.
 run is only continued (``--resume``) or replaced (``--overwrite``) when asked,
 and a file that is not an anasim run is never replaced; the temporary files
 an interrupted write of the run left next to its files are removed
-(:func:`remove_stale_temporaries`) when the run starts again.
+(:func:`remove_stale_temporaries`) when the run starts again. Every result,
+checkpoint and sweep point is written by :func:`atomic_write`, whose temporary
+names carry the writer's process id.
 """
 
 from __future__ import annotations
@@ -17,9 +19,30 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from anasim.errors import AnasimError
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, fsync: bool = False) -> None:
+    """``write(tmp)`` to ``.NAME.<pid>.<random>.tmp`` next to ``path``, then rename it
+    over ``path`` (atomic on POSIX): a reader sees the old file or the new one, never
+    a torn one. ``fsync``: flush the file to disk before the rename. The temporary
+    file is removed if the write fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        if fsync:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def check_writable(path: str | os.PathLike, flag: str) -> Path:
@@ -110,7 +133,8 @@ _PID = re.compile(r"\.tmp(\d+)$|\.(\d+)\.[^.]*\.tmp$")
 
 def _writer_alive(name: str) -> bool:
     """Whether the process whose pid a temporary file's name carries still runs here
-    (``.NAME.tmp<pid>``, ``.NAME.<pid>.<random>.tmp``); a name without one: no."""
+    (:func:`atomic_write`'s ``.NAME.<pid>.<random>.tmp``, or the ``.NAME.tmp<pid>``
+    of earlier versions); a name without one: no."""
     m = _PID.search(name)
     if not m:
         return False
@@ -128,7 +152,7 @@ def _writer_alive(name: str) -> bool:
 
 def stale_temporaries(out: str | os.PathLike, companions: list[Path] = ()) -> list[Path]:
     """Temporary files an interrupted write of this run left behind: the atomic
-    writers' ``.NAME.tmp<pid>`` and ``.NAME.<pid>.<random>.tmp`` next to ``out`` and
+    writer's ``.NAME.<pid>.<random>.tmp`` (or an earlier version's ``.NAME.tmp<pid>``) next to ``out`` and
     each companion file, and the ``.*.tmp`` inside a companion folder (a sweep's point
     store), whose writing process no longer runs (processes sharing a point store
     keep their writes in flight)."""

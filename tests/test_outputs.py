@@ -97,7 +97,7 @@ def test_a_finished_run_needs_resume_or_overwrite(tmp_path, circuit, capsys):
     assert out.read_bytes() == before
     assert main(["train", "--circuit", circuit, "--out", str(out), "--resume", "--overwrite"]) == 2
     assert "exclude each other" in _one_line(capsys)
-    torn = [tmp_path / ".run.nc.tmp4999999", tmp_path / ".run.ckpt.h5.tmp4999999"]   # a write killed midway
+    torn = [tmp_path / ".run.nc.4999999.k3x9.tmp", tmp_path / ".run.ckpt.h5.4999999.q7w2.tmp"]   # writes killed midway
     for t in torn:
         t.write_bytes(b"torn")
     assert main(["train", "--circuit", circuit, "--out", str(out), "--resume", "--epochs", "1"]) == 0

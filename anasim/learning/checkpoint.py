@@ -28,7 +28,7 @@ from anasim.circuits.engine import Engine, engine_for
 from anasim.devices.profile import DeviceProfile
 from anasim.errors import AnasimError
 from anasim.learning.config import TrainConfig
-from anasim.outputs import sibling_checkpoint
+from anasim.outputs import atomic_write, sibling_checkpoint
 
 METRICS = ("train_accuracy", "train_loss", "test_accuracy", "test_loss", "lipschitz", "saturated",
            "iterations", "unsettled", "homeostatic_loss", "hardware_time_s", "energy_j",
@@ -75,18 +75,6 @@ def _attr(v):
     if isinstance(v, (int, float, str)):
         return v
     return json.dumps(v, default=str)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` to a temporary file next to ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_history(out: str | os.PathLike, history: dict, spec: CircuitSpec, cfg: TrainConfig,
@@ -220,6 +208,6 @@ def trained_chip(run: str | os.PathLike, spec: CircuitSpec, profile: DeviceProfi
         return int(f.attrs["epoch"]), _pour(path, f["hw"], "hw", template)
 
 
-__all__ = ["METRICS", "atomic_write", "checkpoint_path", "history_dataset", "load_checkpoint", "plan_resume",
+__all__ = ["METRICS", "checkpoint_path", "history_dataset", "load_checkpoint", "plan_resume",
            "save_checkpoint",
            "trained_chip", "write_history"]

@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import xarray as xr
 
 import anasim
 from anasim.errors import AnasimError
+from anasim.outputs import atomic_write
 from anasim.study.measurements import Measurement, evaluate
 from anasim.study.registry import get_measurement
 from anasim.study.spec import SweepSpec
@@ -352,16 +352,7 @@ def _attr_value(v: Any):
 
 def _write_netcdf(ds: xr.Dataset, out: Path) -> None:
     """Write ``ds`` to ``out`` atomically (temporary file, then rename)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(out, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
 
 
 def open_sweep(path: str | Path) -> xr.Dataset:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from anasim.outputs import atomic_write
 
 
 def point_key(measurements: list[tuple[str, int]], config: Mapping) -> str:
@@ -51,22 +51,14 @@ class PointStore:
 
     def write(self, key: str, config: Mapping, outputs: Mapping[str, np.ndarray], meta: Mapping | None = None) -> None:
         """Store one point atomically (temporary file, fsync, rename)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.{os.getpid()}.", suffix=".tmp", dir=self.path)
-        os.close(fd)
-        try:
+        def write(tmp: Path) -> None:
             with h5py.File(tmp, "w") as f:
                 f.attrs["config"] = json.dumps(config, sort_keys=True)
                 f.attrs["meta"] = json.dumps(dict(meta or {}), sort_keys=True)
                 for name, arr in outputs.items():
                     f.create_dataset(name, data=np.asarray(arr, dtype=np.float64))
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, self._file(key))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+
+        atomic_write(self._file(key), write, fsync=True)
 
     def read(self, key: str) -> dict[str, np.ndarray]:
         with h5py.File(self._file(key), "r") as f:
