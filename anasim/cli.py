@@ -45,6 +45,8 @@ def _add_devices(sub) -> Callable:
                      "error line to stderr and the command exits with code 2."))
     p.add_argument("paths", nargs="*", help="profile files or folders (default: devices/ in the current directory)")
     p.add_argument("--json", action="store_true", help="machine-readable output (parameters of every part)")
+    p.add_argument("--sources", action="store_true",
+                   help="print each energy and time parameter on its own line with the source of its default")
 
     def run(args) -> int:
         from pathlib import Path
@@ -82,10 +84,17 @@ def _add_devices(sub) -> Callable:
                 loop = f"{it * 1e9:g} ns" if isinstance(it, float) else "-"
                 print(f"{s['name']:<18} {kind:<16} {conv:<24} loop {loop:<8} {s['source']}")
                 for part, ps in s["energy_parameters"].items():
-                    if ps:
-                        vals = ", ".join(f"{k} = {v['value']:g}{' ' + v['unit'] if v['unit'] not in ('', '1') else ''}"
-                                         for k, v in ps.items())
-                        print(f"    energy {part}: {vals}")
+                    if not ps:
+                        continue
+                    unit = lambda v: f" {v['unit']}" if v["unit"] not in ("", "1") else ""  # noqa: E731
+                    if args.sources:
+                        for k, v in ps.items():
+                            src = v["source"] or "no source"
+                            if v["value"] != v["default"]:   # the profile's own value: its file cites it
+                                src = f"set by the profile (see its file); default {v['default']:g}: {src}"
+                            print(f"    energy {part}.{k} = {v['value']:g}{unit(v)}  [{src}]")
+                    else:
+                        print(f"    energy {part}: " + ", ".join(f"{k} = {v['value']:g}{unit(v)}" for k, v in ps.items()))
         if bad:
             for i, msg in enumerate(bad):
                 # one line per bad profile; the last goes through the CLI's error path

@@ -47,3 +47,16 @@ def test_subprocess_bad_profile(tmp_path):
                        cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "noise_lsb" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_energy_parameters_with_units_and_sources(capsys):
+    assert main(["devices", str(ROOT / "devices" / "reram.toml"), "--json"]) == 0
+    (p,) = json.loads(capsys.readouterr().out)["profiles"]
+    e = p["energy_parameters"]["coupling"]
+    assert e["pulse_width_s"] == {"value": 50e-9, "unit": "s", "default": 50e-9, "source": e["pulse_width_s"]["source"]}
+    assert "Wong" in e["pulse_width_s"]["source"] and all(v["unit"] and v["source"] for v in e.values())
+    assert main(["devices", str(ROOT / "devices" / "slm-10bit.toml"), "--sources"]) == 0
+    out = capsys.readouterr().out
+    assert "energy coupling.frame_rate_hz = 1000 Hz  [LCOS" in out
+    # a value the profile sets itself points to the profile file and names the model default's source
+    assert "energy coupling.wall_plug_efficiency = 0.1  [set by the profile (see its file); default 0.3:" in out

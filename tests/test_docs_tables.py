@@ -55,3 +55,14 @@ def test_netcdf_table(tables, tmp_path):
 def test_every_placeholder_in_the_manual_renders(tables, repo_root):
     for page in (repo_root / "docs").rglob("*.md"):
         tables.replace_tables(page.read_text(encoding="utf-8"), repo_root)
+
+
+def test_energy_sources_table_comes_from_the_code(tables, tmp_path):
+    from anasim.devices import SLMCrossbar
+
+    md = tables.replace_tables("{{ energy_sources }}", tmp_path)
+    lines = md.splitlines()
+    assert lines[0] == "| parameter | default | unit | source |"
+    src = SLMCrossbar.__dataclass_fields__["frame_rate_hz"].metadata["source"]
+    assert f"| SLM `frame_rate_hz` | 1000 | Hz | {src} |" in lines
+    assert any(line.startswith("| ADC and DAC `fom_j_per_step` | 1e-14 | J/conv-step |") for line in lines)

@@ -147,3 +147,61 @@ def test_ideal_profile_energy_is_not_modelled_but_noiseless_device_costs():
     m.step(None, None, None, None, 10, 15, 2)
     assert m.metrics()["energy_j"] > 0 and m.metrics()["hardware_time_s"] == pytest.approx(2 * 10 * 100e-9)
     assert math.isnan(m.metrics()["energy_converters_j"])          # ideal converters: not modelled
+
+
+def test_slm_noise_and_energy_trade_through_the_integration_time():
+    # Hand computation: R = 0.5 A/W (Si at 850 nm), 1 mW per channel, no loss, 10 rows:
+    # P_px = 0.1 mW, one normalized unit I_u = R P_px / w_max = 0.5 × 1e-4 / 0.5 = 1e-4 A.
+    d = SLMCrossbar(w_max=0.5, responsivity_a_per_w=0.5, source_power_w=1e-3, dark_current_a=1e-9,
+                    temperature_k=300.0, feedback_resistance_ohm=1e3, bandwidth_hz=1e6,
+                    wall_plug_efficiency=0.3, receiver_power_w=1e-3)
+    a, b = d.noise_coefficients(10)
+    # shot: 2 q Δf / I_u = 2 × 1.602176634e-19 × 1e6 / 1e-4
+    assert a == pytest.approx(3.204353268e-9, rel=1e-9)
+    # dark shot 4 q Δf I_d + thermal 8 k T Δf / R_f, over I_u²:
+    # (6.408706536e-22 + 8 × 1.380649e-23 × 300 × 1e6 / 1e3) / 1e-8
+    assert b == pytest.approx((6.408706536e-22 + 3.3135576e-17) / 1e-8, rel=1e-9)
+    # the read integrates for t = 1/(2Δf) = 500 ns: 20 inputs × 1 mW × t / 0.3 + 2 × 10 × 1 mW × t
+    assert d.read_time_s() == pytest.approx(500e-9)
+    assert d.read_energy_j((10, 20)) == pytest.approx(20 * 1e-3 * 500e-9 / 0.3 + 20 * 1e-3 * 500e-9)
+    # ten times the band: ten times the noise variance, a tenth of the time and energy per read
+    f = dataclasses.replace(d, bandwidth_hz=1e7)
+    assert f.noise_coefficients(10) == pytest.approx((10 * a, 10 * b), rel=1e-12)
+    assert f.read_energy_j((10, 20)) == pytest.approx(d.read_energy_j((10, 20)) / 10)
+    # variance × energy per read does not depend on the band: the trade-off is one curve
+    for df in (1e5, 1e8, 1e10):
+        g = dataclasses.replace(d, bandwidth_hz=df)
+        assert g.noise_coefficients(10)[1] * g.read_energy_j((10, 20)) == pytest.approx(
+            b * d.read_energy_j((10, 20)), rel=1e-9)
+    # Δf = 0: the ideal limit, no noise and no finite read time
+    z = dataclasses.replace(d, bandwidth_hz=0.0)
+    assert z.noise_coefficients(10) == (0.0, 0.0) and math.isnan(z.read_time_s())
+
+
+def test_every_energy_and_time_parameter_has_a_unit_and_a_source():
+    from anasim.devices.params import energy_sources
+
+    classes = {"slm": SLMCrossbar, "resistive": ResistiveCrossbar, "gyrator": GyratorArray, "adc": ADC, "dac": DAC}
+    rows = energy_sources(classes)
+    assert {r["part"] for r in rows} == set(classes)
+    for r in rows:
+        assert r["unit"], f"{r['part']}.{r['name']}: no unit"
+        assert len(r["source"]) > 10, f"{r['part']}.{r['name']}: no source"
+        # a figure is either cited (a name and a year or a datasheet) or marked assumed
+        cited = any(ch.isdigit() for ch in r["source"]) or "datasheet" in r["source"]
+        assert cited or "assumed" in r["source"] or "definition" in r["source"], r
+    # every parameter an energy or time formula reads is listed
+    names = {(r["part"], r["name"]) for r in rows}
+    assert {("slm", "source_power_w"), ("slm", "bandwidth_hz"), ("resistive", "v_read_v"),
+            ("resistive", "g_max_s"), ("gyrator", "g_max_s")} <= names
+
+
+def test_digital_references_from_the_datasheets():
+    # A100 SXM: 400 W / 19.5 TFLOP/s; H100 SXM: 700 W / 67 TFLOP/s (FP32, dense)
+    assert cost.DIGITAL_REFERENCES["A100"][1] == pytest.approx(20.51e-12, rel=1e-3)
+    assert cost.DIGITAL_REFERENCES["H100"][1] == pytest.approx(10.45e-12, rel=1e-3)
+    spec = CircuitSpec(sizes=(784, 128, 10))
+    flops = 6 * (784 * 128 + 128 * 10)
+    assert cost.digital_flops_per_example(spec) == flops
+    assert cost.digital_energy_j(spec, 3, "H100") == pytest.approx(3 * flops * 700 / 67e12)
+    assert cost.digital_energy_j(spec, 3) == pytest.approx(3 * flops * 400 / 19.5e12)

@@ -76,16 +76,19 @@ class _ConverterBase:
     inl_lsb: float = param(0.0, "LSB", -1e3, 1e3, "peak integral nonlinearity (mid-scale bow)")
     dnl_lsb: float = param(0.0, "LSB", 0.0, 1.0, "code-boundary deviation std (fixed pattern)")
     noise_lsb: float = param(0.0, "LSB", 0.0, 1e6, "rms noise per conversion")
-    # Energy and time (docs/energy.md). Walden figure of merit F = P / (2^ENOB f_s):
-    # assumed 10 fJ/conv-step, the order of moderate-speed SAR designs in B. Murmann's
-    # "ADC Performance Survey 1997–2024" (the best designs reach below 1 fJ/conv-step;
-    # no single design is meant). DACs are charged with the same figure: assumed.
+    # Energy and time (docs/energy.md): Walden figure of merit F = P / (2^ENOB f_s).
+    # Each default's source is its `source`. DACs are charged with the same figure (assumed).
     fom_j_per_step: float = param(10e-15, "J/conv-step", 0.0, 1e-6,
-                                  "Walden figure of merit P / (2^ENOB f_s)")
-    enob: float = param(0.0, "bit", 0.0, 32.0, "effective number of bits (0 = bits)")
-    # assumed: 100 MS/s, a moderate rate for a per-column SAR converter (one
-    # conversion is 10 ns of latency)
-    sample_rate_hz: float = param(100e6, "Hz", 0.0, 1e12, "conversion rate f_s", lo_open=True)
+                                  "Walden figure of merit P / (2^ENOB f_s)",
+                                  source="B. Murmann, 'ADC Performance Survey 1997-2024': the best "
+                                         "moderate-speed designs reach a few fJ/conv-step, tens are "
+                                         "typical; 10 fJ: between, no single design (assumed)")
+    enob: float = param(0.0, "bit", 0.0, 32.0, "effective number of bits (0 = bits)",
+                        source="0 = the ideal converter's ENOB, bits (definition); from a datasheet: "
+                               "ENOB = (SINAD - 1.76 dB) / 6.02 dB")
+    sample_rate_hz: float = param(100e6, "Hz", 0.0, 1e12, "conversion rate f_s", lo_open=True,
+                                  source="assumed: 100 MS/s, a moderate rate for a per-column SAR "
+                                         "converter (one conversion = 10 ns of latency)")
 
     def __post_init__(self):
         if not self.v_max > self.v_min:

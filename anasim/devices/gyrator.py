@@ -113,7 +113,8 @@ class GyratorArray:
     energy_params: ClassVar[tuple] = ("g_max_s", "c_node_f", "v_dd_v", "v_ov_v")
 
     w_max: float = param(0.5, "1", 0.0, doc="normalized full-scale coupling (g = g_max_s)", lo_open=True)
-    g_max_s: float = param(100e-6, "S", 0.0, 1.0, "full-scale transconductance", lo_open=True)
+    g_max_s: float = param(100e-6, "S", 0.0, 1.0, "full-scale transconductance", lo_open=True,
+                           source="assumed design value: 100 µS, with C_node a 1 ns node time constant")
     v_fs_v: float = param(0.5, "V", 0.0, 100.0, "node voltage at normalized state 1", lo_open=True)
     bits: int = param(0, "bit", 0, 24, "bias-DAC resolution of g (0 = continuous)")
     epsilon: float = param(0.0, "1", -1.0, 1.0, "systematic mismatch ε of the b-side transconductor")
@@ -124,15 +125,17 @@ class GyratorArray:
     noise_factor: float = param(2.0 / 3.0, "1", 0.0, 100.0, "OTA excess noise factor γ (i² = 4kTγ|g|Δf)")
     bandwidth_hz: float = param(0.0, "Hz", 0.0, 1e12, "noise bandwidth Δf (0 = noiseless)")
     temperature_k: float = param(300.0, "K", 0.0, 1e4, "temperature")
-    # Energy and time (module docstring). Sources:
-    # supply: assumed 1.2 V, a common core supply of the CMOS nodes OTAs are built in.
-    v_dd_v: float = param(1.2, "V", 0.0, 100.0, "OTA supply voltage", lo_open=True)
-    # overdrive: 0.2 V, the value that gives g_m r_o ≈ 50 in devices/gyrator-gmc.toml
-    #   (square law g_m = 2 I_D / V_ov; Razavi, Design of Analog CMOS Integrated Circuits, ch. 2-3).
-    v_ov_v: float = param(0.2, "V", 0.0, 10.0, "OTA input-pair overdrive voltage V_ov", lo_open=True)
-    # node capacitance: 100 fF, the upper end of the tens-to-hundreds of fF of OTA
-    #   output capacitance (docs/design.md, "Published device figures"); assumed.
-    c_node_f: float = param(100e-15, "F", 0.0, 1.0, "node capacitance C (settling C / g_max_s)", lo_open=True)
+    # Energy and time (module docstring). Each default's source is its `source`.
+    v_dd_v: float = param(1.2, "V", 0.0, 100.0, "OTA supply voltage", lo_open=True,
+                          source="assumed: 1.2 V, a common core supply of the CMOS nodes OTAs are built in")
+    v_ov_v: float = param(0.2, "V", 0.0, 10.0, "OTA input-pair overdrive voltage V_ov", lo_open=True,
+                          source="g_m/I_D = 2/V_ov = 10 /V, the strong-inversion end of the 5-25 /V of "
+                                 "the g_m/I_D method (Jespers & Murmann, Systematic Design of Analog "
+                                 "CMOS Circuits, 2017); square law (Razavi, Design of Analog CMOS "
+                                 "Integrated Circuits, ch. 2-3); gives g_m r_o = 50 in gyrator-gmc.toml")
+    c_node_f: float = param(100e-15, "F", 0.0, 1.0, "node capacitance C (settling C / g_max_s)", lo_open=True,
+                            source="assumed: 100 fF, the upper end of the tens to hundreds of fF of OTA "
+                                   "output capacitance (docs/design.md, 'Published device figures')")
 
     def __post_init__(self):
         if self.bits == 1:

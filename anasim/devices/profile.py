@@ -274,11 +274,14 @@ def profile_summary(profile: DeviceProfile) -> dict:
         return out
 
     def energy(obj) -> dict | None:
-        """The energy and time parameters of a part with their units (None: ideal)."""
+        """The energy and time parameters of a part: value, unit, the model's default
+        and that default's source (a profile's own values cite theirs in its file). None: ideal."""
         if isinstance(obj, (IdealCoupling, IdealConverter)):
             return None
-        units = {f.name: f.metadata.get("unit", "") for f in fields(obj)}
-        return {k: {"value": getattr(obj, k), "unit": units[k]} for k in getattr(obj, "energy_params", ())}
+        decl = {f.name: f for f in fields(obj)}
+        return {k: {"value": getattr(obj, k), "unit": decl[k].metadata.get("unit", ""),
+                    "default": decl[k].default, "source": decl[k].metadata.get("source", "")}
+                for k in getattr(obj, "energy_params", ())}
 
     return {
         "name": profile.name, "source": profile.source, "description": profile.description,

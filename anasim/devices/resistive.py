@@ -108,17 +108,22 @@ class ResistiveCrossbar:
     output_load: ClassVar[bool] = False
     skew_link: ClassVar[bool] = False
     #: the parameters of the energy and time model (printed by ``anasim devices``)
-    energy_params: ClassVar[tuple] = ("t_read_s", "v_read_v", "v_write_v", "i_write_a", "pulse_width_s",
-                                      "pulses_full_range")
+    energy_params: ClassVar[tuple] = ("g_min_s", "g_max_s", "t_read_s", "v_read_v", "v_write_v", "i_write_a",
+                                      "pulse_width_s", "pulses_full_range")
 
     w_max: float = param(0.5, "1", 0.0, doc="normalized full-scale weight (G⁺ − G⁻ = G_max − G_min)", lo_open=True)
-    g_min_s: float = param(50e-6, "S", 0.0, 1.0, "minimum conductance")
-    g_max_s: float = param(225e-6, "S", 0.0, 1.0, "maximum conductance (nominal)", lo_open=True)
+    g_min_s: float = param(50e-6, "S", 0.0, 1.0, "minimum conductance",
+                           source="RRAM 50-225 µS (docs/design.md, 'Published device figures')")
+    g_max_s: float = param(225e-6, "S", 0.0, 1.0, "maximum conductance (nominal)", lo_open=True,
+                           source="RRAM 50-225 µS (docs/design.md, 'Published device figures')")
     bits: int = param(0, "bit", 0, 24, "programmable levels 2^bits (0 = continuous)")
     d2d_sigma: float = param(0.0, "1", 0.0, 0.5, "device-to-device spread of G_max (relative std)")
     prog_noise: tuple = param((0.0, 0.0, 0.0), "1", doc="programming noise std / G_max = p0 + p1 x + p2 x², x = G/G_max")
     read_noise: float = param(0.0, "1", 0.0, 1.0, "read noise std relative to G")
-    v_read_v: float = param(0.2, "V", 0.0, 10.0, "read voltage at full-scale input", lo_open=True)
+    v_read_v: float = param(0.2, "V", 0.0, 10.0, "read voltage at full-scale input", lo_open=True,
+                            source="assumed: 0.2 V, well below the ~1 V and more that switches "
+                                   "metal-oxide RRAM (Wong et al., 'Metal-oxide RRAM', Proc. IEEE 100, "
+                                   "1951 (2012)), so a read does not disturb the state")
     bandwidth_hz: float = param(0.0, "Hz", 0.0, 1e12, "read bandwidth for thermal noise (0 = off)")
     temperature_k: float = param(300.0, "K", 0.0, 1e4, "device temperature")
     drift_nu: float = param(0.0, "1", 0.0, 1.0, "drift exponent ν (mean)")
@@ -128,20 +133,22 @@ class ResistiveCrossbar:
     gain_potentiation: float = param(1.0, "1", 0.0, 10.0, "potentiation step / requested step")
     gain_depression: float = param(1.0, "1", 0.0, 10.0, "depression step / requested step")
     cycle_noise: float = param(0.0, "1", 0.0, 2.0, "cycle-to-cycle write noise (relative std of a step)")
-    # Energy and time (module docstring). Sources:
-    # read cycle: assumed 100 ns, the order of the crossbar read cycle budgeted in
-    #   ISAAC-style accelerator studies (Shafiee et al., ISCA 2016); recalled, not
-    #   checked against a figure of the paper: treat it as assumed.
+    # Energy and time (module docstring). Each default's source is its `source`.
     t_read_s: float = param(100e-9, "s", 0.0, 1.0, "read cycle t_read (one relaxation iteration)",
-                               lo_open=True)
-    # write pulse: assumed 2 V, 100 µA, 50 ns (20 pJ per pulse). Metal-oxide ReRAM
-    #   switches at ~1-3 V and tens to hundreds of µA within 10-100 ns (the ranges
-    #   of the ReRAM review literature); no single device is meant.
-    v_write_v: float = param(2.0, "V", 0.0, 100.0, "write pulse amplitude", lo_open=True)
-    i_write_a: float = param(100e-6, "A", 0.0, 1.0, "device current during a write pulse")
-    pulse_width_s: float = param(50e-9, "s", 0.0, 1.0, "write pulse width", lo_open=True)
-    # assumed: 100 identical pulses take a device across its range (bits = 0 only)
-    pulses_full_range: int = param(100, "1", 1, 10**9, "pulses from G_min to G_max when bits = 0")
+                            lo_open=True,
+                            source="assumed: 100 ns, the order of the crossbar read cycle of ISAAC-style "
+                                   "accelerator studies (Shafiee et al., ISCA 2016)")
+    v_write_v: float = param(2.0, "V", 0.0, 100.0, "write pulse amplitude", lo_open=True,
+                             source="metal-oxide RRAM switches at ~1-3 V (Wong et al., 'Metal-oxide "
+                                    "RRAM', Proc. IEEE 100, 1951 (2012)); 2 V: mid-range")
+    i_write_a: float = param(100e-6, "A", 0.0, 1.0, "device current during a write pulse",
+                             source="tens to hundreds of µA during switching (Wong et al., Proc. IEEE "
+                                    "2012); 100 µA: mid-range. 2 V x 100 µA x 50 ns = 10 pJ per pulse")
+    pulse_width_s: float = param(50e-9, "s", 0.0, 1.0, "write pulse width", lo_open=True,
+                                 source="RRAM switches within 10-100 ns pulses (Wong et al., Proc. IEEE "
+                                        "2012); 50 ns: mid-range")
+    pulses_full_range: int = param(100, "1", 1, 10**9, "pulses from G_min to G_max when bits = 0",
+                                   source="assumed: 100 identical pulses take a device across its range")
 
     def __post_init__(self):
         if not self.g_max_s > self.g_min_s:

@@ -133,8 +133,8 @@ class SLMCrossbar:
     output_load: ClassVar[bool] = False
     skew_link: ClassVar[bool] = False
     #: the parameters of the energy and time model (printed by ``anasim devices``)
-    energy_params: ClassVar[tuple] = ("bandwidth_hz", "wall_plug_efficiency", "receiver_power_w",
-                                      "frame_rate_hz", "slm_power_w")
+    energy_params: ClassVar[tuple] = ("bandwidth_hz", "source_power_w", "wall_plug_efficiency",
+                                      "receiver_power_w", "frame_rate_hz", "slm_power_w")
 
     w_max: float = param(0.5, "1", 0.0, doc="normalized full-scale weight (T⁺ − T⁻ = 1)", lo_open=True)
     bits: int = param(10, "bit", 0, 24, "transmission levels 2^bits per array (0 = continuous)")
@@ -148,28 +148,35 @@ class SLMCrossbar:
     fanout_sigma: float = param(0.0, "1", 0.0, 0.5, "fan-out power share imbalance per row (std)")
     loss_db: float = param(0.0, "dB", 0.0, 100.0, "optical loss source → detector")
     source_power_w: float = param(1e-3, "W", 0.0, 10.0, "full-scale optical power per input channel",
-                                  lo_open=True)
+                                  lo_open=True,
+                                  source="assumed: 1 mW, the order of one datacom VCSEL's output; "
+                                         "devices/slm-10bit.toml derives its 2 mW from the noise budget")
     responsivity_a_per_w: float = param(1.0, "A/W", 0.0, 10.0, "photodetector responsivity", lo_open=True)
     dark_current_a: float = param(0.0, "A", 0.0, 1e-3, "photodetector dark current")
-    bandwidth_hz: float = param(0.0, "Hz", 0.0, 1e12, "detection bandwidth Δf (0 = noiseless)")
+    # Δf sets both the noise (variance ∝ Δf) and the read time t = 1/(2Δf) (module docstring)
+    bandwidth_hz: float = param(0.0, "Hz", 0.0, 1e12, "detection bandwidth Δf (0 = noiseless)",
+                                source="0 = off (the ideal limit); the AOC's 20 ns loop is 25 MHz "
+                                       "(Kalinin et al., Nature 2025; devices/slm-10bit.toml)")
     temperature_k: float = param(300.0, "K", 0.0, 1e4, "TIA temperature")
     feedback_resistance_ohm: float = param(math.inf, "Ω", 0.0, doc="TIA feedback resistance R_f (inf = no thermal noise)",
                                            lo_open=True, finite=False)
-    # Energy and time (module docstring). Sources:
-    # wall-plug efficiency: assumed 0.1. MicroLED and VCSEL sources span a few to
-    #   ~50 % electrical-to-optical efficiency depending on size and current; no
-    #   figure for the AOC's sources is published: a middle order of magnitude.
-    wall_plug_efficiency: float = param(0.1, "1", 0.0, 1.0, "source wall-plug efficiency (optical / electrical)",
-                                        lo_open=True)
-    # receiver power: assumed 1 mW per photodetector + TIA channel, the order of
-    #   a low-power CMOS transimpedance amplifier at tens of MHz (no specific part).
-    receiver_power_w: float = param(1e-3, "W", 0.0, 10.0, "power of one photodetector + TIA receiver")
-    # frame rate: assumed 1 kHz. Nematic LCOS SLMs refresh at 60 Hz to ~1 kHz
-    #   (the fast end needs overdrive); the value is the fast end, assumed.
-    frame_rate_hz: float = param(1e3, "Hz", 0.0, 1e12, "SLM frame rate (one write = one frame)", lo_open=True)
-    # drive power: assumed 1 W per SLM array (LCOS panel and its driver board draw
-    #   watts; one array of a split pair is charged half a panel's order).
-    slm_power_w: float = param(1.0, "W", 0.0, 1e3, "electrical drive power of one SLM array")
+    # Energy and time (module docstring). Each default's source is its `source`:
+    # a published figure, or "assumed" with the reasoning where none exists.
+    wall_plug_efficiency: float = param(0.3, "1", 0.0, 1.0, "source wall-plug efficiency (optical / electrical)",
+                                        lo_open=True,
+                                        source="VCSELs reach 40-48 % peak power-conversion efficiency (oxide-"
+                                               "confined 940 nm: 48 %, Wang et al., Research Square 2022, "
+                                               "doi:10.21203/rs.3.rs-1278067/v1); 0.3: below the peak, as "
+                                               "arrays run; microLEDs (the AOC's sources) are lower")
+    receiver_power_w: float = param(1e-3, "W", 0.0, 10.0, "power of one photodetector + TIA receiver",
+                                    source="assumed: 1 mW, a low-power CMOS transimpedance channel at "
+                                           "tens of MHz (no single part; discrete TIAs draw tens of mW)")
+    frame_rate_hz: float = param(1e3, "Hz", 0.0, 1e12, "SLM frame rate (one write = one frame)", lo_open=True,
+                                 source="LCOS SLM datasheets span 60 Hz (Holoeye PLUTO-2) to ~1.4 kHz "
+                                        "(Meadowlark high-speed 512x512, overdrive); 1 kHz: the fast end")
+    slm_power_w: float = param(1.0, "W", 0.0, 1e3, "electrical drive power of one SLM array",
+                               source="assumed: 1 W, the order of an LCOS panel with its driver board "
+                                      "(a few W per head), one array of a split pair")
 
     # --- energy and time (docs/energy.md) ----------------------------------------------
 

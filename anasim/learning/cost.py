@@ -42,6 +42,8 @@ weight per example (forward 2, backward 4: the gradients of the activations and
 of the weights) at :data:`DIGITAL_J_PER_FLOP` = 400 W TDP ÷ 19.5 TFLOP/s dense
 FP32 (NVIDIA A100 Tensor Core GPU datasheet; 156 TFLOP/s with TF32 tensor cores
 would give 2.6 pJ/FLOP). Peak throughput at TDP: a lower bound of the GPU's energy.
+:data:`DIGITAL_REFERENCES` also holds an H100 SXM (700 W ÷ 67 TFLOP/s FP32,
+NVIDIA H100 datasheet: 10.4 pJ/FLOP).
 """
 
 from __future__ import annotations
@@ -52,9 +54,15 @@ from dataclasses import dataclass
 from anasim.devices.base import IdealConverter
 from anasim.devices.profile import DeviceProfile, iteration_time_s
 
-#: the digital reference: NVIDIA A100 SXM (datasheet): 400 W TDP, 19.5 TFLOP/s dense FP32
-DIGITAL_GPU = "NVIDIA A100 SXM, FP32 (400 W TDP / 19.5 TFLOP/s)"
-DIGITAL_J_PER_FLOP = 400.0 / 19.5e12
+#: digital references: (label, J per FLOP) = board power ÷ dense FP32 peak, from the vendors'
+#: datasheets: NVIDIA A100 Tensor Core GPU datasheet (SXM: 400 W TDP, 19.5 TFLOP/s FP32);
+#: NVIDIA H100 Tensor Core GPU datasheet (SXM: up to 700 W TDP, 67 TFLOP/s FP32)
+DIGITAL_REFERENCES = {
+    "A100": ("NVIDIA A100 SXM, FP32 (400 W TDP / 19.5 TFLOP/s)", 400.0 / 19.5e12),
+    "H100": ("NVIDIA H100 SXM, FP32 (700 W TDP / 67 TFLOP/s)", 700.0 / 67e12),
+}
+#: the digital reference of ``digital_energy_j``: the A100
+DIGITAL_GPU, DIGITAL_J_PER_FLOP = DIGITAL_REFERENCES["A100"]
 #: FLOPs per weight per training example: forward 2, backward 4
 DIGITAL_FLOPS_PER_MAC = 6
 #: the parts of the energy breakdown (``energy_<part>_j``)
@@ -216,11 +224,12 @@ def digital_flops_per_example(spec) -> int:
     return DIGITAL_FLOPS_PER_MAC * sum(s[k] * s[k + 1] for k in range(len(s) - 1))
 
 
-def digital_energy_j(spec, examples: int) -> float:
-    """Energy (J) of training ``examples`` examples on the digital reference (:data:`DIGITAL_GPU`)."""
-    return examples * digital_flops_per_example(spec) * DIGITAL_J_PER_FLOP
+def digital_energy_j(spec, examples: int, gpu: str = "A100") -> float:
+    """Energy (J) of training ``examples`` examples on a digital reference
+    (:data:`DIGITAL_REFERENCES`; default the A100 of :data:`DIGITAL_GPU`)."""
+    return examples * digital_flops_per_example(spec) * DIGITAL_REFERENCES[gpu][1]
 
 
-__all__ = ["CostMeter", "DIGITAL_FLOPS_PER_MAC", "DIGITAL_GPU", "DIGITAL_J_PER_FLOP", "NOT_MODELLED", "PARTS",
+__all__ = ["CostMeter", "DIGITAL_FLOPS_PER_MAC", "DIGITAL_GPU", "DIGITAL_J_PER_FLOP", "DIGITAL_REFERENCES", "NOT_MODELLED", "PARTS",
            "dac_conversions_per_iteration", "digital_energy_j", "digital_flops_per_example",
            "read_energy_per_iteration", "reads_per_step", "relaxations_per_step", "write_cost"]

@@ -148,7 +148,8 @@ def _validate_train(config: Mapping) -> None:
 
 
 _TRAIN_OUTPUTS = ("train_accuracy", "train_loss", "test_accuracy", "test_loss", "lipschitz",
-                  "saturated", "iterations", "hardware_time_s", "energy_j", "beta", "learning_rate")
+                  "saturated", "iterations", "hardware_time_s", "energy_j", "energy_arrays_j",
+                  "energy_converters_j", "energy_writes_j", "digital_energy_j", "beta", "learning_rate")
 
 
 def _train(config: Mapping) -> dict:

@@ -13,15 +13,22 @@ after ``#``, the named entry of its ``tables``; a netCDF file gives its
 one-dimensional data variables against their dimension. A missing file, a
 missing table or a file that cannot be read stops the build with the page
 and the file named.
+
+``{{ energy_sources }}`` renders the energy and time parameters of every
+device model with their defaults, units and sources, read from the models'
+field declarations (:func:`anasim.devices.params.energy_sources`), so the
+manual's table of sources is the code's.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 PLACEHOLDER = re.compile(r"\{\{\s*table:\s*([^}#\s]+)(?:#([\w-]+))?\s*\}\}")
+SOURCES = re.compile(r"\{\{\s*energy_sources\s*\}\}")
 
 
 class TableError(Exception):
@@ -110,8 +117,24 @@ def render(root: Path, source: str, name: str | None = None) -> str:
     raise TableError(f"{source}: unknown results format {path.suffix!r} (JSON or netCDF)")
 
 
+def render_sources() -> str:
+    """The energy and time parameters of the device models: default, unit, source."""
+    from anasim.devices import ADC, GyratorArray, ResistiveCrossbar, SLMCrossbar
+    from anasim.devices.params import energy_sources
+
+    rows = [[f"{r['part']} `{r['name']}`", f"{r['default']:g}", r["unit"], r["source"]]
+            for r in energy_sources({"SLM": SLMCrossbar, "resistive": ResistiveCrossbar,
+                                     "gyrator": GyratorArray, "ADC and DAC": ADC})]
+    return markdown_table(["parameter", "default", "unit", "source"], rows)
+
+
 def replace_tables(markdown: str, root: Path) -> str:
-    return PLACEHOLDER.sub(lambda m: render(root, m.group(1), m.group(2)), markdown)
+    markdown = PLACEHOLDER.sub(lambda m: render(root, m.group(1), m.group(2)), markdown)
+    if SOURCES.search(markdown):
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        markdown = SOURCES.sub(lambda m: render_sources(), markdown)
+    return markdown
 
 
 def on_page_markdown(markdown, page, config, files, **kwargs):
