@@ -87,7 +87,7 @@ def draw(doc: dict, png: Path) -> None:
                         rotation=90, fontsize=8, ha="right", va="bottom")
     ax.set_xscale("log")
     lo, hi = ax.get_xlim()
-    ax.set_xlim(lo, hi * 30)          # room for the labels of the rightmost points
+    ax.set_xlim(lo, hi * 8)           # room for the labels of the rightmost points
     ax.set_xlabel("energy per training example (J)")
     ax.set_ylabel("test accuracy (%)")
     run = doc.get("run", {})
