@@ -94,7 +94,8 @@ def _add_devices(sub) -> Callable:
                                 src = f"set by the profile (see its file); default {v['default']:g}: {src}"
                             print(f"    energy {part}.{k} = {v['value']:g}{unit(v)}  [{src}]")
                     else:
-                        print(f"    energy {part}: " + ", ".join(f"{k} = {v['value']:g}{unit(v)}" for k, v in ps.items()))
+                        vals = ", ".join(f"{k} = {v['value']:g}{unit(v)}" for k, v in ps.items())
+                        print(f"    energy {part}: {vals}")
         if bad:
             for i, msg in enumerate(bad):
                 # one line per bad profile; the last goes through the CLI's error path

@@ -205,3 +205,5 @@ def test_digital_references_from_the_datasheets():
     assert cost.digital_flops_per_example(spec) == flops
     assert cost.digital_energy_j(spec, 3, "H100") == pytest.approx(3 * flops * 700 / 67e12)
     assert cost.digital_energy_j(spec, 3) == pytest.approx(3 * flops * 400 / 19.5e12)
+    with pytest.raises(ValueError, match="gpu: expected one of A100, H100, got 'V100'"):
+        cost.digital_energy_j(spec, 3, "V100")

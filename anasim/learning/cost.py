@@ -53,6 +53,7 @@ from dataclasses import dataclass
 
 from anasim.devices.base import IdealConverter
 from anasim.devices.profile import DeviceProfile, iteration_time_s
+from anasim.errors import AnasimError
 
 #: digital references: (label, J per FLOP) = board power ÷ dense FP32 peak, from the vendors'
 #: datasheets: NVIDIA A100 Tensor Core GPU datasheet (SXM: 400 W TDP, 19.5 TFLOP/s FP32);
@@ -227,9 +228,12 @@ def digital_flops_per_example(spec) -> int:
 def digital_energy_j(spec, examples: int, gpu: str = "A100") -> float:
     """Energy (J) of training ``examples`` examples on a digital reference
     (:data:`DIGITAL_REFERENCES`; default the A100 of :data:`DIGITAL_GPU`)."""
+    if gpu not in DIGITAL_REFERENCES:
+        raise AnasimError(f"digital_energy_j: gpu: expected one of {', '.join(DIGITAL_REFERENCES)}, got {gpu!r}")
     return examples * digital_flops_per_example(spec) * DIGITAL_REFERENCES[gpu][1]
 
 
-__all__ = ["CostMeter", "DIGITAL_FLOPS_PER_MAC", "DIGITAL_GPU", "DIGITAL_J_PER_FLOP", "DIGITAL_REFERENCES", "NOT_MODELLED", "PARTS",
+__all__ = ["CostMeter", "DIGITAL_FLOPS_PER_MAC", "DIGITAL_GPU", "DIGITAL_J_PER_FLOP", "DIGITAL_REFERENCES",
+           "NOT_MODELLED", "PARTS",
            "dac_conversions_per_iteration", "digital_energy_j", "digital_flops_per_example",
            "read_energy_per_iteration", "reads_per_step", "relaxations_per_step", "write_cost"]
