@@ -76,8 +76,8 @@ def draw(results):
     acc = 100 * e["accuracy"]
     ax.plot(e["energy_j"], acc, "o-", label="total (arrays + SLM frame writes)")
     ax.plot(e["energy_arrays_j"], acc, "o--", mfc="none", label="arrays' reads only (∝ 1/Δf)")
-    for x, y, f in zip(e["energy_j"], acc, e["bandwidth_hz"]):
-        ax.annotate(f"Δf = {band(float(f))}", (x, y), textcoords="offset points", xytext=(6, -10), fontsize=8)
+    for x, y, f in zip(e["energy_arrays_j"], acc, e["bandwidth_hz"]):   # the totals crowd at the write floor
+        ax.annotate(band(float(f)), (x, y), textcoords="offset points", xytext=(-4, 6), fontsize=8, ha="right")
     for val, label, style in ((e["digital_a100"], "A100 FP32", "--"), (e["digital_h100"], "H100 FP32", ":")):
         ax.axvline(val, color="k", ls=style, lw=1)
         ax.annotate(f"digital {label}", (val, 0.02), xycoords=("data", "axes fraction"), rotation=90,
@@ -85,9 +85,10 @@ def draw(results):
     ax.set_xscale("log")
     ax.set_xlabel("energy per training example (J)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("skew-small on slm-10bit: detection bandwidth Δf (read time 1/(2Δf))", fontsize=10)
+    ax.set_title("skew-small on slm-10bit: detection bandwidth Δf (labels; read time 1/(2Δf))", fontsize=10)
+    ax.set_ylim(0, 100)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     return fig
 
 
