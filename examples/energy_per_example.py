@@ -172,9 +172,8 @@ def main(argv=None) -> int:
                      _num(h["hardware_time_s"] / n), _num(h["digital_energy_j"] / n), _num(h100)])
         print(rows[-1], f"{(time.time() - t1) / 60:.1f} min", flush=True)
         save((time.time() - t0) / 60)
-    if not rows:
-        return 0
-    save((time.time() - t0) / 60)
+    if rows and len(rows) == len(done):   # nothing new: keep the file (and its timing note), redraw
+        draw(json.loads(out.read_text(encoding="utf-8")), png)
     return 0
 
 
