@@ -151,7 +151,9 @@ class SLMCrossbar:
                                   lo_open=True,
                                   source="assumed: 1 mW, the order of one datacom VCSEL's output; "
                                          "devices/slm-10bit.toml derives its 2 mW from the noise budget")
-    responsivity_a_per_w: float = param(1.0, "A/W", 0.0, 10.0, "photodetector responsivity", lo_open=True)
+    responsivity_a_per_w: float = param(1.0, "A/W", 0.0, 10.0, "photodetector responsivity", lo_open=True,
+                                        source="assumed: 1 A/W, the photonic simulators' default; a Si "
+                                               "photodiode gives ~0.5 A/W at 850 nm, InGaAs ~1 A/W at 1550 nm")
     dark_current_a: float = param(0.0, "A", 0.0, 1e-3, "photodetector dark current")
     # Δf sets both the noise (variance ∝ Δf) and the read time t = 1/(2Δf) (module docstring)
     bandwidth_hz: float = param(0.0, "Hz", 0.0, 1e12, "detection bandwidth Δf (0 = noiseless)",
