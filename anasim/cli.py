@@ -271,6 +271,12 @@ def _add_train(sub) -> Callable:
     p.add_argument("--keep-going", action="store_true",
                    help="do not stop when the divergence watch trips: warn once per epoch and record the "
                         "tripped steps (diverged_steps) in the result (training.keep_going)")
+    p.add_argument("--checkpoint-every-steps", type=int, default=None, metavar="N",
+                   help="also write the checkpoint inside an epoch every N steps "
+                        "(training.checkpoint_every_steps; default 0: not by count)")
+    p.add_argument("--checkpoint-every-s", type=float, default=None, metavar="S",
+                   help="... and after the first step S seconds after the last one "
+                        "(training.checkpoint_every_s; default 60, 0: not by time)")
     p.add_argument("--rule", default=None,
                    help="dyadic | ep-centered | ep-positive | ep-negative | cl | cpl-p | cpl-n | cpl-c")
     p.add_argument("--beta", type=float, default=None, help="nudge strength β")

@@ -84,7 +84,9 @@ def run_train(args) -> int:
         tables, where=spec.source or args.circuit, epochs=args.epochs, rule=args.rule, beta=args.beta, learning_rate=args.lr,
         batch_size=args.batch_size, seed=args.seed, train_size=args.train_size,
         test_size=args.test_size, data=args.data, write_mode=args.write_mode, phases=args.phases,
-        keep_going=True if getattr(args, "keep_going", False) else None)
+        keep_going=True if getattr(args, "keep_going", False) else None,
+        checkpoint_every_steps=getattr(args, "checkpoint_every_steps", None),
+        checkpoint_every_s=getattr(args, "checkpoint_every_s", None))
     train_set, test_set = load_fashion_mnist(cfg.data or None)
     engine = engine_for(spec, tables)
     check_run(spec, profile, cfg, train_set, engine)

@@ -48,6 +48,16 @@ class DivergenceWatch:
     steps_seen: int = 0
     streak: dict = field(default_factory=lambda: {"saturated": 0, "unsettled": 0})
 
+    def state(self) -> dict:
+        """What the watch has seen, JSON-ready (a checkpoint's; :meth:`restore` takes it back)."""
+        return {"first_loss": self.first_loss, "steps_seen": self.steps_seen, "streak": dict(self.streak)}
+
+    def restore(self, state: dict) -> None:
+        """Continue from :meth:`state` (a resumed run trips on exactly the steps it would have)."""
+        self.first_loss = state["first_loss"]
+        self.steps_seen = int(state["steps_seen"])
+        self.streak = {k: int(v) for k, v in state["streak"].items()}
+
     def check(self, *, loss: float, finite: bool, saturated: float, unsettled: float) -> str | None:
         """``loss``: the step's loss per example; ``finite``: weights and states finite;
         ``saturated``: fraction of units at a rail; ``unsettled``: fraction of the batch."""
