@@ -82,6 +82,7 @@ from anasim.learning.cost import PARTS, CostMeter
 from anasim.learning.optim import learning_rate_schedule, optimizer, optimizer_settings
 from anasim.learning.step import StepKind, check_compatible, eval_batch, phases_and_rule, train_step
 from anasim.learning.watch import DivergenceWatch
+from anasim.outputs import remove_stale_temporaries
 
 
 def _init_body(engine, spec, key):
@@ -208,6 +209,16 @@ def check_run(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train
                           f"data have {classes} classes")
 
 
+def _engine_identity(engine) -> str:
+    """``repr`` of an engine with its sets sorted: a frozenset's order (of strings) changes from one
+    process to the next (hash randomization), and a checkpoint must resume in another process."""
+    if not dataclasses.is_dataclass(engine):
+        return repr(engine)
+    fields = ", ".join(f"{f.name}={sorted(v) if isinstance(v, (set, frozenset)) else v!r}"
+                       for f in dataclasses.fields(engine) if f.repr for v in [getattr(engine, f.name)])
+    return f"{type(engine).__qualname__}({fields})"
+
+
 def _progress(total, desc, enabled):
     if not enabled:
         return None
@@ -267,11 +278,13 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
         # keep_going and the checkpoint cadence change what is kept, not the run: a run may resume
         # with other values; epochs: the run's first schedule segment (a finished run may be extended)
         return json.dumps([repr(spec), repr(profile), computation_repr(cfg, epochs=epochs),
-                           repr(engine), n, len(test_set)], default=str)
+                           _engine_identity(engine), n, len(test_set)], default=str)
 
     segments = [int(cfg.epochs)]
     fingerprint = identity(cfg.epochs)
     ckpt = checkpoint_path(out) if out else None
+    if out:   # the torn files of a killed writer of this run (a live one's stay)
+        remove_stale_temporaries(out, [ckpt])
     if resume:
         if ckpt is None or not ckpt.exists():
             raise AnasimError(f"--resume: no checkpoint {ckpt} to resume from")
