@@ -47,3 +47,23 @@ def test_report_json_returns_the_plotted_per_epoch_values(tmp_path, capsys):
     assert [e["test_accuracy"] for e in info["epochs"]] == list(np.linspace(0.1, 0.5, 3))
     assert [e["lipschitz"] for e in info["epochs"]] == [1.5, None, 2.5]
     assert set(METRICS) <= set(info["metrics"])
+
+
+def test_report_json_of_another_result_returns_each_curve(tmp_path, capsys):
+    import json
+
+    import xarray as xr
+
+    # a result file of an example (neither a training run nor a sweep): 1-D curves, one without
+    # a coordinate, a 2-D variable (not plotted) and a NaN
+    ds = xr.Dataset({"error": ("noise", [0.5, float("nan"), 0.25]), "gain": ("k", [1, 2]),
+                     "map": (("noise", "k"), np.zeros((3, 2)))}, coords={"noise": [0.0, 0.1, 0.2]})
+    path = tmp_path / "other.nc"
+    ds.to_netcdf(path, engine="h5netcdf")
+    assert main(["report", str(path), "--out", str(tmp_path / "o.png"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "other" and set(info["metrics"]) == {"error", "gain"}
+    back = xr.load_dataset(path, engine="h5netcdf")
+    assert info["metrics"]["error"] == {"dim": "noise", "coords": list(back["noise"].values),
+                                        "values": [0.5, None, 0.25]}
+    assert info["metrics"]["gain"]["coords"] == [0, 1] and info["metrics"]["gain"]["values"] == [1, 2]
