@@ -90,7 +90,7 @@ def run_train(args) -> int:
         checkpoint_every_s=getattr(args, "checkpoint_every_s", None))
     train_set, test_set = load_fashion_mnist(cfg.data or None)
     engine = engine_for(spec, tables)
-    check_run(spec, profile, cfg, train_set, engine)
+    check_run(spec, profile, cfg, train_set, engine, test_set)
     human = not args.json
     if human:
         n_tr = min(cfg.train_size or len(train_set), len(train_set))

@@ -197,16 +197,30 @@ class TrainResult:
 
 
 def check_run(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set: Split,
-              engine: Engine | None = None) -> None:
-    """Raise the error a run would hit (incompatible rule/structure/device/engine, data size) before any work."""
+              engine: Engine | None = None, test_set: Split | None = None) -> None:
+    """Raise the error a run would hit (incompatible rule/structure/device/engine, data size,
+    output units vs classes) before any work.
+
+    The classes are the dataset's declared number (:attr:`~anasim.data.Split.classes`), else
+    the largest label + 1 of the splits given; either way every label must have its output
+    unit (a label beyond the last would be trained and scored against an all-zero target)."""
     check_compatible(spec, cfg, profile, engine_for(spec) if engine is None else engine)
+    where = spec.source or spec.name
     if train_set.x.shape[1] != spec.n_in:
-        raise AnasimError(f"{spec.source or spec.name}: network.sizes[0] = {spec.n_in} but the data "
+        raise AnasimError(f"{where}: network.sizes[0] = {spec.n_in} but the data "
                           f"have {train_set.x.shape[1]} inputs")
-    classes = int(np.max(train_set.y)) + 1 if len(train_set.y) else spec.n_out
+    splits = [s for s in (train_set, test_set) if s is not None and len(s)]
+    top = max((int(np.max(s.y)) for s in splits), default=spec.n_out - 1)
+    low = min((int(np.min(s.y)) for s in splits), default=0)
+    declared = train_set.classes
+    classes = declared if declared is not None else top + 1
+    told = "declares" if declared is not None else "have (largest label + 1)"
     if classes != spec.n_out:
-        raise AnasimError(f"{spec.source or spec.name}: network.sizes[-1] = {spec.n_out} output units but the "
-                          f"data have {classes} classes")
+        raise AnasimError(f"{where}: network.sizes[-1] = {spec.n_out} output units but the data "
+                          f"({train_set.source}) {told} {classes} classes")
+    if top >= spec.n_out or low < 0:
+        raise AnasimError(f"{where}: the data ({train_set.source}) hold labels in {low}..{top}, the "
+                          f"network's {spec.n_out} output units take 0..{spec.n_out - 1}")
 
 
 def _engine_identity(engine) -> str:
@@ -245,7 +259,7 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
     called with (epoch, metrics) after each epoch.
     """
     engine = engine_for(spec) if engine is None else engine
-    check_run(spec, profile, cfg, train_set, engine)
+    check_run(spec, profile, cfg, train_set, engine, test_set)
     # The step programs the devices, whose errors are drawn in float64 (anasim.circuits.chip):
     # the whole compiled step is traced in the float64 scope; states keep the spec's dtype.
     with float64_scope(True):
@@ -256,9 +270,9 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
 def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress, stop_after, stop_after_steps,
          on_epoch):
     if cfg.train_size:
-        train_set = Split(train_set.x[:cfg.train_size], train_set.y[:cfg.train_size], train_set.source)
+        train_set = train_set.head(cfg.train_size)
     if cfg.test_size:
-        test_set = Split(test_set.x[:cfg.test_size], test_set.y[:cfg.test_size], test_set.source)
+        test_set = test_set.head(cfg.test_size)
     n = len(train_set)
     steps = n // cfg.batch_size
     if steps < 1:
