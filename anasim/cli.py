@@ -267,7 +267,8 @@ def _add_train(sub) -> Callable:
                    help="continue from the checkpoint next to --out; with --epochs beyond the run's, extend it "
                         "(the learning-rate schedule starts afresh over the added epochs)")
     p.add_argument("--overwrite", action="store_true",
-                   help="start again over the run that --out holds (its files are replaced after the first epoch)")
+                   help="start again over the run that --out holds "
+                        "(its files are replaced at the new run's first checkpoint)")
     p.add_argument("--keep-going", action="store_true",
                    help="do not stop when the divergence watch trips: warn once per epoch and record the "
                         "tripped steps (diverged_steps) in the result (training.keep_going)")

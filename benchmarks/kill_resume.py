@@ -54,6 +54,7 @@ test_size = 64
 data = "subset"
 """
 STEPS_PER_EPOCH = 120
+EPOCHS = 2
 WALL = ("wall_s", "train_wall_s")
 
 
@@ -120,8 +121,12 @@ def kill_once(spec: Path, out: Path, cache: Path, rng: random.Random, mode: str,
         stamps.append(last)
     intervals = np.diff(stamps) / 1e9 if len(stamps) > 1 else np.array([])
     step_s = float(statistics.median(intervals)) if len(intervals) else float("nan")
-    lost_s = t_kill - last / 1e9 if (code != 0 and last is not None) else 0.0
-    return {"mode": mode, "killed": code != 0, "in_write": killed_in_write, "position": position(ckpt),
+    where = position(ckpt)
+    # killed after the run's last checkpoint (while it exits): a resume has nothing to redo
+    finished = where == (EPOCHS, 0)
+    lost_s = t_kill - last / 1e9 if (code != 0 and last is not None and not finished) else 0.0
+    return {"mode": mode, "killed": code != 0, "after_end": finished and code != 0, "in_write": killed_in_write,
+            "position": where,
             "lost_s": lost_s, "step_s": step_s, "stale": [p.name for p in out.parent.glob(".*.tmp")]}
 
 
@@ -175,7 +180,7 @@ def kill_and_resume(workdir: Path, kills: int, seed: int = 0, cache: Path | None
     compare(ref, out)
     stale = sorted(p.name for p in workdir.rglob("*.tmp"))
     assert not stale, f"temporary files left after the finishing run: {stale}"
-    assert position(out.with_name("cut.ckpt.h5")) == (2, 0)
+    assert position(out.with_name("cut.ckpt.h5")) == (EPOCHS, 0)
     # work lost in steps: the seconds lost over the median time of a step (checkpoint included)
     step_s = statistics.median(r["step_s"] for r in records if np.isfinite(r["step_s"]))
     for r in records:
@@ -194,16 +199,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         res = kill_and_resume(Path(tmp), args.kills, args.seed)
     recs = res["records"]
-    killed = [r for r in recs if r["killed"]]
+    killed = [r for r in recs if r["killed"] and not r["after_end"]]
     lost_s = [r["lost_s"] for r in killed]
     lost_steps = [r["lost_steps"] for r in killed]
-    rows = [[i + 1, r["mode"], "yes" if r["killed"] else "finished first", "yes" if r["in_write"] else "no",
+    rows = [[i + 1, r["mode"], ("after the run's end" if r["after_end"] else "yes") if r["killed"] else
+             "finished first", "yes" if r["in_write"] else "no",
              f"{r['position'][0]}, {r['position'][1]}", round(r["lost_s"], 3), round(r["lost_steps"], 2)]
             for i, r in enumerate(recs)]
     for row in rows:
         print(*row, sep="\t")
     write_results("kill_resume", {
-        "kills": (len(killed), "", "kills survived (SIGKILL, then --resume)"),
+        "kills": (len(killed), "", "kills survived during the run (SIGKILL, then --resume)"),
         "identical": (1, "", "resumed run bit-identical to the uninterrupted one (1 = yes)"),
         "lost_s_median": (statistics.median(lost_s), "s", "work lost per kill, median"),
         "lost_s_max": (max(lost_s), "s", "work lost per kill, largest"),

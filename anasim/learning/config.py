@@ -246,5 +246,6 @@ def training_defaults() -> dict:
             for f in dataclasses.fields(TrainConfig)}
 
 
-__all__ = ["PHASE_MODES", "RULE_NAMES", "RUN_KEEPING", "computation_repr", "SCHEDULES", "TrainConfig", "WRITE_MODES", "load_train_config",
+__all__ = ["PHASE_MODES", "RULE_NAMES", "RUN_KEEPING", "SCHEDULES", "TrainConfig", "WRITE_MODES", "computation_repr",
+           "load_train_config",
            "training_defaults"]

@@ -37,9 +37,10 @@ phase from it.
 
 Reproducibility: every random draw comes from a key derived from
 (seed, epoch, step) and the data order from (seed, epoch), so a run killed
-after epoch e and resumed from its checkpoint (HDF5, written atomically) ends
-with the same weights, bit for bit, as an uninterrupted run
-(:mod:`anasim.learning.checkpoint`).
+at any step and resumed from its checkpoint (HDF5, written atomically at each
+epoch's end and inside epochs, ``training.checkpoint_every_steps`` /
+``checkpoint_every_s``) ends with the same weights and metrics, bit for bit, as
+an uninterrupted run (:mod:`anasim.learning.checkpoint`).
 """
 
 

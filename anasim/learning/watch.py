@@ -21,7 +21,9 @@ healthy run on a noisy device (read noise above ``tol`` without
 ``relaxation.stall_window``) or a sparse network passes through single steps
 of either.
 
-When it trips, the controller writes the last good checkpoint and raises
+When it trips, the controller writes the last good checkpoint -- the state
+just before the step that tripped, inside the epoch (its ``epoch`` and ``step``
+attributes, :mod:`anasim.learning.checkpoint`) -- and raises
 :class:`~anasim.errors.TrainingDiverged` (``anasim train`` exits with code 3)
 naming the epoch, the step, the measured cause and a hint; with
 ``training.keep_going`` it records the step instead (``diverged_steps``).
