@@ -84,18 +84,18 @@ def test_classes_are_the_declared_ones_and_every_label_has_its_unit():
     first_five = Split(x, np.array([0, 1, 2, 3, 4, 4], np.int32), "ten-class data, first examples", classes=10)
     # declared 10 classes: a split holding only labels 0..4 fits 10 output units (not 5)
     check_run(spec(10), ideal_profile(), TrainConfig(), first_five)
-    with pytest.raises(AnasimError, match=r"sizes\[-1\] = 5 output units but the data \(ten-class data, "
-                                          r"first examples\) declares 10 classes"):
+    with pytest.raises(AnasimError, match=r"sizes\[-1\] = 5 output units but the data have 10 classes "
+                                          r"\(as declared by ten-class data, first examples\)"):
         check_run(spec(5), ideal_profile(), TrainConfig(), first_five)
     # declared count kept by the first-n selection of train_size
     assert first_five.head(3).classes == 10 and len(first_five.head(3)) == 3
     # not declared: the largest label + 1, and a test label beyond the output units is refused
     three = Split(x, np.array([0, 1, 2, 0, 1, 2], np.int32), "synthetic")
     check_run(spec(3), ideal_profile(), TrainConfig(), three)
-    with pytest.raises(AnasimError, match=r"have \(largest label \+ 1\) 3 classes"):
+    with pytest.raises(AnasimError, match=r"have 3 classes \(the largest label \+ 1 in synthetic\)"):
         check_run(spec(4), ideal_profile(), TrainConfig(), three)
     beyond = Split(x, np.array([0, 1, 2, 3, 0, 0], np.int32), "synthetic test")
-    with pytest.raises(AnasimError, match=r"have \(largest label \+ 1\) 4 classes"):
+    with pytest.raises(AnasimError, match=r"have 4 classes \(the largest label \+ 1 in synthetic\)"):
         check_run(spec(3), ideal_profile(), TrainConfig(), three, test_set=beyond)
     declared = Split(x, three.y, "synthetic", classes=3)
     with pytest.raises(AnasimError, match=r"labels in 0..3, the network's 3 output units take 0..2"):

@@ -215,10 +215,10 @@ def check_run(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train
     low = min((int(np.min(s.y)) for s in splits), default=0)
     declared = train_set.classes
     classes = declared if declared is not None else top + 1
-    told = "declares" if declared is not None else "have (largest label + 1)"
+    told = "as declared by" if declared is not None else "the largest label + 1 in"
     if classes != spec.n_out:
         raise AnasimError(f"{where}: network.sizes[-1] = {spec.n_out} output units but the data "
-                          f"({train_set.source}) {told} {classes} classes")
+                          f"have {classes} classes ({told} {train_set.source})")
     if top >= spec.n_out or low < 0:
         raise AnasimError(f"{where}: the data ({train_set.source}) hold labels in {low}..{top}, the "
                           f"network's {spec.n_out} output units take 0..{spec.n_out - 1}")
