@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -20,7 +21,7 @@ from anasim.errors import AnasimError, RunFailed
 
 _EPILOG = ("exit codes: 0 done; 2 bad input or output path (one line on stderr, before any work); "
            "3 training diverged (last good checkpoint written); 4 a write failed during the run; "
-           "130 interrupted")
+           "130 interrupted; 137 killed (SIGKILL; --resume continues)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -167,7 +168,12 @@ def _add_lipschitz(sub) -> Callable:
         k_w, k_hw, k_pairs = jax.random.split(jax.random.key(args.seed), 3)
         if args.trained:
             epoch, hw = trained_chip(args.trained, spec, profile, engine)
-            state = f"trained {epoch} epochs ({args.trained})"
+            from anasim.learning.checkpoint import checkpoint_path, checkpoint_position
+
+            run = pathlib.Path(args.trained)
+            step = checkpoint_position(run if run.name.endswith(".ckpt.h5") else checkpoint_path(run)).step
+            # a checkpoint written inside an epoch holds the chip after `step` more steps
+            state = f"trained {epoch} epochs" + (f" and {step} steps" if step else "") + f" ({args.trained})"
         else:
             params = engine.init_params(spec, k_w)
             hw = engine.build(spec, profile, params, k_hw)
