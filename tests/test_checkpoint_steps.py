@@ -137,3 +137,31 @@ checkpoint_every_steps = 1
     with pytest.warns(RuntimeWarning):
         assert main(["train", "--circuit", str(spec), "--out", str(tmp_path / "whole.nc"), "--no-progress"]) == 0
     _same_run(tmp_path / "whole.nc", tmp_path / "cut.nc")
+
+
+def test_a_failed_write_inside_an_epoch_keeps_the_checkpoint_before(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import anasim.learning.controller as controller
+    from anasim.cli import main
+
+    spec = tmp_path / "c.toml"
+    spec.write_text('name = "c"\n[network]\nsizes = [784, 8, 10]\nlam = 1.0\n[relaxation]\nmax_iters = 30\n'
+                    '[training]\nepochs = 1\nbatch_size = 16\ntrain_size = 128\ntest_size = 32\ndata = "subset"\n')
+    real, calls = controller.save_checkpoint, []
+
+    def full_disk(path, *a):
+        calls.append(a[-1].step)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, *a)
+
+    monkeypatch.setattr(controller, "save_checkpoint", full_disk)
+    out = tmp_path / "r.nc"
+    assert main(["train", "--circuit", str(spec), "--out", str(out), "--no-progress",
+                 "--checkpoint-every-steps", "2"]) == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{tmp_path / 'r.ckpt.h5'}: write failed at step 6 of epoch 1 (No space" in err[0]
+    assert calls == [2, 4, 6]
+    assert (checkpoint_position(checkpoint_path(out)).epoch, checkpoint_position(checkpoint_path(out)).step) == (0, 4)
+    assert not list(tmp_path.glob(".*tmp"))
