@@ -77,7 +77,7 @@ def test_stopped_at_any_step_and_resumed_is_the_uninterrupted_run(tmp_path, repo
     assert not list(tmp_path.glob(".*tmp"))
 
 
-def test_checkpoint_by_time_and_its_attributes(tmp_path, repo_root, subset, monkeypatch):
+def test_checkpoint_by_time_and_its_attributes(tmp_path, repo_root, subset, monkeypatch, capsys):
     import anasim.learning.controller as controller
 
     # checkpoint_every_s tiny: after every step; by count off
@@ -98,6 +98,15 @@ def test_checkpoint_by_time_and_its_attributes(tmp_path, repo_root, subset, monk
         assert int(f.attrs["epoch"]) == 1 and int(f.attrs["step"]) == 0
         partial = json.loads(f.attrs["partial"])
     assert partial["watch"]["steps_seen"] == 7 and partial["meter"]["examples"] == 7 * 16
+    # report --json returns the values the result file holds (NaN: null)
+    from anasim.cli import main
+
+    assert main(["report", str(out), "--out", str(tmp_path / "r.png"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    ds = xr.load_dataset(out, engine="h5netcdf")
+    for k in METRICS:
+        want = [None if not np.isfinite(v) else float(v) for v in ds[k].values]
+        assert [e[k] for e in info["epochs"]] == want, k
 
 
 @pytest.mark.slow

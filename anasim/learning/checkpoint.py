@@ -256,7 +256,9 @@ def trained_chip(run: str | os.PathLike, spec: CircuitSpec, profile: DeviceProfi
     :func:`~anasim.circuits.engine.engine_for` of ``spec``), and every stored
     array's shape is checked against it. ``hw`` holds the devices as last
     programmed (fixed-pattern errors included), so
-    ``effective_matrices(spec, hw)`` is the trained chip as built.
+    ``effective_matrices(spec, hw)`` is the trained chip as built. ``epoch``
+    counts finished epochs; a checkpoint written inside an epoch holds the chip
+    after its ``step`` more steps (:func:`checkpoint_position`).
     """
     run = Path(run)
     path = run if run.name.endswith(".ckpt.h5") else checkpoint_path(run)
