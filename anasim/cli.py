@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -20,7 +21,7 @@ from anasim.errors import AnasimError, RunFailed
 
 _EPILOG = ("exit codes: 0 done; 2 bad input or output path (one line on stderr, before any work); "
            "3 training diverged (last good checkpoint written); 4 a write failed during the run; "
-           "130 interrupted")
+           "130 interrupted; 137 killed (SIGKILL; --resume continues)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -177,7 +178,12 @@ def _add_lipschitz(sub) -> Callable:
         k_w, k_hw, k_pairs = jax.random.split(jax.random.key(args.seed), 3)
         if args.trained:
             epoch, hw = trained_chip(args.trained, spec, profile, engine)
-            state = f"trained {epoch} epochs ({args.trained})"
+            from anasim.learning.checkpoint import checkpoint_path, checkpoint_position
+
+            run = pathlib.Path(args.trained)
+            step = checkpoint_position(run if run.name.endswith(".ckpt.h5") else checkpoint_path(run)).step
+            # a checkpoint written inside an epoch holds the chip after `step` more steps
+            state = f"trained {epoch} epochs" + (f" and {step} steps" if step else "") + f" ({args.trained})"
         else:
             params = engine.init_params(spec, k_w)
             hw = engine.build(spec, profile, params, k_hw)
@@ -277,10 +283,17 @@ def _add_train(sub) -> Callable:
                    help="continue from the checkpoint next to --out; with --epochs beyond the run's, extend it "
                         "(the learning-rate schedule starts afresh over the added epochs)")
     p.add_argument("--overwrite", action="store_true",
-                   help="start again over the run that --out holds (its files are replaced after the first epoch)")
+                   help="start again over the run that --out holds "
+                        "(its files are replaced at the new run's first checkpoint)")
     p.add_argument("--keep-going", action="store_true",
                    help="do not stop when the divergence watch trips: warn once per epoch and record the "
                         "tripped steps (diverged_steps) in the result (training.keep_going)")
+    p.add_argument("--checkpoint-every-steps", type=int, default=None, metavar="N",
+                   help="also write the checkpoint inside an epoch every N steps "
+                        "(training.checkpoint_every_steps; default 0: not by count)")
+    p.add_argument("--checkpoint-every-s", type=float, default=None, metavar="S",
+                   help="... and after the first step S seconds after the last one "
+                        "(training.checkpoint_every_s; default 60, 0: not by time)")
     p.add_argument("--rule", default=None,
                    help="dyadic | ep-centered | ep-positive | ep-negative | cl | cpl-p | cpl-n | cpl-c")
     p.add_argument("--beta", type=float, default=None, help="nudge strength β")

@@ -64,12 +64,20 @@ class Split:
     """One split of a classification dataset.
 
     ``x``: images as rows, shape (n, 784), float32 in [0, 1];
-    ``y``: labels, shape (n,), int32 in 0..9; ``source``: where it was read.
+    ``y``: labels, shape (n,), int32 in 0..9; ``source``: where it was read;
+    ``classes``: the dataset's number of classes as declared (10 for an IDX
+    dataset read here), None where unknown (then the labels present tell:
+    the largest + 1, which a split missing its last class under-counts).
     """
 
     x: np.ndarray
     y: np.ndarray
     source: str
+    classes: int | None = None
+
+    def head(self, n: int) -> Split:
+        """The first ``n`` examples (the declared classes kept)."""
+        return Split(self.x[:n], self.y[:n], self.source, self.classes)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -151,7 +159,7 @@ def load_split(directory: str | os.PathLike, split: str = "train") -> Split:
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise AnasimError(f"{lab_path}: labels must lie in 0..9")
     x = images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(255.0)
-    return Split(x=x, y=labels.astype(np.int32), source=str(directory))
+    return Split(x=x, y=labels.astype(np.int32), source=str(directory), classes=len(CLASSES))
 
 
 def default_source() -> Path:

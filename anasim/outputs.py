@@ -93,7 +93,7 @@ def claim_run(out: str | os.PathLike, kind: str, companions: list[Path], *, resu
     An existing ``out`` that is not an anasim result is refused in every case; one
     that holds a run (or companions that do) needs ``resume`` or ``overwrite``.
     With ``overwrite`` the companions of a sweep (its point store) are removed, so
-    the sweep starts again; a training run replaces its files after its first epoch.
+    the sweep starts again; a training run replaces its files when it writes its first checkpoint.
     """
     if resume and overwrite:
         raise AnasimError("--resume and --overwrite exclude each other")

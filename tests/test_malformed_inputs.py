@@ -112,6 +112,11 @@ CASES = [
      ["train", "--circuit", "{d}/c.toml", "--out", "{d}/r.nc"], "epochs"),
     ("train-lr-table", {"c.toml": NET + "[training]\nlearning_rate = nan\n"},
      ["train", "--circuit", "{d}/c.toml", "--out", "{d}/r.nc"], "learning_rate"),
+    ("train-checkpoint-steps", {"c.toml": NET},
+     ["train", "--circuit", "{d}/c.toml", "--out", "{d}/r.nc", "--checkpoint-every-steps", "-1"],
+     "checkpoint_every_steps"),
+    ("train-checkpoint-s-table", {"c.toml": NET + "[training]\ncheckpoint_every_s = nan\n"},
+     ["train", "--circuit", "{d}/c.toml", "--out", "{d}/r.nc"], "checkpoint_every_s"),
     ("train-batch-table", {"c.toml": NET + "[training]\nbatch_size = \"16\"\n"},
      ["train", "--circuit", "{d}/c.toml", "--out", "{d}/r.nc"], "batch_size"),
     # --- sweep specs (anasim sweep --dry-run) ---
@@ -138,7 +143,10 @@ CASES = [
     ("sweep-base-junk", {"c.toml": JUNK, "s.toml": sweep("[parameters]\nseed = [0]\n")},
      ["sweep", "{d}/s.toml", "--dry-run"], "c.toml"),
     ("sweep-fixed-type", {"c.toml": NET, "s.toml": sweep("[fixed]\n\"train.epochs\" = \"two\"\n[parameters]\nseed = [0]\n")},
-     ["sweep", "{d}/s.toml", "--dry-run"], "epochs"),
+     ["sweep", "{d}/s.toml", "--dry-run"], "s.toml: key 'fixed.\"circuit.training.epochs\"' = 'two'"),
+    ("sweep-fixed-float-type", {"c.toml": NET, "s.toml": sweep(
+        "[fixed]\n\"circuit.training.learning_rate\" = \"fast\"\n[parameters]\nseed = [0, 1]\n")},
+     ["sweep", "{d}/s.toml", "--dry-run"], "key 'fixed.\"circuit.training.learning_rate\"' = 'fast'"),
     ("sweep-workers", {"c.toml": NET, "s.toml": sweep("[parameters]\nseed = [0]\n")},
      ["sweep", "{d}/s.toml", "--workers", "0"], "--workers"),
     ("sweep-out-dir", {"c.toml": NET, "s.toml": sweep("[parameters]\nseed = [0]\n"), "o": None},

@@ -123,7 +123,9 @@ def test_a_failed_write_names_the_file_and_keeps_the_last_checkpoint(tmp_path, c
         return real(path, *a, **k)
 
     monkeypatch.setattr(controller, "write_history", full_disk)
-    code = main(["train", "--circuit", circuit, "--out", str(out), "--epochs", "2", "--no-progress"])
+    # checkpoints at epochs' ends only: the second result write is the one after epoch 2
+    code = main(["train", "--circuit", circuit, "--out", str(out), "--epochs", "2", "--no-progress",
+                 "--checkpoint-every-s", "0"])
     assert code == 4
     line = _one_line(capsys)
     assert f"{out}: write failed after epoch 2 (No space left on device)" in line

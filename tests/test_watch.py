@@ -64,11 +64,16 @@ def test_divergence_stops_the_run_with_exit_3(tmp_path, capsys, network, relaxat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("anasim train: error: training diverged in epoch 1, step ")
     assert cause in err[0]
-    assert f"last good checkpoint, epoch 0: {tmp_path / 'run.ckpt.h5'}" in err[0]
+    # the state written is the one before the step that tripped (step 1: the run's start)
+    bad = int(err[0].split("step ")[1].split(":")[0])
+    where = "epoch 0" if bad == 1 else f"epoch 0, step {bad - 1} of epoch 1"
+    assert f"last good checkpoint, {where}: {tmp_path / 'run.ckpt.h5'}" in err[0]
     with h5py.File(tmp_path / "run.ckpt.h5", "r") as f:
-        assert int(f.attrs["epoch"]) == 0
-    # the state written is the run's start: resuming from it is an ordinary run
+        assert int(f.attrs["epoch"]) == 0 and int(f.attrs["step"]) == bad - 1
+    # resuming from it runs the same step again: it trips again, at the same step
     assert main(["train", "--circuit", spec, "--out", str(out), "--no-progress", "--resume", *flags]) == 3
+    again = capsys.readouterr().err.strip().splitlines()
+    assert len(again) == 1 and f"epoch 1, step {bad}: " in again[0] and where in again[0]
 
 
 @pytest.mark.slow

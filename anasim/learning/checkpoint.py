@@ -1,12 +1,31 @@
 """What a training run leaves on disk: netCDF history, HDF5 checkpoints, the trained chip.
 
 The result file (``run.nc``, netCDF through h5netcdf) holds the per-epoch
-metrics (:data:`METRICS`) with every circuit and training parameter in its
-attributes; it is rewritten after every epoch. Next to it the checkpoint
-(``run.ckpt.h5``, :func:`checkpoint_path`) holds every array of the run's
-state -- parameters, optimizer state, the chips as last programmed -- and the
-history, so a killed run resumes bit for bit. Both are written atomically
-(a temporary file renamed over the old one).
+metrics (:data:`METRICS`) of the finished epochs with every circuit and
+training parameter in its attributes; it is rewritten after every epoch. Next
+to it the checkpoint (``run.ckpt.h5``, :func:`checkpoint_path`) holds every
+array of the run's state -- parameters, optimizer state, the chips as last
+programmed -- and the history, so a killed run resumes bit for bit. Both are
+written atomically (a temporary file renamed over the old one).
+
+The checkpoint is also written inside an epoch (``training.checkpoint_every_steps``
+/ ``checkpoint_every_s``). Its attributes say where it stands:
+
+* ``epoch``: the finished epochs (those the history, and the result file, hold);
+* ``step``: the steps done of epoch ``epoch + 1`` (0 at an epoch's end);
+* ``partial``: JSON of what the run carries within that epoch
+  (:class:`Position`): the sums of the epoch's train accuracy, loss,
+  homeostatic loss, iterations, unsettled examples and tripped steps, the
+  cost meter's totals and the divergence watch's state.
+
+The random keys and the data order are functions of (seed, epoch, step), so the
+position is all a resumed run needs to draw them again. A checkpoint written
+inside an epoch leaves the result file as it is (finished epochs only). At an
+epoch's end the result file is written first, then the checkpoint (a failed
+write leaves both at the epoch before); a resumed run first rewrites the result
+file from the checkpoint's history, so after a kill between the two renames
+(the result file one epoch ahead) the two agree again before any work, and the
+epoch is trained again to the same numbers.
 """
 
 from __future__ import annotations
@@ -89,13 +108,46 @@ def checkpoint_path(out: str | os.PathLike) -> Path:
     return sibling_checkpoint(out)
 
 
+@dataclasses.dataclass
+class Position:
+    """Where a checkpoint stands within a run, beyond its arrays.
+
+    Attributes:
+        epoch: finished epochs.
+        step: steps done of epoch ``epoch + 1`` (0: at an epoch's end).
+        sums: the epoch's running sums up to ``step`` (``correct``, ``loss``,
+            ``homeo``: float; ``iterations``, ``unsettled``, ``tripped``: int).
+        meter: the cost meter's run totals (``energy`` per part in J, ``time_s``
+            in s, ``examples``), :meth:`anasim.learning.cost.CostMeter.state`.
+        watch: the divergence watch's state (:meth:`anasim.learning.watch.DivergenceWatch.state`).
+        wall_s: seconds the epoch had run when the checkpoint was written (wall clock).
+    """
+
+    epoch: int
+    step: int = 0
+    sums: dict = dataclasses.field(default_factory=dict)
+    meter: dict | None = None
+    watch: dict | None = None
+    wall_s: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps({"sums": self.sums, "meter": self.meter, "watch": self.watch, "wall_s": self.wall_s})
+
+
 def save_checkpoint(path, epoch: int, params, opt_state, hw, hw2, history: dict, fingerprint: str,
-                    segments: list[int] | None = None):
+                    segments: list[int] | None = None, position: Position | None = None):
     """HDF5 checkpoint: every leaf of (params, optimizer state, chips), the history, written atomically
-    (``segments``: the learning-rate schedule's segments, :func:`plan_resume`)."""
+    (``segments``: the learning-rate schedule's segments, :func:`plan_resume`; ``position``: the step
+    within epoch ``epoch + 1`` and what the run carries there, :class:`Position`)."""
+    position = Position(epoch) if position is None else position
+    if position.epoch != epoch:
+        raise ValueError(f"position.epoch {position.epoch} != epoch {epoch}")
+
     def write(tmp):
         with h5py.File(tmp, "w") as f:
             f.attrs["epoch"] = epoch
+            f.attrs["step"] = int(position.step)
+            f.attrs["partial"] = position.to_json()
             f.attrs["fingerprint"] = fingerprint
             if segments is not None:
                 f.attrs["schedule_segments"] = json.dumps([int(e) for e in segments])
@@ -141,6 +193,19 @@ def load_checkpoint(path, fingerprint: str, templates: dict):
                               f"configuration; delete it or drop --resume")
         out = {name: _pour(path, f[name], name, tmpl) for name, tmpl in templates.items()}
         return int(f.attrs["epoch"]), json.loads(f.attrs["history"]), out
+
+
+def checkpoint_position(path) -> Position:
+    """The :class:`Position` of the checkpoint at ``path`` (one from before positions
+    were recorded: at the end of its epoch, nothing carried)."""
+    path = Path(path)
+    with _open_checkpoint(path) as f:
+        epoch = int(f.attrs["epoch"])
+        step = int(f.attrs.get("step", 0))
+        raw = f.attrs.get("partial")
+    extra = json.loads(raw) if raw is not None else {}
+    return Position(epoch, step, extra.get("sums") or {}, extra.get("meter"), extra.get("watch"),
+                    float(extra.get("wall_s", 0.0)))
 
 
 def plan_resume(path, requested: int, fingerprint: Callable[[int], str]) -> tuple[list[int], str]:
@@ -191,7 +256,9 @@ def trained_chip(run: str | os.PathLike, spec: CircuitSpec, profile: DeviceProfi
     :func:`~anasim.circuits.engine.engine_for` of ``spec``), and every stored
     array's shape is checked against it. ``hw`` holds the devices as last
     programmed (fixed-pattern errors included), so
-    ``effective_matrices(spec, hw)`` is the trained chip as built.
+    ``effective_matrices(spec, hw)`` is the trained chip as built. ``epoch``
+    counts finished epochs; a checkpoint written inside an epoch holds the chip
+    after its ``step`` more steps (:func:`checkpoint_position`).
     """
     run = Path(run)
     path = run if run.name.endswith(".ckpt.h5") else checkpoint_path(run)
@@ -208,6 +275,6 @@ def trained_chip(run: str | os.PathLike, spec: CircuitSpec, profile: DeviceProfi
         return int(f.attrs["epoch"]), _pour(path, f["hw"], "hw", template)
 
 
-__all__ = ["METRICS", "checkpoint_path", "history_dataset", "load_checkpoint", "plan_resume",
-           "save_checkpoint",
+__all__ = ["METRICS", "Position", "checkpoint_path", "checkpoint_position", "history_dataset", "load_checkpoint",
+           "plan_resume", "save_checkpoint",
            "trained_chip", "write_history"]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 import xarray as xr
 
 from anasim.circuits import load_circuit, resolve_device_path
@@ -84,10 +85,12 @@ def run_train(args) -> int:
         tables, where=spec.source or args.circuit, epochs=args.epochs, rule=args.rule, beta=args.beta, learning_rate=args.lr,
         batch_size=args.batch_size, seed=args.seed, train_size=args.train_size,
         test_size=args.test_size, data=args.data, write_mode=args.write_mode, phases=args.phases,
-        keep_going=True if getattr(args, "keep_going", False) else None)
+        keep_going=True if getattr(args, "keep_going", False) else None,
+        checkpoint_every_steps=getattr(args, "checkpoint_every_steps", None),
+        checkpoint_every_s=getattr(args, "checkpoint_every_s", None))
     train_set, test_set = load_fashion_mnist(cfg.data or None)
     engine = engine_for(spec, tables)
-    check_run(spec, profile, cfg, train_set, engine)
+    check_run(spec, profile, cfg, train_set, engine, test_set)
     human = not args.json
     if human:
         n_tr = min(cfg.train_size or len(train_set), len(train_set))
@@ -132,6 +135,16 @@ def _finite_or_none(x):
     return x if math.isfinite(x) else None
 
 
+def _curve(ds, name: str) -> dict:
+    """A one-dimensional variable as JSON: its dimension, the coordinate's values (the index
+    where the file has none) and its values (NaN or ±inf: null)."""
+    dim = ds[name].dims[0]
+    xs = ds[dim].values if dim in ds.coords else np.arange(ds[name].size)
+    plain = [x.item() if hasattr(x, "item") else x for x in np.asarray(xs).ravel()]
+    coords = [_finite_or_none(x) if isinstance(x, float) else x for x in plain]
+    return {"dim": dim, "coords": coords, "values": [_finite_or_none(v) for v in np.asarray(ds[name].values)]}
+
+
 def run_report(args) -> int:
     path = Path(args.result)
     if not path.is_file():
@@ -154,6 +167,11 @@ def run_report(args) -> int:
             info.update(kind="train", metrics=names, epochs=[
                 {"epoch": int(e), **{k: _finite_or_none(ds[k].values[i]) for k in names}}
                 for i, e in enumerate(ds["epoch"].values)])
+        else:
+            # every curve plot_generic draws: the variable against its coordinate
+            info.update(kind=str(ds.attrs.get("anasim.kind", "other")), metrics={
+                k: _curve(ds, k) for k in ds.data_vars
+                if ds[k].ndim == 1 and np.issubdtype(ds[k].dtype, np.number)})
         print(json.dumps(info, indent=2))
     else:
         if "epoch" in ds.dims and "test_accuracy" in ds:

@@ -77,6 +77,13 @@ class TrainConfig:
             (:mod:`anasim.learning.watch`); record the tripped steps in the
             history (``diverged_steps``) instead, for divergence studies. Not
             part of a checkpoint's identity (a run may resume with or without it).
+        checkpoint_every_steps: with an output path, also write the checkpoint
+            inside an epoch after every this many steps (0 = not by count).
+        checkpoint_every_s: ... and after the first step that ends at least
+            this many seconds (wall clock) after the last checkpoint (0 = not by
+            time). The default, 60 s, bounds the work a kill loses to about a
+            minute plus one step. Neither is part of a checkpoint's identity,
+            and neither changes a run's numbers (:mod:`anasim.learning.checkpoint`).
     """
 
     epochs: int = 3
@@ -103,6 +110,8 @@ class TrainConfig:
     homeostasis_probes: int = 2
     homeostasis_backward_only: bool = False
     keep_going: bool = False
+    checkpoint_every_steps: int = 0
+    checkpoint_every_s: float = 60.0
 
     def __post_init__(self):
         self.validate("TrainConfig")
@@ -153,6 +162,10 @@ class TrainConfig:
             bad("homeostasis_backward_only", "true or false", self.homeostasis_backward_only)
         if not isinstance(self.keep_going, bool):
             bad("keep_going", "true or false", self.keep_going)
+        if int(self.checkpoint_every_steps) < 0:
+            bad("checkpoint_every_steps", "≥ 0", self.checkpoint_every_steps)
+        if not (float(self.checkpoint_every_s) >= 0 and math.isfinite(float(self.checkpoint_every_s))):
+            bad("checkpoint_every_s", "a finite number ≥ 0", self.checkpoint_every_s)
         if self.rule != "hep" and float(self.homeostasis) > 0:
             bad("homeostasis", "0 unless rule = \"hep\" (the homeostatic loss regularizes hEP's "
                 "asymmetric circuits)", self.homeostasis)
@@ -212,11 +225,27 @@ def load_train_config(source: Source, *, where: str | None = None, **overrides) 
     return cfg
 
 
+#: Keys that say how a run is kept, not what it computes: left out of a checkpoint's identity
+#: (a run may resume with other values) and of a sweep point's.
+RUN_KEEPING = ("keep_going", "checkpoint_every_steps", "checkpoint_every_s")
+
+
+def computation_repr(cfg: TrainConfig, **changes) -> str:
+    """``repr`` of ``cfg`` (with ``changes``) that ignores the :data:`RUN_KEEPING` keys: what a
+    checkpoint's identity holds (``keep_going`` as false, the checkpoint keys left out: the
+    repr of a TrainConfig from before those existed, so older checkpoints still resume)."""
+    cfg = dataclasses.replace(cfg, keep_going=False, **changes)
+    fields = ", ".join(f"{f.name}={getattr(cfg, f.name)!r}" for f in dataclasses.fields(cfg)
+                       if f.name not in RUN_KEEPING[1:])
+    return f"TrainConfig({fields})"
+
+
 def training_defaults() -> dict:
     """Every ``[training]`` key with its default, as a spec file would write it (lists for tuples)."""
     return {f.name: list(f.default) if isinstance(f.default, tuple) else f.default
             for f in dataclasses.fields(TrainConfig)}
 
 
-__all__ = ["PHASE_MODES", "RULE_NAMES", "SCHEDULES", "TrainConfig", "WRITE_MODES", "load_train_config",
+__all__ = ["PHASE_MODES", "RULE_NAMES", "RUN_KEEPING", "SCHEDULES", "TrainConfig", "WRITE_MODES", "computation_repr",
+           "load_train_config",
            "training_defaults"]

@@ -37,9 +37,10 @@ phase from it.
 
 Reproducibility: every random draw comes from a key derived from
 (seed, epoch, step) and the data order from (seed, epoch), so a run killed
-after epoch e and resumed from its checkpoint (HDF5, written atomically) ends
-with the same weights, bit for bit, as an uninterrupted run
-(:mod:`anasim.learning.checkpoint`).
+at any step and resumed from its checkpoint (HDF5, written atomically at each
+epoch's end and inside epochs, ``training.checkpoint_every_steps`` /
+``checkpoint_every_s``) ends with the same weights and metrics, bit for bit, as
+an uninterrupted run (:mod:`anasim.learning.checkpoint`).
 """
 
 
@@ -68,18 +69,21 @@ from anasim.devices.profile import DeviceProfile
 from anasim.errors import AnasimError, TrainingDiverged, WriteFailed
 from anasim.learning.checkpoint import (
     METRICS,
+    Position,
     checkpoint_path,
+    checkpoint_position,
     history_dataset,
     load_checkpoint,
     plan_resume,
     save_checkpoint,
     write_history,
 )
-from anasim.learning.config import TrainConfig
+from anasim.learning.config import TrainConfig, computation_repr
 from anasim.learning.cost import PARTS, CostMeter
 from anasim.learning.optim import learning_rate_schedule, optimizer, optimizer_settings
 from anasim.learning.step import StepKind, check_compatible, eval_batch, phases_and_rule, train_step
 from anasim.learning.watch import DivergenceWatch
+from anasim.outputs import remove_stale_temporaries
 
 
 def _init_body(engine, spec, key):
@@ -194,16 +198,40 @@ class TrainResult:
 
 
 def check_run(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set: Split,
-              engine: Engine | None = None) -> None:
-    """Raise the error a run would hit (incompatible rule/structure/device/engine, data size) before any work."""
+              engine: Engine | None = None, test_set: Split | None = None) -> None:
+    """Raise the error a run would hit (incompatible rule/structure/device/engine, data size,
+    output units vs classes) before any work.
+
+    The classes are the dataset's declared number (:attr:`~anasim.data.Split.classes`), else
+    the largest label + 1 of the splits given; either way every label must have its output
+    unit (a label beyond the last would be trained and scored against an all-zero target)."""
     check_compatible(spec, cfg, profile, engine_for(spec) if engine is None else engine)
+    where = spec.source or spec.name
     if train_set.x.shape[1] != spec.n_in:
-        raise AnasimError(f"{spec.source or spec.name}: network.sizes[0] = {spec.n_in} but the data "
+        raise AnasimError(f"{where}: network.sizes[0] = {spec.n_in} but the data "
                           f"have {train_set.x.shape[1]} inputs")
-    classes = int(np.max(train_set.y)) + 1 if len(train_set.y) else spec.n_out
+    splits = [s for s in (train_set, test_set) if s is not None and len(s)]
+    top = max((int(np.max(s.y)) for s in splits), default=spec.n_out - 1)
+    low = min((int(np.min(s.y)) for s in splits), default=0)
+    declared = train_set.classes
+    classes = declared if declared is not None else top + 1
+    told = "as declared by" if declared is not None else "the largest label + 1 in"
     if classes != spec.n_out:
-        raise AnasimError(f"{spec.source or spec.name}: network.sizes[-1] = {spec.n_out} output units but the "
-                          f"data have {classes} classes")
+        raise AnasimError(f"{where}: network.sizes[-1] = {spec.n_out} output units but the data "
+                          f"have {classes} classes ({told} {train_set.source})")
+    if top >= spec.n_out or low < 0:
+        raise AnasimError(f"{where}: the data ({train_set.source}) hold labels in {low}..{top}, the "
+                          f"network's {spec.n_out} output units take 0..{spec.n_out - 1}")
+
+
+def _engine_identity(engine) -> str:
+    """``repr`` of an engine with its sets sorted: a frozenset's order (of strings) changes from one
+    process to the next (hash randomization), and a checkpoint must resume in another process."""
+    if not dataclasses.is_dataclass(engine):
+        return repr(engine)
+    fields = ", ".join(f"{f.name}={sorted(v) if isinstance(v, (set, frozenset)) else v!r}"
+                       for f in dataclasses.fields(engine) if f.repr for v in [getattr(engine, f.name)])
+    return f"{type(engine).__qualname__}({fields})"
 
 
 def _progress(total, desc, enabled):
@@ -214,7 +242,7 @@ def _progress(total, desc, enabled):
 
 def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set: Split, test_set: Split,
           *, engine: Engine | None = None, out: str | os.PathLike | None = None, resume: bool = False,
-          progress: bool = True, stop_after: int | None = None,
+          progress: bool = True, stop_after: int | None = None, stop_after_steps: int | None = None,
           on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train ``spec`` on ``profile`` with local rules; returns a :class:`TrainResult`.
 
@@ -222,24 +250,30 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
     :func:`~anasim.circuits.engine.engine_for` of ``spec``; pass
     ``engine_for(spec, tables)`` to configure it from the spec file's tables).
     ``out``: netCDF result path, rewritten after every epoch; the checkpoint
-    sits next to it (:func:`checkpoint_path`). ``resume``: continue from that
-    checkpoint (it must match spec, profile and config). ``stop_after``: stop
-    after this many epochs in total (as if killed; resumable). ``on_epoch``:
+    sits next to it (:func:`checkpoint_path`), written after every epoch and
+    inside one (``cfg.checkpoint_every_steps`` / ``checkpoint_every_s``).
+    ``resume``: continue from that checkpoint, at the step it holds (it must
+    match spec, profile and config). ``stop_after``: stop after this many
+    epochs in total (as if killed; resumable). ``stop_after_steps``: stop
+    after this many steps in total (epochs × steps per epoch + steps), after
+    writing the checkpoint there (as if killed right after it). ``on_epoch``:
     called with (epoch, metrics) after each epoch.
     """
     engine = engine_for(spec) if engine is None else engine
-    check_run(spec, profile, cfg, train_set, engine)
+    check_run(spec, profile, cfg, train_set, engine, test_set)
     # The step programs the devices, whose errors are drawn in float64 (anasim.circuits.chip):
     # the whole compiled step is traced in the float64 scope; states keep the spec's dtype.
     with float64_scope(True):
-        return _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress, stop_after, on_epoch)
+        return _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress, stop_after,
+                    stop_after_steps, on_epoch)
 
 
-def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress, stop_after, on_epoch):
+def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress, stop_after, stop_after_steps,
+         on_epoch):
     if cfg.train_size:
-        train_set = Split(train_set.x[:cfg.train_size], train_set.y[:cfg.train_size], train_set.source)
+        train_set = train_set.head(cfg.train_size)
     if cfg.test_size:
-        test_set = Split(test_set.x[:cfg.test_size], test_set.y[:cfg.test_size], test_set.source)
+        test_set = test_set.head(cfg.test_size)
     n = len(train_set)
     steps = n // cfg.batch_size
     if steps < 1:
@@ -254,17 +288,18 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
     kind = StepKind.of(cfg)
     lam_homeo = jnp.asarray(cfg.homeostasis, dtype)
     history = {k: [] for k in METRICS}
-    start_epoch = 0
 
     def identity(epochs: int) -> str:
-        # keep_going changes what is recorded, not the run: a run may resume with or without it;
-        # epochs: the run's first schedule segment (a finished run may be extended, plan_resume)
-        return json.dumps([repr(spec), repr(profile), repr(dataclasses.replace(cfg, keep_going=False, epochs=epochs)),
-                           repr(engine), n, len(test_set)], default=str)
+        # keep_going and the checkpoint cadence change what is kept, not the run: a run may resume
+        # with other values; epochs: the run's first schedule segment (a finished run may be extended)
+        return json.dumps([repr(spec), repr(profile), computation_repr(cfg, epochs=epochs),
+                           _engine_identity(engine), n, len(test_set)], default=str)
 
     segments = [int(cfg.epochs)]
     fingerprint = identity(cfg.epochs)
     ckpt = checkpoint_path(out) if out else None
+    if out:   # the torn files of a killed writer of this run (a live one's stay)
+        remove_stale_temporaries(out, [ckpt])
     if resume:
         if ckpt is None or not ckpt.exists():
             raise AnasimError(f"--resume: no checkpoint {ckpt} to resume from")
@@ -273,56 +308,94 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
     settings = optimizer_settings(spec, cfg, params, steps, segments)
     schedule = learning_rate_schedule(settings.rates)
     opt_state = optimizer(settings).init(params)
+    pos = Position(0)
     if resume:
         start_epoch, history, st = load_checkpoint(
             ckpt, fingerprint, {"params": params, "opt_state": opt_state, "hw": hw, "hw2": hw2})
         params, opt_state, hw, hw2 = st["params"], st["opt_state"], st["hw"], st["hw2"]
         for k in METRICS:   # a checkpoint from before a metric existed
             history.setdefault(k, [float("nan")] * start_epoch)
+        pos = checkpoint_position(ckpt)
+        if not 0 <= pos.step < steps:
+            raise AnasimError(f"{ckpt}: checkpoint at step {pos.step} of an epoch of {steps} steps")
     meter = CostMeter(spec, profile, cfg.rule, cfg.phases, int(cfg.hep_points))
-    if history["hardware_time_s"]:
+    if pos.meter is not None:
+        meter.resume(pos.meter["energy"], pos.meter["time_s"], int(pos.meter["examples"]))
+    elif history["hardware_time_s"]:   # a checkpoint from before the meter's totals were kept
         meter.resume({k: history[f"energy_{k}_j"][-1] for k in PARTS}, history["hardware_time_s"][-1],
-                     start_epoch * steps * cfg.batch_size)
-    last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+                     pos.epoch * steps * cfg.batch_size)
     watch = DivergenceWatch(unsettled_alone=float(spec.tol) > 0)
-    for epoch in range(start_epoch, last):
-        t0 = time.perf_counter()
-        good = (params, opt_state, hw, hw2)   # the state after the last finished epoch
-        tripped = 0
+    if pos.watch is not None:
+        watch.restore(pos.watch)
+    kept = dict(out=out, ckpt=ckpt, fingerprint=fingerprint, spec=spec, cfg=cfg, profile=profile,
+                segments=segments)
+    if resume:   # the result file says what the checkpoint holds before any work (a kill between
+        _write(**kept, state=None, history=history, position=pos)   # their renames)
+    last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    every_steps, every_s = int(cfg.checkpoint_every_steps), float(cfg.checkpoint_every_s)
+    last_save = time.monotonic()
+    halt = False
+    synced = resume   # whether the result file on disk is this run's
+    for epoch in range(pos.epoch, last):
+        first = pos.step if epoch == pos.epoch else 0
+        sums = {"correct": 0.0, "loss": 0.0, "homeo": 0.0, "iterations": 0, "unsettled": 0, "tripped": 0}
+        if first:
+            sums.update(pos.sums)
+        t0 = time.perf_counter() - (pos.wall_s if first else 0.0)
         beta = cfg.beta + cfg.beta_growth * epoch
         order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
         k_epoch = jax.random.fold_in(k_run, epoch)
-        correct = loss = homeo = 0.0
-        iters_total = unsettled = 0
         bar = _progress(steps, f"epoch {epoch + 1}/{cfg.epochs}", progress)
-        for step in range(steps):
+        if bar is not None and first:
+            bar.update(first)
+
+        def position(step, watch_state=None):
+            return Position(epoch, step, dict(sums), meter.state(), watch_state or watch.state(),
+                            time.perf_counter() - t0)
+
+        for step in range(first, steps):
             sel = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             x = jnp.asarray(train_set.x[sel], dtype)
             y = jax.nn.one_hot(train_set.y[sel], spec.n_out, dtype=dtype)
-            hw_before, hw2_before = hw, hw2
+            good = (params, opt_state, hw, hw2)   # the state before this step
+            watched = watch.state()
             params, opt_state, hw, hw2, it, c, l_, u, h, (sat, finite), ci = train_step(
                 physics, kind, engine, params, opt_state, settings, hw, hw2, x, y,
                 jnp.asarray(beta, dtype), lam_homeo, jax.random.fold_in(k_epoch, step))
             cause = watch.check(loss=float(l_) / cfg.batch_size, finite=bool(finite), saturated=float(sat),
                                 unsettled=int(u) / cfg.batch_size)
             if cause is not None:
-                tripped += 1
-                if not cfg.keep_going:
-                    _stop(out, ckpt, epoch, good, history, fingerprint, spec, cfg, profile, segments,
-                          f"epoch {epoch + 1}, step {step + 1}: {cause}")
-                if tripped == 1:
+                if not cfg.keep_going:   # the sums and the meter do not hold this step yet
+                    _stop(kept, good, history, position(step, watched), f"epoch {epoch + 1}, step {step + 1}: {cause}")
+                sums["tripped"] += 1
+                if sums["tripped"] == 1:
                     warnings.warn(f"epoch {epoch + 1}, step {step + 1}: {cause} (training.keep_going: "
                                   f"continuing)", RuntimeWarning, stacklevel=3)
             it = int(it)
-            meter.step(hw_before, hw, hw2_before, hw2, it, int(ci), cfg.batch_size)
-            iters_total += it
-            correct += float(c)
-            unsettled += int(u)
-            loss += float(l_)
-            homeo += float(h)
+            meter.step(good[2], hw, good[3], hw2, it, int(ci), cfg.batch_size)
+            sums["iterations"] += it
+            sums["correct"] += float(c)
+            sums["unsettled"] += int(u)
+            sums["loss"] += float(l_)
+            sums["homeo"] += float(h)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(acc=f"{correct / ((step + 1) * cfg.batch_size):.3f}", it=it)
+                bar.set_postfix(acc=f"{sums['correct'] / ((step + 1) * cfg.batch_size):.3f}", it=it)
+            done = step + 1
+            halt = stop_after_steps is not None and epoch * steps + done >= stop_after_steps
+            if done < steps and out and (halt or (every_steps and done % every_steps == 0)
+                                         or (every_s and time.monotonic() - last_save >= every_s)):
+                if synced:
+                    _save(kept, (params, opt_state, hw, hw2), history, position(done))
+                else:   # the first file of a run that replaces another: the result file too
+                    _write(**kept, state=(params, opt_state, hw, hw2), history=history, position=position(done))
+                    synced = True
+                last_save = time.monotonic()
+            if halt and done < steps:
+                if bar is not None:
+                    bar.close()
+                return TrainResult(params=params, hardware=hw, history=history, config=cfg, spec=spec,
+                                   profile_name=profile.name)
         if bar is not None:
             bar.close()
         jax.block_until_ready(params)
@@ -332,16 +405,17 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: non-finite weights "
                               f"(lower training.learning_rate or training.beta)")
         ev = evaluate(physics, hw, test_set, jax.random.fold_in(k_epoch, steps + 1), cfg.eval_batch, engine)
+        examples = steps * cfg.batch_size
         metrics = {
-            "train_accuracy": correct / (steps * cfg.batch_size),
-            "train_loss": loss / (steps * cfg.batch_size),
+            "train_accuracy": sums["correct"] / examples,
+            "train_loss": sums["loss"] / examples,
             "test_accuracy": ev["accuracy"], "test_loss": ev["loss"],
             "lipschitz": _lipschitz(spec, hw), "saturated": ev["saturated"],
-            "iterations": iters_total / steps, "unsettled": unsettled / (steps * cfg.batch_size),
-            "homeostatic_loss": homeo / steps,
+            "iterations": sums["iterations"] / steps, "unsettled": sums["unsettled"] / examples,
+            "homeostatic_loss": sums["homeo"] / steps,
             **meter.metrics(),
             "beta": beta, "learning_rate": float(schedule((epoch + 1) * steps - 1)),
-            "wall_s": time.perf_counter() - t0, "train_wall_s": t_train, "diverged_steps": tripped,
+            "wall_s": time.perf_counter() - t0, "train_wall_s": t_train, "diverged_steps": sums["tripped"],
         }
         for k in METRICS:
             history[k].append(float(metrics[k]))
@@ -352,33 +426,56 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
                 f"{spec.max_iters}); raise relaxation.max_iters, or relaxation.tol above the device's "
                 f"read-noise floor", RuntimeWarning, stacklevel=3)
         if out:
-            _write(out, ckpt, epoch + 1, (params, opt_state, hw, hw2), history, fingerprint, spec, cfg, profile,
-                   segments)
+            _write(**kept, state=(params, opt_state, hw, hw2), history=history,
+                   position=Position(epoch + 1, 0, {}, meter.state(), watch.state()))
+            synced = True
+            last_save = time.monotonic()
         if on_epoch is not None:
             on_epoch(epoch + 1, metrics)
+        if halt:
+            break
     return TrainResult(params=params, hardware=hw, history=history, config=cfg, spec=spec,
                        profile_name=profile.name)
 
 
-def _write(out, ckpt, epoch, state, history, fingerprint, spec, cfg, profile, segments) -> None:
-    """The result file and the checkpoint after ``epoch``; a failed write is a :class:`WriteFailed`
-    naming the file (both are written atomically: the files of the epoch before stay intact)."""
+def _write(out, ckpt, fingerprint, spec, cfg, profile, segments, state, history, position: Position) -> None:
+    """The result file (the finished epochs), then the checkpoint at ``position`` (``state``: None,
+    the result file only); a failed write is a :class:`WriteFailed` naming the file (both are
+    written atomically: the files written before stay intact)."""
     target = out
     try:
         write_history(out, history, spec, cfg, profile.name, segments)
-        target = ckpt
-        save_checkpoint(ckpt, epoch, *state, history, fingerprint, segments)
+        if state is not None:
+            target = ckpt
+            save_checkpoint(ckpt, position.epoch, *state, history, fingerprint, segments, position)
     except OSError as err:
-        raise WriteFailed(f"{target}: write failed after epoch {epoch} ({err.strerror or err}); the files of the "
-                          f"epoch before are intact (--resume continues from them)") from None
+        raise WriteFailed(f"{target}: write failed after epoch {position.epoch} ({err.strerror or err}); the files "
+                          f"of the epoch before are intact (--resume continues from them)") from None
 
 
-def _stop(out, ckpt, epoch, good, history, fingerprint, spec, cfg, profile, segments, what: str):
-    """Write the last good state (after ``epoch`` finished epochs) and raise :class:`TrainingDiverged`."""
+def _save(kept: dict, state, history, position: Position) -> None:
+    """The checkpoint alone, inside an epoch (the result file holds finished epochs only)."""
+    try:
+        save_checkpoint(kept["ckpt"], position.epoch, *state, history, kept["fingerprint"], kept["segments"],
+                        position)
+    except OSError as err:
+        raise WriteFailed(f"{kept['ckpt']}: write failed at step {position.step} of epoch {position.epoch + 1} "
+                          f"({err.strerror or err}); the checkpoint before is intact (--resume continues "
+                          f"from it)") from None
+
+
+def _where(position: Position) -> str:
+    return f"epoch {position.epoch}" + (f", step {position.step} of epoch {position.epoch + 1}"
+                                        if position.step else "")
+
+
+def _stop(kept: dict, good, history, position: Position, what: str):
+    """Write the last good state (before the step that tripped the watch, at ``position``) and raise
+    :class:`TrainingDiverged`."""
     where = ""
-    if out:
-        _write(out, ckpt, epoch, good, history, fingerprint, spec, cfg, profile, segments)
-        where = f" (last good checkpoint, epoch {epoch}: {ckpt})"
+    if kept["out"]:
+        _write(**kept, state=good, history=history, position=position)
+        where = f" (last good checkpoint, {_where(position)}: {kept['ckpt']})"
     raise TrainingDiverged(f"training diverged in {what}{where}; training.keep_going records it and continues")
 
 

@@ -186,6 +186,10 @@ class CostMeter:
         self.time_s = time_s
         self.examples = examples
 
+    def state(self) -> dict:
+        """The run totals, JSON-ready (a checkpoint's; :meth:`resume` takes them back)."""
+        return {"energy": dict(self.energy), "time_s": self.time_s, "examples": self.examples}
+
     def step(self, hw_before, hw_after, hw2_before, hw2_after, iterations: int, compartment_iterations: int,
              batch: int) -> None:
         """Add one training step: ``iterations`` summed over the phases, ``compartment_iterations``

@@ -21,7 +21,9 @@ healthy run on a noisy device (read noise above ``tol`` without
 ``relaxation.stall_window``) or a sparse network passes through single steps
 of either.
 
-When it trips, the controller writes the last good checkpoint and raises
+When it trips, the controller writes the last good checkpoint -- the state
+just before the step that tripped, inside the epoch (its ``epoch`` and ``step``
+attributes, :mod:`anasim.learning.checkpoint`) -- and raises
 :class:`~anasim.errors.TrainingDiverged` (``anasim train`` exits with code 3)
 naming the epoch, the step, the measured cause and a hint; with
 ``training.keep_going`` it records the step instead (``diverged_steps``).
@@ -47,6 +49,16 @@ class DivergenceWatch:
     first_loss: float | None = None
     steps_seen: int = 0
     streak: dict = field(default_factory=lambda: {"saturated": 0, "unsettled": 0})
+
+    def state(self) -> dict:
+        """What the watch has seen, JSON-ready (a checkpoint's; :meth:`restore` takes it back)."""
+        return {"first_loss": self.first_loss, "steps_seen": self.steps_seen, "streak": dict(self.streak)}
+
+    def restore(self, state: dict) -> None:
+        """Continue from :meth:`state` (a resumed run trips on exactly the steps it would have)."""
+        self.first_loss = state["first_loss"]
+        self.steps_seen = int(state["steps_seen"])
+        self.streak = {k: int(v) for k, v in state["streak"].items()}
 
     def check(self, *, loss: float, finite: bool, saturated: float, unsettled: float) -> str | None:
         """``loss``: the step's loss per example; ``finite``: weights and states finite;

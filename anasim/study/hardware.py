@@ -50,7 +50,7 @@ from anasim.data import load_fashion_mnist
 from anasim.devices.profile import CONVERTERS, COUPLINGS, ideal_profile, profile_from_dict
 from anasim.errors import AnasimError
 from anasim.learning import load_train_config, rules, train
-from anasim.learning.config import training_defaults
+from anasim.learning.config import RUN_KEEPING, training_defaults
 from anasim.learning.step import check_compatible
 from anasim.study.measurements import Measurement
 
@@ -136,6 +136,8 @@ def _validate_build(config: Mapping) -> None:
 def _train_defaults() -> dict:
     d = training_defaults()
     del d["seed"]  # the point's seed
+    for k in RUN_KEEPING[1:]:   # a point keeps no checkpoint: nothing to record or sweep
+        del d[k]
     return {"circuit": {"training": d}}
 
 

@@ -29,7 +29,7 @@ import xarray as xr
 
 import anasim
 from anasim.errors import AnasimError
-from anasim.outputs import atomic_write
+from anasim.outputs import atomic_write, remove_stale_temporaries
 from anasim.study.measurements import Measurement, evaluate
 from anasim.study.registry import get_measurement
 from anasim.study.spec import SweepSpec
@@ -121,6 +121,8 @@ def run_sweep(
     measurements = tuple(get_measurement(n) for n in spec.measurements)
     mkey = [(m.name, m.version) for m in measurements]
     store = PointStore(store_path(out)) if out is not None else _MemoryStore()
+    if out is not None:   # the torn files of a killed writer (a live one's stay)
+        remove_stale_temporaries(out, [store_path(out)])
 
     points = list(spec.points())
     configs = [spec.point_config(p) for p in points]

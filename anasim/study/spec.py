@@ -331,8 +331,13 @@ def validate_points(spec: SweepSpec) -> None:
             except AnasimError as err:
                 at = ", ".join(f"{_dim_of(spec, p)} = {v!r}" for p, v in point.values)
                 msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-                if point.values:
-                    culprit = _culprit(spec, point, msg)
+                culprit = _culprit(spec, point, msg)
+                if culprit is None:   # a [fixed] value the loader refuses: the same at every point
+                    fixed = _fixed_culprit(spec, msg)
+                    if fixed is not None:
+                        raise AnasimError(f"{where}: key 'fixed.\"{fixed[0]}\"' = {fixed[1]!r}: {msg}") from None
+                    culprit = spec.axes[0].dim if point.values else None
+                if culprit is not None:
                     raise AnasimError(f"{where}: key 'parameters.{culprit}' at ({at}): {msg}") from None
                 raise AnasimError(f"{where}: {msg}") from None
 
@@ -344,13 +349,22 @@ def _dim_of(spec: SweepSpec, path: str) -> str:
     return path
 
 
-def _culprit(spec: SweepSpec, point: Point, msg: str) -> str:
-    # Name the swept key the loader's message mentions; else the first axis.
+def _culprit(spec: SweepSpec, point: Point, msg: str) -> str | None:
+    # Name the swept key the loader's message mentions (None: none does).
     for a in spec.axes:
         leaf = a.path.rsplit(".", 1)[-1]
         if leaf in msg:
             return a.dim
-    return spec.axes[0].dim
+    return None
+
+
+def _fixed_culprit(spec: SweepSpec, msg: str) -> tuple[str, Any] | None:
+    # The [fixed] (path, value) whose key the loader's message names ('training.epochs'), if any.
+    for path, value in spec.fixed:
+        parts = path.split(".")
+        if ".".join(parts[-2:]) in msg or (parts[-1] in msg and repr(value) in msg):
+            return path, value
+    return None
 
 
 # --------------------------------------------------------------------------- values
