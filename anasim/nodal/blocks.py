@@ -49,7 +49,9 @@ Public API::
     input_voltages(x, physics) -> (B, 2·n_in) volts
     solve(params, vin, physics, *, beta=0, target=None, init=None) -> (layers, sweeps, change)
     ep_gradient(params, vin, target, physics, beta) -> (DrnParams grads, free layers)
-    sgd_step(params, x, target, physics, beta, lr) -> (params, free layers)
+    ep_estimate(vin, plus, minus, beta) -> DrnParams grads    # from given nudged layers
+    sgd_step(params, vin, target, physics, beta, lr) -> (params, free layers)
+    sgd_epoch(params, x, targets, physics, beta, lr) -> params     # a jitted scan of steps
 
 The network is ``anasim.nodal.drn``'s too: it builds the same network as a
 :class:`~anasim.nodal.circuit.Circuit` for the Newton solver, ngspice and the
@@ -75,7 +77,7 @@ Array = jax.Array
 DIODES = ("shockley", "ideal")
 
 __all__ = ["DIODES", "DrnPhysics", "DrnParams", "init_params", "input_voltages", "solve", "ep_gradient",
-           "sgd_step", "excitatory_signs", "layer_sizes"]
+           "sgd_step", "sgd_epoch", "ep_estimate", "excitatory_signs", "layer_sizes"]
 
 
 @dataclass(frozen=True)
@@ -312,11 +314,17 @@ def ep_gradient(params: DrnParams, vin, target, physics: DrnPhysics, beta: float
     free, _, _ = solve(params, vin, physics, max_sweeps=max_sweeps)
     plus, _, _ = solve(params, vin, physics, beta=beta, target=target, init=free, max_sweeps=max_sweeps)
     minus, _, _ = solve(params, vin, physics, beta=-beta, target=target, init=free, max_sweeps=max_sweeps)
-    lows_p, lows_m = (vin,) + plus[:-1], (vin,) + minus[:-1]
+    return ep_estimate(vin, plus, minus, beta), free
+
+
+def ep_estimate(vin, plus, minus, beta) -> DrnParams:
+    """The centered EP estimate from the layers nudged at +β (``plus``) and −β (``minus``)
+    (tuples of (B, n_k)): [∂E/∂θ(+β) − ∂E/∂θ(−β)] / (2β), batch mean, as DrnParams."""
+    lows_p, lows_m = (vin,) + tuple(plus[:-1]), (vin,) + tuple(minus[:-1])
     gw = tuple((_pair_energy_grad(lp, up) - _pair_energy_grad(lm, um)) / (2 * beta)
                for lp, up, lm, um in zip(lows_p, plus, lows_m, minus))
     gb = tuple(-(jnp.mean(p, 0) - jnp.mean(m, 0)) / (2 * beta) for p, m in zip(plus, minus))
-    return DrnParams(gw, gb, params.knee), free
+    return DrnParams(gw, gb)
 
 
 def sgd_step(params: DrnParams, vin, target, physics: DrnPhysics, beta: float, lr: float,
@@ -324,6 +332,18 @@ def sgd_step(params: DrnParams, vin, target, physics: DrnPhysics, beta: float, l
     """One EP step: w ← max(w − lr ĝ_w, 0) (conductances stay ≥ 0), b ← b − lr ĝ_b.
     Returns (new params, free layers)."""
     g, free = ep_gradient(params, vin, target, physics, beta, max_sweeps)
-    w = tuple(jnp.maximum(w - lr * gw, 0.0) for w, gw in zip(params.w, g.w))
+    w = tuple(jnp.maximum(w - lr * gw, 0.0) for w, gw in zip(params.w, g.w))  # the reference clips too
     b = tuple(b - lr * gb for b, gb in zip(params.b, g.b))
     return DrnParams(w, b, params.knee), free
+
+
+@partial(jax.jit, static_argnames=("physics", "max_sweeps"))
+def sgd_epoch(params: DrnParams, x, targets, physics: DrnPhysics, beta, lr, max_sweeps: int | None = None):
+    """:func:`sgd_step` over a stack of batches (one compiled loop): ``x`` (steps, B, n_in)
+    pixels in [0, 1], ``targets`` (steps, B, n_L). Returns the trained params."""
+    def body(p, xy):
+        p, _ = sgd_step(p, input_voltages(xy[0], physics), xy[1], physics, beta, lr, max_sweeps)
+        return p, None
+
+    params, _ = jax.lax.scan(body, params, (x, targets))
+    return params
