@@ -44,6 +44,7 @@ def load() -> float:
 
 
 def time_solve(params, x, physics, repeat):
+    """(median s, first call s, sweeps, max KCL residual A, largest coupling current A)."""
     vin = bl.input_voltages(jnp.asarray(x, params.w[0].dtype), physics)
     t0 = time.perf_counter()
     jax.block_until_ready(bl.solve(params, vin, physics))
@@ -53,7 +54,9 @@ def time_solve(params, x, physics, repeat):
         t0 = time.perf_counter()
         out = jax.block_until_ready(bl.solve(params, vin, physics))
         times.append(time.perf_counter() - t0)
-    return float(np.median(times)), first, int(out[1])
+    res = float(jnp.max(bl.kcl_residual(params, vin, out[0], physics)))
+    scale = float(jnp.max(jnp.abs(vin) @ params.w[0])) * physics.g_unit_s
+    return float(np.median(times)), first, int(out[1]), res, scale
 
 
 def main() -> None:
@@ -74,16 +77,21 @@ def main() -> None:
     for diode in ("ideal", "shockley"):
         phd = bl.DrnPhysics(diode=diode, input_gain_v=480.0, tol_v=1e-4)
         l0 = load()
-        med, first, sweeps = time_solve(p, x20, phd, args.repeat)
+        med, first, sweeps, res, scale = time_solve(p, x20, phd, args.repeat)
         print(f"DRN-1H, 20 examples, {diode} diodes, float32 to 1e-4 V: {med * 1e3:.2f} ms "
-              f"(first call {first:.2f} s, {sweeps} sweeps; load {l0} → {load()})")
+              f"(first call {first:.2f} s, {sweeps} sweeps, KCL residual {res:.2e} A of {scale:.2e} A "
+              f"input currents; load {l0} → {load()})")
+        figures[f"solve20_{diode}_float32_residual"] = (res / scale, "", f"its largest KCL residual / largest "
+                                                        f"input current into a node")
         figures[f"solve20_{diode}_float32_ms"] = (med * 1e3, "ms", f"DRN-1H DC solve of 20 examples, {diode} diodes, "
                                                   f"float32 to 1e-4 V ({sweeps} sweeps; reference 9 ms)")
         with float64_scope():
             p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), p)
             ph64 = bl.DrnPhysics(diode=diode, input_gain_v=480.0, tol_v=1e-9)
-            med64, _, sweeps64 = time_solve(p64, x20.astype(np.float64), ph64, args.repeat)
-        print(f"   float64 to 1e-9 V: {med64 * 1e3:.2f} ms ({sweeps64} sweeps; load {load()})")
+            med64, _, sweeps64, res64, scale64 = time_solve(p64, x20.astype(np.float64), ph64, args.repeat)
+        print(f"   float64 to 1e-9 V: {med64 * 1e3:.2f} ms ({sweeps64} sweeps, KCL residual {res64:.2e} A; "
+              f"load {load()})")
+        figures[f"solve20_{diode}_float64_residual"] = (res64 / scale64, "", "the same in float64")
         figures[f"solve20_{diode}_float64_ms"] = (med64 * 1e3, "ms", f"the same in float64 to 1e-9 V "
                                                   f"({sweeps64} sweeps)")
     # --- seconds per epoch ---

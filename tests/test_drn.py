@@ -62,6 +62,9 @@ def test_shockley_block_solution_is_the_newton_dc_point(x64, nudge):
     ref = solve_op(c, vals)
     op, layers = drn.block_operating_point(p, vin, ph, beta=nudge, target=y)
     np.testing.assert_allclose(op.voltages, ref.voltages, rtol=0, atol=1e-9)
+    assert float(jnp.max(bl.kcl_residual(p, vin, layers, ph, beta=nudge, target=y))) < 1e-12   # A
+    bad = (layers[0] + 1e-6,) + tuple(layers[1:])
+    assert float(jnp.min(bl.kcl_residual(p, vin, bad, ph, beta=nudge, target=y))) > 1e-10
     h = layers[0]
     assert (h[:, :4] < 0).any() and (h[:, 4:] > 0).any()        # clamps conducting (knees near 0 V)
     assert (h[:, :4] > 0.1).any() and (h[:, 4:] < -0.1).any()   # and nodes whose diode is off
@@ -75,6 +78,7 @@ def test_ideal_block_solution_solves_kcl_with_its_active_set(x64):
     ph = bl.DrnPhysics(diode="ideal", **TIGHT)
     vin = np.asarray(bl.input_voltages(np.random.default_rng(4).uniform(0, 1, (3, 6)), ph))
     (h, o), _, _ = bl.solve(jax.tree_util.tree_map(jnp.asarray, p), jnp.asarray(vin), ph)
+    assert float(jnp.max(bl.kcl_residual(p, vin, (h, o), ph))) < 1e-12
     h, o = np.asarray(h), np.asarray(o)
     w0, w1 = p.w
     sign = np.where(np.arange(10) < 5, 1.0, -1.0)

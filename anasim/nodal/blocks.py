@@ -50,6 +50,7 @@ Public API::
     solve(params, vin, physics, *, beta=0, target=None, init=None) -> (layers, sweeps, change)
     ep_gradient(params, vin, target, physics, beta) -> (DrnParams grads, free layers)
     ep_estimate(vin, plus, minus, beta) -> DrnParams grads    # from given nudged layers
+    kcl_residual(params, vin, layers, physics, *, beta=0, target=None) -> (B,) amperes
     sgd_step(params, vin, target, physics, beta, lr) -> (params, free layers)
     sgd_epoch(params, x, targets, physics, beta, lr) -> params     # a jitted scan of steps
 
@@ -77,7 +78,7 @@ Array = jax.Array
 DIODES = ("shockley", "ideal")
 
 __all__ = ["DIODES", "DrnPhysics", "DrnParams", "init_params", "input_voltages", "solve", "ep_gradient",
-           "sgd_step", "sgd_epoch", "ep_estimate", "excitatory_signs", "layer_sizes"]
+           "sgd_step", "sgd_epoch", "ep_estimate", "kcl_residual", "excitatory_signs", "layer_sizes"]
 
 
 @dataclass(frozen=True)
@@ -347,3 +348,45 @@ def sgd_epoch(params: DrnParams, x, targets, physics: DrnPhysics, beta, lr, max_
 
     params, _ = jax.lax.scan(body, params, (x, targets))
     return params
+
+
+def kcl_residual(params: DrnParams, vin, layers, physics: DrnPhysics, *, beta=0.0, target=None) -> Array:
+    """Largest KCL violation (A) at any node of layers 1…L, per example: (B,).
+
+    Shockley: |g_unit (Σ w v_nb + b [+ β y] − (Σ w [+ β]) v) + i_D(v)|. Ideal: that
+    residual without i_D at nodes off their clamp; at a clamped node the diode may
+    carry any current of its own direction, so only a current it cannot carry counts.
+    """
+    vin = jnp.asarray(vin)
+    layers = tuple(jnp.asarray(v, vin.dtype) for v in layers)
+    L, gu = len(params.w), physics.g_unit_s
+    nudged = target is not None
+    tgt = jnp.zeros_like(layers[-1]) if target is None else jnp.asarray(target, vin.dtype)
+    worst = jnp.zeros(vin.shape[0], vin.dtype)
+    for k in range(1, L + 1):
+        below = vin if k == 1 else layers[k - 2]
+        num = below @ params.w[k - 1] + params.b[k - 1]
+        a = jnp.sum(params.w[k - 1], axis=0)
+        if k < L:
+            num = num + layers[k] @ params.w[k].T
+            a = a + jnp.sum(params.w[k], axis=1)
+        v = layers[k - 1]
+        if k == L:
+            if nudged:
+                num, a = num + beta * tgt, a + beta
+            r = jnp.abs(gu * (num - a * v))
+        else:
+            sign = excitatory_signs(v.shape[-1], v.dtype)
+            knee = params.knee[k - 1] if params.knee else jnp.zeros((), v.dtype)
+            r = gu * (num - a * v)
+            if physics.diode == "ideal":
+                clamped = sign * (v - knee) <= 0
+                r = jnp.where(clamped, jnp.maximum(sign * r, 0.0), jnp.abs(r))
+            else:
+                vte, i_s = physics.vte_v, physics.diode_is_a
+                rail = physics.diode_bias_v + sign * knee
+                u = sign * v
+                i_d = i_s * (jnp.exp((rail - u) / vte) - 1.0) + physics.gmin * (rail - u)
+                r = jnp.abs(r + sign * i_d)
+        worst = jnp.maximum(worst, jnp.max(r, axis=-1))
+    return worst
