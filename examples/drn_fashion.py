@@ -235,15 +235,15 @@ def figure(runs: dict, path: Path) -> None:
         ax.plot([1, 2, 3], acc, "k--" if m == "DRN-1H" else "k:", marker="s", ms=3, lw=1,
                 label=f"reference {m} {n}")
     for name, r in runs.items():
-        if name.startswith("drn-") and r["diode"] == "ideal":
+        if name.startswith("drn-") and r["diode"] == "ideal" and not r.get("seed"):
             axes[0].plot(range(1, len(r["hist"]["test_accuracy"]) + 1), r["hist"]["test_accuracy"], marker="o",
-                         ms=3, label=f"anasim {r['model']} {r['train']} (ideal)")
+                         ms=3, label=f"anasim {r['model']} {r['train']} (ideal, seed 0)")
         if name.startswith("nonideal"):
-            lab = name.split("_")[1]
+            lab, size = name.split("_")[1], f" ({r['train']}/{r['test']})"
             axes[1].plot(range(1, len(r["hist"]["test_accuracy"]) + 1), r["hist"]["test_accuracy"], marker="o",
                          ms=3, label={"ideal": "ideal diodes and conductances",
                                       "shockley": "Shockley diodes, ideal conductances",
-                                      "reram": "ReRAM devices + diode mismatch"}[lab])
+                                      "reram": "ReRAM devices + diode mismatch"}[lab] + size)
     axes[0].set(xlabel="epoch", ylabel="test accuracy", title="DRNs on Fashion-MNIST vs the reference")
     axes[1].set(xlabel="epoch", ylabel="test accuracy", title="DRN-1H: ideal vs non-ideal parts")
     for ax in axes:

@@ -44,7 +44,7 @@ Public API::
 
     DrnPhysics(diode, input_gain_v, g_unit_s, diode_is_a, diode_n, diode_bias_v, temperature_k,
                gmin, tol_v, max_sweeps, newton_steps)
-    DrnParams(w, b)                               # normalized weights (≥ 0) and biases
+    DrnParams(w, b, knee=())                      # normalized weights (≥ 0), biases, clamp offsets
     init_params(sizes, key, gain=1.0) -> DrnParams
     input_voltages(x, physics) -> (B, 2·n_in) volts
     solve(params, vin, physics, *, beta=0, target=None, init=None) -> (layers, sweeps, change)
