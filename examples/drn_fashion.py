@@ -16,6 +16,7 @@ Runs (``--runs``, comma-separated groups):
   ``devices/reram.toml`` devices (G in [50, 225] µS with device spread,
   programming and read noise, soft-bounded noisy in-situ writes) and clamp
   diodes with 50 mV knee mismatch (assumed);
+* ``parts``: DRN-XS 2000/500 with one group of device non-idealities at a time;
 * ``diagnosis``: DRN-XS 2000/500 with one ingredient of the old
   ``circuits/resistive-nodal.toml`` circuit at a time (1 V inputs, no inverted
   input copies, learning rate 0.3, knee at −0.6 V…), to show which costs accuracy.
@@ -125,7 +126,7 @@ def accuracy(predict, p, x, y, key, chunk=500):
     return hits / len(x), sweeps
 
 
-def run(cfg: dict, data, epochs: int, seed: int) -> dict:
+def run(cfg: dict, data, epochs: int, seed: int, state: Path = STATE) -> dict:
     """Train one configuration, resuming from its checkpoint; returns its history."""
     tr, te = data
     hidden, gain = MODELS[cfg["model"]]
@@ -144,6 +145,8 @@ def run(cfg: dict, data, epochs: int, seed: int) -> dict:
     devices = g_max = None
     if cfg.get("devices"):
         xbar = load_profile(HERE.parent / cfg["devices"]).coupling
+        if cfg.get("overrides"):   # switch some of the profile's non-idealities off
+            xbar = replace(xbar, **{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["overrides"].items()})
         # one device type for every layer: G_max is the weight 2/√(2·784) (twice the largest initial one)
         devices = dd.DrnDevices(xbar, float(xbar.g_max_s * np.sqrt(2 * 784) / 2))
         physics = replace(physics, g_unit_s=devices.g_unit_s)
@@ -154,7 +157,7 @@ def run(cfg: dict, data, epochs: int, seed: int) -> dict:
     epoch_fn = make_epoch(physics, devices, g_max, encode, cfg.get("beta", BETA))
     predict = make_eval(physics, devices, encode)
     rng = np.random.default_rng(seed)
-    ckpt = STATE / f"{cfg['name']}.npz"
+    ckpt = state / f"{cfg['name']}.npz"
     hist = {"test_accuracy": [], "epoch_s": [], "load_1min": [], "sweeps": []}
     start = 0
     if ckpt.is_file():
@@ -222,7 +225,24 @@ def groups(args) -> dict:
             dict(base, name="diag_init_x10", init_gain=10.0, what="initial conductances × 10"),
             dict(base, name="diag_old_ingredients", gain=1.0, lr=0.3, beta=0.2,
                  what="1 V inputs, learning rate 0.3 and β = 0.2 together")]
-    return {"table": table, "nonideal": non, "diagnosis": diag}
+    off = dict(d2d_sigma=0.0, prog_noise=[0.0, 0.0, 0.0], read_noise=0.0, soft_bounds=False,
+               gain_depression=1.0, cycle_noise=0.0)
+    dev = dict(base, diode="shockley", devices="devices/reram.toml")
+    parts = [dict(base, name="parts_none", diode="shockley", what="none (Shockley diodes, ideal conductances)"),
+             dict(dev, name="parts_gmin", overrides=off, what="conductance range 50–225 µS only"),
+             dict(dev, name="parts_writes", overrides=dict(off, soft_bounds=True, gain_depression=0.6),
+                  what="range + soft-bounded, asymmetric writes"),
+             dict(dev, name="parts_cycle", overrides=dict(off, soft_bounds=True, gain_depression=0.6, cycle_noise=0.3),
+                  what="range + writes + 30 % cycle-to-cycle write noise"),
+             dict(dev, name="parts_noise", overrides=dict(off, soft_bounds=False, gain_depression=1.0,
+                                                          d2d_sigma=0.05, prog_noise=[0.02, 0.0, 0.0],
+                                                          read_noise=0.01),
+                  what="range + device spread, programming and read noise"),
+             dict(dev, name="parts_all", what="all of devices/reram.toml"),
+             dict(base, name="parts_mismatch", diode="shockley", mismatch_v=MISMATCH_V,
+                  what=f"diode knee mismatch only ({MISMATCH_V * 1e3:.0f} mV rms)"),
+             dict(dev, name="parts_all_mismatch", mismatch_v=MISMATCH_V, what="all of reram.toml + diode mismatch")]
+    return {"table": table, "nonideal": non, "diagnosis": diag, "parts": parts}
 
 
 def figure(runs: dict, path: Path) -> None:
@@ -256,7 +276,8 @@ def figure(runs: dict, path: Path) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", default="table,nonideal,diagnosis", help="groups: table, nonideal, diagnosis")
+    ap.add_argument("--runs", default="table,nonideal,diagnosis,parts",
+                    help="groups: table, nonideal, diagnosis, parts")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--train", type=int, default=2000, help="training images of the nonideal runs")
     ap.add_argument("--test", type=int, default=500, help="test images of the nonideal runs")
@@ -273,14 +294,14 @@ def main(argv=None) -> None:
         for cfg in all_groups[g]:
             if cfg["name"] in runs and len(runs[cfg["name"]]["hist"]["test_accuracy"]) >= epochs:
                 continue
-            hist = run(cfg, data, epochs, cfg.get("seed", args.seed))
+            hist = run(cfg, data, epochs, cfg.get("seed", args.seed), STATE / "quick" if args.quick else STATE)
             runs[cfg["name"]] = dict(cfg, group=g, hist=hist)
             write(runs, args)   # after every run: an interrupted invocation keeps what it finished
     write(runs, args)
 
 
 def write(runs: dict, args) -> None:
-    rows, diag, per_epoch, table = [], [], [], {}
+    rows, diag, parts, per_epoch, table = [], [], [], [], {}
     for name, r in runs.items():
         h = r["hist"]
         acc = [round(a, 3) for a in h["test_accuracy"]] + [None] * (3 - len(h["test_accuracy"]))
@@ -292,6 +313,8 @@ def write(runs: dict, args) -> None:
             table.setdefault((r["model"], r["diode"], r["train"], r["test"]), []).append((acc[:3], s, load))
         elif r["group"] == "diagnosis":
             diag.append([r["what"], *acc[:3]])
+        elif r["group"] == "parts":
+            parts.append([r["what"], *acc[:3]])
     for (m, d, a, b), got in table.items():
         acc = [None if any(g[0][e] is None for g in got) else round(float(np.mean([g[0][e] for g in got])), 3)
                for e in range(3)]
@@ -313,6 +336,8 @@ def write(runs: dict, args) -> None:
                                   "acc. epoch 2", "acc. epoch 3"], "rows": diag},
         "nonideal": {"columns": ["DRN-1H parts", "images train / test"]
                      + [f"acc. epoch {e}" for e in range(1, width - 1)], "rows": non},
+        "parts": {"columns": ["DRN-XS 2000/500, non-idealities on", "acc. epoch 1", "acc. epoch 2",
+                              "acc. epoch 3"], "rows": parts},
         "per_epoch": {"columns": ["run", "epoch", "test accuracy", "s per epoch (train)", "load (1 min)",
                                   "max sweeps (test)"], "rows": per_epoch},
         "runs_json": {"columns": ["run", "json"], "rows": [[k, json.dumps(v)] for k, v in runs.items()]},
