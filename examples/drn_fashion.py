@@ -250,14 +250,17 @@ def figure(runs: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    colors = dict(zip(REFERENCE, ("C0", "C1", "C2", "C3")))
     for (m, n), (_, acc) in REFERENCE.items():
-        ax = axes[0]
-        ax.plot([1, 2, 3], acc, "k--" if m == "DRN-1H" else "k:", marker="s", ms=3, lw=1,
-                label=f"reference {m} {n}")
+        axes[0].plot([1, 2, 3], acc, ls="--", color=colors[(m, n)], marker="s", ms=3, lw=1,
+                     label=f"reference {m} {n}")
+        got = [r["hist"]["test_accuracy"] for r in runs.values()
+               if r.get("group") == "table" and r["model"] == m and r["train"] == n and r["diode"] == "ideal"]
+        if got:
+            k = min(len(g) for g in got)
+            axes[0].plot(range(1, k + 1), np.mean([g[:k] for g in got], 0), color=colors[(m, n)], marker="o", ms=3,
+                         label=f"anasim {m} {n} (ideal, mean of {len(got)})")
     for name, r in runs.items():
-        if name.startswith("drn-") and r["diode"] == "ideal" and not r.get("seed"):
-            axes[0].plot(range(1, len(r["hist"]["test_accuracy"]) + 1), r["hist"]["test_accuracy"], marker="o",
-                         ms=3, label=f"anasim {r['model']} {r['train']} (ideal, seed 0)")
         if name.startswith("nonideal"):
             lab, size = name.split("_")[1], f" ({r['train']}/{r['test']})"
             axes[1].plot(range(1, len(r["hist"]["test_accuracy"]) + 1), r["hist"]["test_accuracy"], marker="o",
