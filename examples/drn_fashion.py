@@ -280,7 +280,7 @@ def figure(runs: dict, path: Path) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", default="table,nonideal,diagnosis,parts",
-                    help="groups: table, nonideal, diagnosis, parts")
+                    help="groups: table, nonideal, diagnosis, parts (none: rewrite the results only)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--train", type=int, default=2000, help="training images of the nonideal runs")
     ap.add_argument("--test", type=int, default=500, help="test images of the nonideal runs")
@@ -293,7 +293,7 @@ def main(argv=None) -> None:
     prev = _results.previous_tables("drn_fashion", args.quick).get("runs_json", {}).get("rows", [])
     runs = {row[0]: json.loads(row[1]) for row in prev}
     all_groups = groups(args)
-    for g in args.runs.split(","):
+    for g in [g for g in args.runs.split(",") if g != "none"]:
         for cfg in all_groups[g]:
             if cfg["name"] in runs and len(runs[cfg["name"]]["hist"]["test_accuracy"]) >= epochs:
                 continue
@@ -321,11 +321,15 @@ def write(runs: dict, args) -> None:
     for (m, d, a, b), got in table.items():
         acc = [None if any(g[0][e] is None for g in got) else round(float(np.mean([g[0][e] for g in got])), 3)
                for e in range(3)]
+        last = [g[0][2] for g in got if g[0][2] is not None]
         rows.append([f"anasim {m} ({d} diodes, mean of {len(got)} seed{'s' if len(got) > 1 else ''})",
                      f"{a} / {b}", round(float(np.median([g[1] for g in got])), 2), *acc,
+                     round(float(np.median(last)), 3) if last else None,
+                     f"{min(last):.3f}–{max(last):.3f}" if last else None,
                      round(float(np.mean([g[2] for g in got])), 2)])
     ref_rows = [[f"reference {m} {'784-100-10' if m == 'DRN-XS' else '784-1024-10'}",
-                 f"{n} / {n // 4 if n == 2000 else n // 5}", s, *a, None] for (m, n), (s, a) in REFERENCE.items()]
+                 f"{n} / {n // 4 if n == 2000 else n // 5}", s, *a, None, None, None]
+                for (m, n), (s, a) in REFERENCE.items()]
     non = [[name.split("_")[1], f"{r['train']} / {r['test']}",
             *[round(a, 3) for a in r["hist"]["test_accuracy"]]] for name, r in runs.items()
            if r["group"] == "nonideal"]
@@ -333,7 +337,7 @@ def write(runs: dict, args) -> None:
     non = [x + [None] * (width - len(x)) for x in non]
     tables = {
         "table": {"columns": ["model", "images train / test", "s per epoch", "acc. epoch 1", "acc. epoch 2",
-                              "acc. epoch 3", "load (1 min)"],
+                              "acc. epoch 3", "epoch 3: median", "epoch 3: range", "load (1 min)"],
                   "rows": ref_rows + sorted(rows, key=lambda r: (r[1] != "2000 / 500", r[0]))},
         "diagnosis": {"columns": ["DRN-XS 2000/500, ideal diodes, changed ingredient", "acc. epoch 1",
                                   "acc. epoch 2", "acc. epoch 3"], "rows": diag},

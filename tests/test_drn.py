@@ -218,12 +218,13 @@ def _trained(sizes, gain, steps, seed=0):
     return p, np.asarray(x[0, :2], np.float64)
 
 
-def _check_ngspice(sizes, gain):
+def _check_ngspice(sizes, gain, n_examples=2, timeout=600.0):
     p, x = _trained(sizes, gain, steps=5)
+    x = x[:n_examples]
     ph = bl.DrnPhysics(input_gain_v=gain, **TIGHT)
     vin = np.asarray(bl.input_voltages(x, ph), np.float64)
     op, _ = drn.block_operating_point(p, vin, ph)
-    refs = ngspice.run_op([drn.drn_netlist(p, ph, vin[k]) for k in range(len(vin))])
+    refs = ngspice.run_op([drn.drn_netlist(p, ph, vin[k]) for k in range(len(vin))], timeout=timeout)
     for k, ref in enumerate(refs):
         got = op.as_dict(k)
         hidden_out = [n for n in got if n.startswith("l")]
@@ -251,5 +252,6 @@ def test_trained_drn_xs_dc_point_matches_ngspice():
 @pytest.mark.slow
 @pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
 def test_trained_drn_1h_dc_point_matches_ngspice():
-    """DRN-1H (784-1024-10, 480 V inputs): ≈ 0.8 M resistors in ngspice."""
-    _check_ngspice((784, 1024, 10), 480.0)
+    """DRN-1H (784-1024-10, 480 V inputs), one example: ≈ 0.8 M resistors in ngspice
+    (tens of minutes on a loaded 2-core machine)."""
+    _check_ngspice((784, 1024, 10), 480.0, n_examples=1, timeout=3600.0)
