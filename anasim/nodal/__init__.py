@@ -15,6 +15,11 @@
   ``[nodal]`` table (:func:`load_nodal_physics`);
 * :mod:`anasim.nodal.hopfield` -- resistive (λ = 1) and gyrator (λ = 0)
   Hopfield circuits built node by node from a layered circuit's couplings;
+* :mod:`anasim.nodal.blocks` -- deep resistive networks (layered conductances,
+  clamp diodes, ± input sources) solved exactly by block coordinate descent over
+  their layers, and trained with centered EP; :mod:`~anasim.nodal.drn` builds the
+  same network as a netlist (Newton solver, ngspice, thermal noise) and
+  :mod:`~anasim.nodal.drn_devices` its conductances as resistive devices;
 * :mod:`anasim.nodal.engine` -- :class:`NodalEngine`, the ``"nodal"``
   relaxation engine (registered with :func:`anasim.circuits.engine.register_engine`
   when this package is imported).

@@ -1,0 +1,370 @@
+"""Deep resistive networks (DRNs) trained with equilibrium propagation on Fashion-MNIST.
+
+The networks of Scellier, "A fast algorithm to simulate nonlinear resistive
+networks" (ICML 2024): DRN-XS 784-100-10 and DRN-1H 784-1024-10, inputs as
+± voltage-source pairs (gain 100 V and 480 V), conductances ≥ 0, diode clamps
+on the hidden nodes, linear outputs read as volts, centered EP with β = 1,
+SGD at 0.006 (× 0.99 per epoch), batch 4, the reference's initialization.
+Every equilibrium is the network's DC operating point, solved exactly by block
+coordinate descent (:mod:`anasim.nodal.blocks`) to 1e-4 V.
+
+Runs (``--runs``, comma-separated groups):
+
+* ``table``: both sizes on the first 2000/500 and 10000/2000 images, 3 epochs,
+  with ideal diodes (the reference's model) and with Shockley diodes;
+* ``nonideal``: DRN-1H with ideal parts against the same network built from
+  ``devices/reram.toml`` devices (G in [50, 225] µS with device spread,
+  programming and read noise, soft-bounded noisy in-situ writes) and clamp
+  diodes with 50 mV knee mismatch (assumed);
+* ``parts``: DRN-XS 2000/500 with one group of device non-idealities at a time;
+* ``diagnosis``: DRN-XS 2000/500 with one ingredient of the old
+  ``circuits/resistive-nodal.toml`` circuit at a time (1 V inputs, no inverted
+  input copies, learning rate 0.3, knee at −0.6 V…), to show which costs accuracy.
+
+Writes ``examples/results/drn_fashion.json`` (tables ``runs``, ``per_epoch``)
+and ``examples/figures/drn_fashion.png``. Each run checkpoints after every
+epoch in ``examples/results/drn_fashion_state/`` (ignored by git); rerunning
+the same command resumes where it stopped, and finished runs are not redone.
+
+    python examples/drn_fashion.py --runs table            # the 8 table runs
+    python examples/drn_fashion.py --runs nonideal --train 10000 --test 2000
+    python examples/drn_fashion.py --quick                  # 400/200 images, 1 epoch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _results  # noqa: E402
+
+from anasim.data import load_fashion_mnist  # noqa: E402
+from anasim.devices.profile import load_profile  # noqa: E402
+from anasim.nodal import blocks as bl  # noqa: E402
+from anasim.nodal import drn_devices as dd  # noqa: E402
+from anasim.outputs import atomic_write  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+# the device runs draw millions of Gaussians per step: the faster (not splittable-safe) generator
+jax.config.update("jax_default_prng_impl", "unsafe_rbg")
+STATE = HERE / "results" / "drn_fashion_state"
+MODELS = {"DRN-XS": (100, 100.0), "DRN-1H": (1024, 480.0)}   # hidden nodes, input gain (V)
+BATCH, BETA, LR, DECAY = 4, 1.0, 0.006, 0.99
+MISMATCH_V = 0.05     # assumed: 50 mV rms spread of the clamp diodes' knees
+
+# the reference's figures on this machine (CPU, 2 threads): s/epoch and test accuracy after epochs 1-3
+REFERENCE = {("DRN-XS", 2000): ("4.3–4.9", [0.646, 0.732, 0.750]),
+             ("DRN-1H", 2000): ("28–30", [0.574, 0.686, 0.704]),
+             ("DRN-XS", 10000): ("17–22", [0.779, 0.784, 0.818]),
+             ("DRN-1H", 10000): ("158–169", [0.750, 0.813, 0.816])}
+
+
+def encoder(physics, single_ended: bool):
+    """Pixels (B, 784) → input source voltages: ± pairs (the reference), or +x only."""
+    if single_ended:
+        return lambda x: physics.input_gain_v * x
+    return lambda x: bl.input_voltages(x, physics)
+
+
+def make_epoch(physics, devices, g_max, encode, beta=BETA):
+    """A jitted epoch: scan of EP steps over (steps, B, 784) images and (steps, B, 10) targets."""
+    def step(carry, batch):
+        p, key, lr_scale = carry
+        x, y = batch
+        vin = encode(x)
+        if devices is None:
+            g, _ = bl.ep_gradient(p, vin, y, physics, beta)
+            p = bl.DrnParams(tuple(jnp.maximum(w - lr_scale * gw, 0.0) for w, gw in zip(p.w, g.w)),
+                             tuple(b - lr_scale * gb for b, gb in zip(p.b, g.b)), p.knee)
+            return (p, key, lr_scale), None
+        key, kr, kw = jax.random.split(key, 3)
+        # one read-noise draw per step: the three phases follow each other within microseconds, and
+        # the 1/f and telegraph noise the profile's read-noise figure describes is slow against that;
+        # the update is an in-situ write
+        seen = dd.read(devices, p, kr)
+        free, _, _ = bl.solve(seen, vin, physics)
+        plus, _, _ = bl.solve(seen, vin, physics, beta=beta, target=y, init=free)
+        minus, _, _ = bl.solve(seen, vin, physics, beta=-beta, target=y, init=free)
+        g = bl.ep_estimate(vin, plus, minus, beta)
+        p = dd.write(devices, g_max, p, tuple(-lr_scale * gw for gw in g.w), kw)
+        p = p._replace(b=tuple(b - lr_scale * gb for b, gb in zip(p.b, g.b)))
+        return (p, key, lr_scale), None
+
+    @jax.jit
+    def epoch(p, key, lr, xs, ys):
+        (p, key, _), _ = jax.lax.scan(step, (p, key, lr), (xs, ys))
+        return p, key
+    return epoch
+
+
+def make_eval(physics, devices, encode):
+    @jax.jit
+    def predict(p, x, key):
+        if devices is not None:
+            p = dd.read(devices, p, key)
+        layers, sweeps, _ = bl.solve(p, encode(x), physics)
+        return jnp.argmax(layers[-1], -1), sweeps
+    return predict
+
+
+def accuracy(predict, p, x, y, key, chunk=500):
+    hits, sweeps = 0, 0
+    for i in range(0, len(x), chunk):
+        pred, s = predict(p, x[i:i + chunk], jax.random.fold_in(key, i))
+        hits += int(np.sum(np.asarray(pred) == y[i:i + chunk]))
+        sweeps = max(sweeps, int(s))
+    return hits / len(x), sweeps
+
+
+def run(cfg: dict, data, epochs: int, seed: int, state: Path = STATE) -> dict:
+    """Train one configuration, resuming from its checkpoint; returns its history."""
+    tr, te = data
+    hidden, gain = MODELS[cfg["model"]]
+    ntr, nte = cfg["train"], cfg["test"]
+    xtr, ytr, xte, yte = tr.x[:ntr], tr.y[:ntr], te.x[:nte], te.y[:nte]
+    physics = bl.DrnPhysics(diode=cfg["diode"], input_gain_v=cfg.get("gain", gain), tol_v=1e-4,
+                            diode_bias_v=cfg.get("diode_bias_v", 0.6))
+    key = jax.random.PRNGKey(seed)
+    k_init, k_fab, k_prog, k_mis, k_train, k_eval = jax.random.split(key, 6)
+    params = bl.init_params((784, hidden, 10), k_init, gain=cfg.get("init_gain", 1.0))
+    single = bool(cfg.get("single_ended"))
+    if single:   # no inverted copies: 784 input nodes, the reference's initial scale for them
+        w0 = bl.init_params((392, hidden, 10), k_init, gain=cfg.get("init_gain", 1.0)).w[0]
+        params = params._replace(w=(w0,) + params.w[1:])
+    encode = encoder(physics, single)
+    devices = g_max = None
+    if cfg.get("devices"):
+        xbar = load_profile(HERE.parent / cfg["devices"]).coupling
+        if cfg.get("overrides"):   # switch some of the profile's non-idealities off
+            xbar = replace(xbar, **{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["overrides"].items()})
+        # one device type for every layer: G_max is the weight 2/√(2·784) (twice the largest initial one)
+        devices = dd.DrnDevices(xbar, float(xbar.g_max_s * np.sqrt(2 * 784) / 2))
+        physics = replace(physics, g_unit_s=devices.g_unit_s)
+        g_max = dd.fabricate(devices, params, k_fab)
+        params = dd.program(devices, g_max, params, k_prog)
+    if cfg.get("mismatch_v"):
+        params = dd.diode_mismatch(params, cfg["mismatch_v"], k_mis)
+    epoch_fn = make_epoch(physics, devices, g_max, encode, cfg.get("beta", BETA))
+    predict = make_eval(physics, devices, encode)
+    rng = np.random.default_rng(seed)
+    ckpt = state / f"{cfg['name']}.npz"
+    hist = {"test_accuracy": [], "epoch_s": [], "load_1min": [], "sweeps": []}
+    start = 0
+    if ckpt.is_file():
+        z = np.load(ckpt, allow_pickle=True)
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        params = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(z[f"p{i}"]) for i in range(len(leaves))])
+        hist = json.loads(str(z["hist"]))
+        rng.bit_generator.state = json.loads(str(z["rng"]))
+        k_train = jnp.asarray(z["key"])
+        start = len(hist["test_accuracy"])
+    lr = cfg.get("lr", LR) * DECAY ** start
+    for ep in range(start + 1, epochs + 1):
+        perm = rng.permutation(ntr)
+        xs = xtr[perm].reshape(-1, BATCH, 784)
+        ys = np.eye(10, dtype=np.float32)[ytr[perm]].reshape(-1, BATCH, 10)
+        if not hasattr(epoch_fn, "lower"):
+            pass
+        else:   # compile outside the timed epoch (the reference's figures have no compile time either)
+            epoch_fn = epoch_fn.lower(params, k_train, jnp.float32(lr), xs, ys).compile()
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        params, k_train = epoch_fn(params, k_train, jnp.float32(lr), xs, ys)
+        jax.block_until_ready(params)
+        dt = time.perf_counter() - t0
+        acc, sweeps = accuracy(predict, params, xte, yte, jax.random.fold_in(k_eval, ep))
+        hist["test_accuracy"].append(acc), hist["epoch_s"].append(dt)
+        hist["load_1min"].append(load), hist["sweeps"].append(sweeps)
+        print(f"[{cfg['name']}] epoch {ep}: test accuracy {acc:.3f}, {dt:.2f} s/epoch "
+              f"(load {load:.2f}), ≤ {sweeps} sweeps", flush=True)
+        lr *= DECAY
+        leaves = jax.tree_util.tree_leaves(params)
+        arrays = {f"p{i}": np.asarray(a) for i, a in enumerate(leaves)}
+
+        def save(tmp, arrays=arrays, hist=hist):
+            with open(tmp, "wb") as fh:
+                np.savez(fh, hist=json.dumps(hist), rng=json.dumps(rng.bit_generator.state),
+                         key=np.asarray(k_train), **arrays)
+        atomic_write(ckpt, save)
+    return hist
+
+
+def groups(args) -> dict:
+    """Run configurations by group (names are checkpoint names: keep them stable)."""
+    q = args.quick
+    sizes = [(400, 200)] if q else [(2000, 500), (10000, 2000)]
+    table = [dict(name=f"{m.lower()}_{d}_{a}" + (f"_s{seed}" if seed else ""), model=m, train=a, test=b,
+                  diode=d, seed=seed)
+             for seed in range(args.seeds) for a, b in sizes for m in MODELS for d in ("ideal", "shockley")]
+    ntr, nte = (400, 200) if q else (args.train, args.test)
+    non = [dict(name=f"nonideal_ideal_{ntr}", model="DRN-1H", train=ntr, test=nte, diode="ideal"),
+           dict(name=f"nonideal_shockley_{ntr}", model="DRN-1H", train=ntr, test=nte, diode="shockley"),
+           dict(name=f"nonideal_reram_{ntr}", model="DRN-1H", train=ntr, test=nte, diode="shockley",
+                devices="devices/reram.toml", mismatch_v=MISMATCH_V)]
+    a, b = (400, 200) if q else (2000, 500)
+    base = dict(model="DRN-XS", train=a, test=b, diode="ideal")
+    diag = [dict(base, name="diag_reference", what="the reference's encoding (±100 V inputs, lr 0.006)"),
+            dict(base, name="diag_1v_inputs", gain=1.0, what="inputs at 1 V full scale (the old circuit's V_fs)"),
+            dict(base, name="diag_single_ended", single_ended=True, what="no inverted input copies"),
+            dict(base, name="diag_lr_0.3", lr=0.3, what="learning rate 0.3 (the old circuit's)"),
+            dict(base, name="diag_knee_1v", gain=1.0, diode="shockley", diode_bias_v=0.0,
+                 what="1 V inputs and Shockley clamps with the knee at ∓0.6 V (no bias source)"),
+            dict(base, name="diag_knee_100v", diode="shockley", diode_bias_v=0.0,
+                 what="Shockley clamps with the knee at ∓0.6 V, 100 V inputs"),
+            dict(base, name="diag_beta_0.2", beta=0.2, what="nudge β = 0.2 (the old circuit's)"),
+            dict(base, name="diag_init_x10", init_gain=10.0, what="initial conductances × 10"),
+            dict(base, name="diag_old_ingredients", gain=1.0, lr=0.3, beta=0.2,
+                 what="1 V inputs, learning rate 0.3 and β = 0.2 together")]
+    off = dict(d2d_sigma=0.0, prog_noise=[0.0, 0.0, 0.0], read_noise=0.0, soft_bounds=False,
+               gain_depression=1.0, cycle_noise=0.0)
+    dev = dict(base, diode="shockley", devices="devices/reram.toml")
+    parts = [dict(base, name="parts_none", diode="shockley", what="none (Shockley diodes, ideal conductances)"),
+             dict(dev, name="parts_gmin", overrides=off, what="conductance range 50–225 µS only"),
+             dict(dev, name="parts_writes", overrides=dict(off, soft_bounds=True, gain_depression=0.6),
+                  what="range + soft-bounded, asymmetric writes"),
+             dict(dev, name="parts_cycle", overrides=dict(off, soft_bounds=True, gain_depression=0.6, cycle_noise=0.3),
+                  what="range + writes + 30 % cycle-to-cycle write noise"),
+             dict(dev, name="parts_noise", overrides=dict(off, soft_bounds=False, gain_depression=1.0,
+                                                          d2d_sigma=0.05, prog_noise=[0.02, 0.0, 0.0],
+                                                          read_noise=0.01),
+                  what="range + device spread, programming and read noise"),
+             dict(dev, name="parts_all", what="all of devices/reram.toml"),
+             dict(base, name="parts_mismatch", diode="shockley", mismatch_v=MISMATCH_V,
+                  what=f"diode knee mismatch only ({MISMATCH_V * 1e3:.0f} mV rms)"),
+             dict(dev, name="parts_all_mismatch", mismatch_v=MISMATCH_V, what="all of reram.toml + diode mismatch")]
+    return {"table": table, "nonideal": non, "diagnosis": diag, "parts": parts}
+
+
+def figure(runs: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    colors = dict(zip(REFERENCE, ("C0", "C1", "C2", "C3")))
+    for (m, n), (_, acc) in REFERENCE.items():
+        axes[0].plot([1, 2, 3], acc, ls="--", color=colors[(m, n)], marker="s", ms=3, lw=1,
+                     label=f"reference {m} {n}")
+        got = [r["hist"]["test_accuracy"] for r in runs.values()
+               if r.get("group") == "table" and r["model"] == m and r["train"] == n and r["diode"] == "ideal"]
+        if got:
+            k = min(len(g) for g in got)
+            axes[0].plot(range(1, k + 1), np.mean([g[:k] for g in got], 0), color=colors[(m, n)], marker="o", ms=3,
+                         label=f"anasim {m} {n} (ideal, mean of {len(got)})")
+    for name, r in runs.items():
+        if name.startswith("nonideal"):
+            lab, size = name.split("_")[1], f" ({r['train']}/{r['test']})"
+            axes[1].plot(range(1, len(r["hist"]["test_accuracy"]) + 1), r["hist"]["test_accuracy"], marker="o",
+                         ms=3, label={"ideal": "ideal diodes and conductances",
+                                      "shockley": "Shockley diodes, ideal conductances",
+                                      "reram": "ReRAM devices + diode mismatch"}[lab] + size)
+    axes[0].set(xlabel="epoch", ylabel="test accuracy", title="DRNs on Fashion-MNIST vs the reference")
+    axes[1].set(xlabel="epoch", ylabel="test accuracy", title="DRN-1H: ideal vs non-ideal parts")
+    for ax in axes:
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", default="table,nonideal,diagnosis,parts",
+                    help="groups: table, nonideal, diagnosis, parts (none: rewrite the results only)")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--train", type=int, default=2000, help="training images of the nonideal runs")
+    ap.add_argument("--test", type=int, default=500, help="test images of the nonideal runs")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the nonideal and diagnosis runs")
+    ap.add_argument("--seeds", type=int, default=1, help="table runs: seeds 0 … seeds−1 (rows give the mean)")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    epochs = 1 if args.quick else args.epochs
+    data = load_fashion_mnist("debian" if Path("/usr/share/datasets/fashion-mnist").is_dir() else None)
+    prev = _results.previous_tables("drn_fashion", args.quick).get("runs_json", {}).get("rows", [])
+    runs = {row[0]: json.loads(row[1]) for row in prev}
+    all_groups = groups(args)
+    for g in [g for g in args.runs.split(",") if g != "none"]:
+        for cfg in all_groups[g]:
+            if cfg["name"] in runs and len(runs[cfg["name"]]["hist"]["test_accuracy"]) >= epochs:
+                continue
+            hist = run(cfg, data, epochs, cfg.get("seed", args.seed), STATE / "quick" if args.quick else STATE)
+            runs[cfg["name"]] = dict(cfg, group=g, hist=hist)
+            write(runs, args)   # after every run: an interrupted invocation keeps what it finished
+    write(runs, args)
+
+
+def write(runs: dict, args) -> None:
+    rows, diag, parts, per_epoch, table = [], [], [], [], {}
+    for name, r in runs.items():
+        h = r["hist"]
+        acc = [round(a, 3) for a in h["test_accuracy"]] + [None] * (3 - len(h["test_accuracy"]))
+        s = float(np.median(h["epoch_s"])) if h["epoch_s"] else None
+        load = float(np.mean(h["load_1min"])) if h["load_1min"] else None
+        for e, (a, t, ld) in enumerate(zip(h["test_accuracy"], h["epoch_s"], h["load_1min"]), 1):
+            per_epoch.append([name, e, a, t, ld, h["sweeps"][e - 1]])
+        if r["group"] == "table":
+            table.setdefault((r["model"], r["diode"], r["train"], r["test"]), []).append((acc[:3], s, load))
+        elif r["group"] == "diagnosis":
+            diag.append([r["what"], *acc[:3]])
+        elif r["group"] == "parts":
+            parts.append([r["what"], *acc[:3]])
+    for (m, d, a, b), got in table.items():
+        acc = [None if any(g[0][e] is None for g in got) else round(float(np.mean([g[0][e] for g in got])), 3)
+               for e in range(3)]
+        last = [g[0][2] for g in got if g[0][2] is not None]
+        rows.append([f"anasim {m} ({d} diodes, mean of {len(got)} seed{'s' if len(got) > 1 else ''})",
+                     f"{a} / {b}", round(float(np.median([g[1] for g in got])), 2), *acc,
+                     round(float(np.median(last)), 3) if last else None,
+                     f"{min(last):.3f}–{max(last):.3f}" if last else None,
+                     round(float(np.mean([g[2] for g in got])), 2)])
+    ref_rows = [[f"reference {m} {'784-100-10' if m == 'DRN-XS' else '784-1024-10'}",
+                 f"{n} / {n // 4 if n == 2000 else n // 5}", s, *a, None, None, None]
+                for (m, n), (s, a) in REFERENCE.items()]
+    non = [[name.split("_")[1], f"{r['train']} / {r['test']}",
+            *[round(a, 3) for a in r["hist"]["test_accuracy"]]] for name, r in runs.items()
+           if r["group"] == "nonideal"]
+    width = max([len(x) for x in non], default=2)
+    non = [x + [None] * (width - len(x)) for x in non]
+    tables = {
+        "table": {"columns": ["model", "images train / test", "s per epoch", "acc. epoch 1", "acc. epoch 2",
+                              "acc. epoch 3", "epoch 3: median", "epoch 3: range", "load (1 min)"],
+                  "rows": ref_rows + sorted(rows, key=lambda r: (r[1] != "2000 / 500", r[0]))},
+        "diagnosis": {"columns": ["DRN-XS 2000/500, ideal diodes, changed ingredient", "acc. epoch 1",
+                                  "acc. epoch 2", "acc. epoch 3"], "rows": diag},
+        "nonideal": {"columns": ["DRN-1H parts", "images train / test"]
+                     + [f"acc. epoch {e}" for e in range(1, width - 1)], "rows": non},
+        "parts": {"columns": ["DRN-XS 2000/500, non-idealities on", "acc. epoch 1", "acc. epoch 2",
+                              "acc. epoch 3"], "rows": parts},
+        "per_epoch": {"columns": ["run", "epoch", "test accuracy", "s per epoch (train)", "load (1 min)",
+                                  "max sweeps (test)"], "rows": per_epoch},
+        "runs_json": {"columns": ["run", "json"], "rows": [[k, json.dumps(v)] for k, v in runs.items()]},
+    }
+    notes = ("First Fashion-MNIST images (train/test sizes per row); batch 4, beta 1, SGD 0.006 x 0.99/epoch, "
+             "centered EP, every phase solved to 1e-4 V by block coordinate descent in float32 on the CPU "
+             "(2 cores shared with other work: s per epoch measured under the load shown, one training pass "
+             "without the test evaluation). Reference rows: its public implementation on this machine "
+             "(figures given by the project). Non-ideal runs: DRN-1H on the sizes shown, devices/reram.toml "
+             f"conductances (one device per coupling, G_max at weight 2/sqrt(1568)) and {MISMATCH_V * 1e3:.0f} mV "
+             "rms diode-knee mismatch (assumed).")
+    figs = {}
+    for name, r in runs.items():
+        if r["group"] == "table" and r["hist"]["epoch_s"]:
+            figs[f"{name}_s_per_epoch"] = (float(np.median(r["hist"]["epoch_s"])), "s",
+                                           f"{r['model']} {r['diode']} {r['train']}/{r['test']}: s per epoch")
+    _results.write("drn_fashion", "drn_fashion.py", figs, {"title": "Deep resistive networks on Fashion-MNIST",
+                                                           "notes": notes}, tables=tables, quick=args.quick)
+    figure(runs, HERE / "figures" / f"drn_fashion{'_quick' if args.quick else ''}.png")
+
+
+if __name__ == "__main__":
+    main()
