@@ -5,6 +5,8 @@ thermal-noise model; the device model reduces to the ideal network."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -207,51 +209,18 @@ def test_thermal_noise_about_the_block_dc_point_is_the_newton_one(x64):
     np.testing.assert_allclose(np.diag(np.asarray(cov)), kt_c, rtol=1e-3)
 
 
-def _trained(sizes, gain, steps, seed=0):
-    """A network after a few EP steps on random images (float64)."""
-    ph = bl.DrnPhysics(input_gain_v=gain, tol_v=1e-4)
-    p = bl.init_params(sizes, jax.random.PRNGKey(seed))
-    x = jax.random.uniform(jax.random.PRNGKey(seed + 1), (steps, 4, sizes[0]))
-    y = jax.nn.one_hot(jax.random.randint(jax.random.PRNGKey(seed + 2), (steps, 4), 0, sizes[-1]), sizes[-1])
-    for k in range(steps):
-        p, _ = bl.sgd_step(p, bl.input_voltages(x[k], ph), y[k], ph, 1.0, 0.006)
-    return p, np.asarray(x[0, :2], np.float64)
-
-
-def _check_ngspice(sizes, gain, n_examples=2, timeout=600.0):
-    p, x = _trained(sizes, gain, steps=5)
-    x = x[:n_examples]
-    ph = bl.DrnPhysics(input_gain_v=gain, **TIGHT)
-    vin = np.asarray(bl.input_voltages(x, ph), np.float64)
-    op, _ = drn.block_operating_point(p, vin, ph)
-    refs = ngspice.run_op([drn.drn_netlist(p, ph, vin[k]) for k in range(len(vin))], timeout=timeout)
-    for k, ref in enumerate(refs):
-        got = op.as_dict(k)
-        hidden_out = [n for n in got if n.startswith("l")]
-        err = max(abs(got[n] - ref[n.lower()]) for n in hidden_out)
-        assert err < 1e-6, err
+def _benchmark():
+    """benchmarks/drn_vs_ngspice.py, which runs the same check on DRN-XS and DRN-1H."""
+    spec = importlib.util.spec_from_file_location(
+        "drn_vs_ngspice", Path(__file__).resolve().parent.parent / "benchmarks" / "drn_vs_ngspice.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @pytest.mark.ngspice
 @pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
 def test_trained_small_drn_dc_point_matches_ngspice():
-    """A 49-20-10 DRN (100 V inputs) after EP steps: every node within 1 µV of ngspice."""
-    _check_ngspice((49, 20, 10), 100.0)
-
-
-@pytest.mark.ngspice
-@pytest.mark.slow
-@pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
-def test_trained_drn_xs_dc_point_matches_ngspice():
-    """DRN-XS (784-100-10, 100 V inputs) after EP steps: every node within 1 µV of ngspice
-    (≈ 80 k resistors; about a minute)."""
-    _check_ngspice((784, 100, 10), 100.0)
-
-
-@pytest.mark.ngspice
-@pytest.mark.slow
-@pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
-def test_trained_drn_1h_dc_point_matches_ngspice():
-    """DRN-1H (784-1024-10, 480 V inputs), one example: ≈ 0.8 M resistors in ngspice
-    (tens of minutes on a loaded 2-core machine)."""
-    _check_ngspice((784, 1024, 10), 480.0, n_examples=1, timeout=3600.0)
+    """A 49-20-10 DRN (100 V inputs) after EP steps: every node within 1 µV of ngspice
+    (DRN-XS and DRN-1H: ``benchmarks/drn_vs_ngspice.py``, minutes of ngspice each)."""
+    assert _benchmark().max_deviation_v((49, 20, 10), 100.0, n_examples=2) < 1e-6
