@@ -14,8 +14,14 @@ program. Two more rows time the earlier ways: "η from Python" computes it
 eagerly before each call and passes it (what ``relax()`` did before), and the
 SLM "(before)" row reads with ``noise_draw = "threefry"`` (``jax.random.normal``
 and a second product for the photocurrent). The JSON records the JAX device.
+
+``--all-profiles`` adds a second table (``profiles``): the same ratio for every
+shipped profile with temporal noise, each on the skew network with the
+backward realization its coupling supports (SLM: a programmed copy; resistive:
+the transposed read; gyrator: its own −θᵀ).
 """
 
+import argparse
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -61,7 +67,32 @@ def bare_products(thetas, rows: int):
     return lambda: run(states)
 
 
-def main() -> None:
+#: shipped profiles with temporal noise, and the backward realization each supports
+NOISY = {"slm-10bit": "copy", "slm-10bit-500": "copy", "slm-10bit-adc8": "copy", "reram": "transpose",
+         "pcm": "transpose", "gyrator-gmc": "gyrator", "adc-8bit": "transpose"}
+
+
+def profile_rows(x, y) -> list:
+    """Relaxation ÷ bare products for every profile of :data:`NOISY`."""
+    base = replace(load_circuit(ROOT / "circuits" / "skew-4x500.toml"), max_iters=ITERS, tol=0.0, stall_window=0)
+    rows = []
+    for name, backward in NOISY.items():
+        spec = replace(base, backward=backward, floor_stop=backward == "copy")
+        profile = load_profile(ROOT / "devices" / f"{name}.toml")
+        params = init_params(spec, jax.random.key(0))
+        hw = build(spec, profile, params, jax.random.key(1))
+        t_bare = best_time(bare_products(params.thetas, 2 * BATCH))
+        t_relax = best_time(lambda: relax(spec, hw, x, jax.random.key(3), nudge=(0.05, 0.05), target=y))
+        print(f"{name:22s} ({backward:9s}) ratio {t_relax / t_bare:.2f}")
+        rows.append([name, backward, 1e3 * t_relax / ITERS, 1e3 * t_bare / ITERS, t_relax / t_bare])
+    return rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="time per relaxation iteration ÷ its bare products")
+    ap.add_argument("--all-profiles", action="store_true", help="also every shipped profile with temporal noise")
+    ap.add_argument("--load-note", default="", help="a note on the machine's load, written to the results")
+    args = ap.parse_args(argv)
     x = jax.random.uniform(jax.random.key(2), (BATCH, 784), jnp.float32)
     y = jax.nn.one_hot(jnp.arange(BATCH) % 10, 10, dtype=jnp.float32)
     dev = jax.devices()[0]
@@ -91,11 +122,19 @@ def main() -> None:
             print(f"{label:22s} relaxation {1e3 * t_relax / ITERS:7.2f} ms/iteration, bare products "
                   f"{1e3 * t_bare / ITERS:7.2f} ms/iteration, ratio {t_relax / t_bare:.2f}")
             rows.append([label, 1e3 * t_relax / ITERS, 1e3 * t_bare / ITERS, t_relax / t_bare])
-    from _results import write_table
+    tables = {"main": {"columns": ["profile", "relaxation ms/iteration", "bare ms/iteration", "ratio"],
+                       "rows": rows}}
+    if args.all_profiles:
+        tables["profiles"] = {"columns": ["profile", "backward", "relaxation ms/iteration", "bare ms/iteration",
+                                          "ratio"], "rows": profile_rows(x, y)}
+    from _results import write_results
     notes = f"Best of {REPEATS}; device {device}." + (f" {cpu_note}." if cpu_note else "")
-    write_table("relax_overhead", ["profile", "relaxation ms/iteration", "bare ms/iteration", "ratio"], rows, {
+    if args.load_note:
+        notes += f" {args.load_note}"
+    write_results("relax_overhead", {}, {
         "title": "Time per relaxation iteration ÷ its bare matrix products, 4×500 dyadic network, batch 256",
-        "command": "python benchmarks/relax_overhead.py", "device": device, "notes": notes})
+        "command": "python benchmarks/relax_overhead.py" + (" --all-profiles" if args.all_profiles else ""),
+        "device": device, "notes": notes}, tables=tables)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,8 @@ paths' realized transmissions, precomputed); when the inputs of a read share
 one sign (all ≥ 0, or all ≤ 0: the DAC'd states and their negatives, as the
 layered engine drives) ``|x| @ Sᵀ = ±x @ Sᵀ``, and one product with the stacked
 ``[W_eff; S]`` gives signal and photocurrent together; otherwise a second
-product. The noise is drawn by :func:`~anasim.devices.noise.counter_normal`
+product. (On the CPU only: on an accelerator the two products are cheap and a
+conditional would wait on the host, so it always takes two.) The noise is drawn by :func:`~anasim.devices.noise.counter_normal`
 (``noise_draw = "counter"``). ``noise_draw = "threefry"`` keeps the stream of
 earlier versions (``jax.random.normal`` and always two products), for
 comparisons and for results recorded before (docs/noise_speed.md).
@@ -317,8 +318,12 @@ class SLMCrossbar:
             def separate(x):
                 return x @ state.w_eff.T, jnp.abs(x) @ state.s_eff.T
 
-            one_sign = jnp.all(x >= 0) | jnp.all(x <= 0)
-            y, s = jax.lax.cond(one_sign, stacked, separate, x)
+            if jax.default_backend() == "cpu":
+                one_sign = jnp.all(x >= 0) | jnp.all(x <= 0)
+                y, s = jax.lax.cond(one_sign, stacked, separate, x)
+            else:
+                # an accelerator's products are cheap, and its conditionals wait on the host
+                y, s = separate(x)
             var = b + a * jnp.maximum(s, 0.0)
         else:
             y = x @ state.w_eff.T
