@@ -120,7 +120,7 @@ def slm_column(out_dir: Path, old_tables: dict) -> dict:
             col = ideal_old["columns"].index(f"{NAMES[model]} [%]") if f"{NAMES[model]} [%]" in ideal_old["columns"] else None
             if col is not None and epochs <= len(ideal_old["rows"]):
                 ideal_acc = ideal_old["rows"][epochs - 1][col]
-        lip = (lambda v: None if v is None else float(f"{v:.4g}"))
+        lip = (lambda v: None if v is None else float(f"{v:.5g}"))
         same = chip.get("epochs") == epochs
         rows.append([NAMES[model], epochs or None, _pct(slm["test_accuracy"][-1]) if slm else None, ideal_acc,
                      lip(chip.get("lipschitz_eq17")) if same else None,
