@@ -248,3 +248,23 @@ def test_eta_auto_inside_the_relaxation_is_the_eta_passed_in():
     assert int(a.iterations) == int(b.iterations)
     for sa, sb in zip(a.s_plus, b.s_plus):
         np.testing.assert_allclose(np.asarray(sa), np.asarray(sb), atol=1e-6)
+
+
+# --- resuming across processes (the SLM column runs over several sittings) -------------------
+
+def test_engine_identity_does_not_depend_on_string_hashing():
+    """A checkpoint's identity holds the engine; its abilities are a frozenset, whose repr
+    follows the process's string hashing: two processes must still agree."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from anasim.circuits.layered import LayeredEngine; "
+            "from anasim.learning.controller import engine_identity; print(engine_identity(LayeredEngine()))")
+    out = set()
+    for seed in ("1", "2", "3", "4"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "JAX_PLATFORMS": "cpu"}
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
+                           check=True)
+        out.add(r.stdout.strip())
+    assert len(out) == 1 and "abilities=['complex_nudge', 'jit', 'settling', 'warm_start']" in out.pop()

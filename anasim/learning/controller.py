@@ -206,6 +206,17 @@ def check_run(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train
                           f"data have {classes} classes")
 
 
+def engine_identity(engine) -> str:
+    """The engine as a run's checkpoint identity: its repr with the ``abilities`` set
+    sorted (a frozenset's repr follows string hashing, which differs between
+    processes, so a run written by one process could not be resumed by another)."""
+    if dataclasses.is_dataclass(engine) and isinstance(getattr(engine, "abilities", None), frozenset):
+        fields = [f"{f.name}={getattr(engine, f.name)!r}" for f in dataclasses.fields(engine) if f.name != "abilities"]
+        fields.append(f"abilities={sorted(engine.abilities)!r}")
+        return f"{type(engine).__name__}({', '.join(fields)})"
+    return repr(engine)
+
+
 def _progress(total, desc, enabled):
     if not enabled:
         return None
@@ -260,7 +271,7 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
         # keep_going changes what is recorded, not the run: a run may resume with or without it;
         # epochs: the run's first schedule segment (a finished run may be extended, plan_resume)
         return json.dumps([repr(spec), repr(profile), repr(dataclasses.replace(cfg, keep_going=False, epochs=epochs)),
-                           repr(engine), n, len(test_set)], default=str)
+                           engine_identity(engine), n, len(test_set)], default=str)
 
     segments = [int(cfg.epochs)]
     fingerprint = identity(cfg.epochs)
