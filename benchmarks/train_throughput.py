@@ -12,12 +12,19 @@ training step used (free + nudged phase; all counted with two compartments
 although the free phase runs one, so "bare" is generous and the ratio
 understates the overhead). Ratios come from one run on one machine.
 
-    python benchmarks/train_throughput.py [--examples 640]
+``--before`` adds a third row: the SLM run on the code path of earlier
+versions (per-read noise from ``jax.random.normal`` and a second product for
+the photocurrent, ``noise_draw = "threefry"``; no floor stop, only the
+stall window), so the speed-up is measured side by side (docs/noise_speed.md).
+The JSON records the JAX device the run used (``jax.devices()[0]``).
+
+    python benchmarks/train_throughput.py [--examples 640] [--before]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -60,38 +67,70 @@ def bare_step_seconds(sizes, batch: int, iterations: int, repeats: int = 5) -> f
     return (time.perf_counter() - t0) / repeats
 
 
-def measure(spec_name: str, profile, examples: int, data) -> dict:
+def measure(spec_name: str, profile, examples: int, data, label: str | None = None, before: bool = False) -> dict:
     spec = load_circuit(ROOT / "circuits" / spec_name)
+    if before:
+        spec = dataclasses.replace(spec, floor_stop=False)
     cfg = load_train_config(ROOT / "circuits" / spec_name, epochs=2, train_size=examples, test_size=64, batch_size=64, schedule="constant")
     r = train(spec, profile, cfg, *data, progress=False)
     wall = r.history["train_wall_s"][1]   # the training steps only (no evaluation)
     iters = r.history["iterations"][1]
     steps = examples // cfg.batch_size
     bare = bare_step_seconds(spec.sizes, cfg.batch_size, int(round(iters)))
-    return {"profile": profile.name, "examples_per_s": steps * cfg.batch_size / wall,
+    return {"profile": label or profile.name, "examples_per_s": steps * cfg.batch_size / wall,
             "step_s": wall / steps, "iterations": iters, "bare_step_s": bare, "ratio": wall / steps / bare}
+
+
+def device_label() -> tuple[str, str]:
+    """(platform, name) of the device JAX runs on, and a note when that is the CPU."""
+    d = jax.devices()[0]
+    name = f"{d.platform}: {getattr(d, 'device_kind', '') or d}"
+    return name, ("no GPU available: measured on the CPU" if d.platform == "cpu" else "")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="training throughput of the 4x500 skew network")
     ap.add_argument("--examples", type=int, default=640, help="training images in the timed epoch")
+    ap.add_argument("--before", action="store_true",
+                    help="also time the SLM on the earlier noise path (threefry draws, two products, stall window)")
+    ap.add_argument("--load-note", default="", help="a note on the machine's load, written to the results")
     args = ap.parse_args(argv)
+    device, cpu_note = device_label()
+    print(f"device: {device}" + (f" ({cpu_note})" if cpu_note else ""))
     data = load_fashion_mnist()
+    slm = load_profile(ROOT / "devices" / "slm-10bit-500.toml")
     rows = [measure("skew-4x500.toml", ideal_profile(), args.examples, data),
-            measure("skew-4x500-slm.toml", load_profile(ROOT / "devices" / "slm-10bit-500.toml"), args.examples, data)]
-    print(f"{'profile':10s} {'examples/s':>10s} {'s/step':>8s} {'iters/step':>10s} {'bare s/step':>11s} "
-          f"{'step / bare':>11s}")
+            measure("skew-4x500-slm.toml", slm, args.examples, data)]
+    if args.before:
+        old = dataclasses.replace(slm, coupling=dataclasses.replace(slm.coupling, noise_draw="threefry"))
+        rows.append(measure("skew-4x500-slm.toml", old, args.examples, data, label=f"{slm.name} (before)",
+                            before=True))
+    print(f"{'profile':24s} {'examples/s':>10s} {'s/step':>8s} {'iters/step':>10s} {'bare s/step':>11s} "
+          f"{'step / bare':>11s} {'÷ ideal':>8s}")
     for r in rows:
-        print(f"{r['profile']:10s} {r['examples_per_s']:10.1f} {r['step_s']:8.3f} {r['iterations']:10.1f} "
-              f"{r['bare_step_s']:11.4f} {r['ratio']:11.2f}")
-    print(f"SLM / ideal throughput: {rows[1]['examples_per_s'] / rows[0]['examples_per_s']:.2f}")
-    from _results import write_table
-    write_table("train_throughput", ["profile", "examples/s", "s/step", "iterations/step", "bare s/step", "step / bare"],
-                [[r["profile"], r["examples_per_s"], r["step_s"], r["iterations"], r["bare_step_s"], r["ratio"]]
-                 for r in rows], {
+        r["of_ideal"] = r["examples_per_s"] / rows[0]["examples_per_s"]
+        print(f"{r['profile']:24s} {r['examples_per_s']:10.1f} {r['step_s']:8.3f} {r['iterations']:10.1f} "
+              f"{r['bare_step_s']:11.4f} {r['ratio']:11.2f} {r['of_ideal']:8.2f}")
+    from _results import write_results
+    notes = f"{args.examples} examples, batch 64; device {device}."
+    if cpu_note:
+        notes += f" {cpu_note}."
+    if args.load_note:
+        notes += f" {args.load_note}"
+    figures = {"slm_of_ideal": (rows[1]["of_ideal"], "1", "SLM throughput ÷ ideal throughput")}
+    if args.before:
+        figures["slm_before_of_ideal"] = (rows[2]["of_ideal"], "1", "SLM throughput ÷ ideal, earlier noise path")
+        figures["speedup"] = (rows[1]["examples_per_s"] / rows[2]["examples_per_s"], "1",
+                              "SLM throughput, new ÷ earlier noise path")
+    write_results("train_throughput", figures, {
         "title": "Training throughput, 4×500 skew-symmetric network, dyadic rule",
-        "command": f"python benchmarks/train_throughput.py --examples {args.examples}",
-        "notes": f"{args.examples} examples, batch 64."})
+        "command": f"python benchmarks/train_throughput.py --examples {args.examples}"
+                   + (" --before" if args.before else ""),
+        "device": device, "notes": notes},
+        tables={"main": {"columns": ["profile", "examples/s", "s/step", "iterations/step", "bare s/step",
+                                     "step / bare", "throughput ÷ ideal"],
+                         "rows": [[r["profile"], r["examples_per_s"], r["step_s"], r["iterations"],
+                                   r["bare_step_s"], r["ratio"], r["of_ideal"]] for r in rows]}})
     return 0
 
 

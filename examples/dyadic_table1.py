@@ -12,6 +12,15 @@ Check that it works (minutes): ``python examples/dyadic_table1.py --quick``
 Hyper-parameters come from the circuit specs' ``[training]`` tables
 (``circuits/{skew,ff,sym}-4x500[-slm].toml``); the options below override them.
 Results go to ``--out-dir`` (one netCDF per model, a JSON summary and a table).
+
+The SLM column over several sittings: ``--devices slm --resume [--stop-after N]``
+continues each model from its checkpoint beside its netCDF; every SLM run also
+leaves ``<name>.chip.json`` (the trained chip's Lipschitz constants, eq. 17 and
+empirical). The ``slm_column`` table is rebuilt from those files after every
+run, or alone with ``--table-only``: per model the SLM test accuracy at its
+last epoch, the ideal run's at the same epoch (its netCDF in ``--out-dir``,
+else the ``per_epoch`` table already in the results file), the chip's
+Lipschitz constants and the fraction of unsettled examples.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anasim.analysis.lipschitz import linearized_bound
+from anasim.analysis.lipschitz import linearized_bound, lipschitz_report
 from anasim.circuits import effective_matrices, load_circuit, resolve_device_path
 from anasim.data import load_fashion_mnist
 from anasim.devices import ideal_profile, load_profile
@@ -60,12 +69,66 @@ def run_one(model: str, device: str, args, data) -> dict:
                    progress=not args.no_progress, on_epoch=show, stop_after=args.stop_after)
     lip = linearized_bound(effective_matrices(spec, result.hardware))
     h = result.history
+    if device == "slm":
+        write_chip_report(spec, result.hardware, out, len(h["test_accuracy"]), args.lipschitz_pairs)
     return {"model": model, "lam": MODELS[model], "device": profile.name, "epochs": len(h["test_accuracy"]),
             "test_accuracy": h["test_accuracy"][-1], "best_test_accuracy": max(h["test_accuracy"]),
             "lipschitz_hidden": lip.hidden, "lipschitz_output": lip.output,
             "wall_s": time.perf_counter() - t0, "result": str(out),
             "test_accuracy_per_epoch": h["test_accuracy"], "lipschitz_per_epoch": h["lipschitz"],
             "iterations_per_epoch": h.get("iterations", [])}
+
+
+def write_chip_report(spec, hw, out: Path, epochs: int, n_pairs: int) -> Path:
+    """``<out>.chip.json``: the trained chip's hidden Lipschitz constant, eq. 17
+    (‖(I − W)⁻¹‖₂ of the realized couplings) and measured (largest ratio over
+    ``n_pairs`` random input pairs and their adversarial refinement)."""
+    import jax  # noqa: PLC0415
+
+    rep = lipschitz_report(spec, hw, jax.random.key(0), n_pairs=n_pairs)
+    doc = {"epochs": epochs, "lipschitz_eq17": rep["linearized"]["hidden"],
+           "lipschitz_empirical": (rep["empirical"] or {}).get("hidden"), "n_pairs": n_pairs}
+    path = out.with_suffix(".chip.json")
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def _history(path: Path) -> dict | None:
+    """Per-epoch metrics of a run's netCDF (None if there is none)."""
+    if not path.exists():
+        return None
+    import xarray as xr  # noqa: PLC0415
+
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        return {k: np.asarray(ds[k].values).tolist() for k in ("test_accuracy", "unsettled") if k in ds}
+
+
+def slm_column(out_dir: Path, old_tables: dict) -> dict:
+    """The ``slm_column`` table from the result files in ``out_dir`` (module docstring)."""
+    ideal_old = old_tables.get("per_epoch") or {}
+    rows = []
+    for model in MODELS:
+        slm = _history(out_dir / f"{model}-4x500-slm.nc")
+        ideal = _history(out_dir / f"{model}-4x500.nc")
+        chip_file = out_dir / f"{model}-4x500-slm.chip.json"
+        chip = json.loads(chip_file.read_text()) if chip_file.exists() else {}
+        epochs = len(slm["test_accuracy"]) if slm else 0
+        ideal_acc = None
+        if epochs and ideal and len(ideal["test_accuracy"]) >= epochs:
+            ideal_acc = _pct(ideal["test_accuracy"][epochs - 1])
+        elif epochs and ideal_old:
+            col = ideal_old["columns"].index(f"{NAMES[model]} [%]") if f"{NAMES[model]} [%]" in ideal_old["columns"] else None
+            if col is not None and epochs <= len(ideal_old["rows"]):
+                ideal_acc = ideal_old["rows"][epochs - 1][col]
+        lip = (lambda v: None if v is None else float(f"{v:.5g}"))
+        same = chip.get("epochs") == epochs
+        rows.append([NAMES[model], epochs or None, _pct(slm["test_accuracy"][-1]) if slm else None, ideal_acc,
+                     lip(chip.get("lipschitz_eq17")) if same else None,
+                     lip(chip.get("lipschitz_empirical")) if same else None,
+                     round(slm["unsettled"][-1], 4) if slm and slm.get("unsettled") else None])
+    return {"columns": ["model", "epochs", "SLM test accuracy [%]", "ideal at the same epoch [%]",
+                        "hidden Lipschitz, eq. 17", "hidden Lipschitz, measured", "unsettled fraction"],
+            "rows": rows}
 
 
 def plot_rows(rows: list, path: Path) -> None:
@@ -180,6 +243,8 @@ def write_results(rows: list, args, name: str = "dyadic_table1") -> None:
                           for d in ("ideal", dev) if (m, d) in by}
                 tables[f"{m}_{max(r['epochs'] for r in rows)}epochs"] = _merge_columns(None, "epoch", series)
         title = "Table 1 of Høier et al. on Fashion-MNIST, ideal profile, and the 10-bit SLM column"
+    if name == "dyadic_table1" and other:
+        tables["slm_column"] = slm_column(Path(args.out_dir), old)
     write(name, f"{name}.py", {}, {"title": title,
                                    "notes": "Tables and rows this run did not measure are kept from the "
                                             "previous file."}, tables=tables, quick=args.quick)
@@ -204,12 +269,26 @@ def main(argv=None, results: str = "dyadic_table1") -> int:
     ap.add_argument("--out-dir", default="out/table1")
     ap.add_argument("--resume", action="store_true", help="continue runs from their checkpoints")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--lipschitz-pairs", type=int, default=16,
+                    help="input pairs of the trained SLM chip's measured Lipschitz constant (0: eq. 17 only)")
+    ap.add_argument("--table-only", action="store_true",
+                    help="train nothing: rebuild the slm_column table from the files in --out-dir")
     args = ap.parse_args(argv)
     if args.quick:
         args.epochs = args.epochs or 1
         args.train_size = args.train_size or 1000
         args.test_size = args.test_size or 500
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    if args.table_only:
+        from _results import previous_tables, write  # noqa: PLC0415
+        old = previous_tables(results, args.quick)
+        tables = {**old, "slm_column": slm_column(Path(args.out_dir), old)}
+        write(results, f"{results}.py", {}, {"title": "Table 1 of Høier et al. on Fashion-MNIST, ideal profile, "
+                                                      "and the 10-bit SLM column",
+                                             "notes": "Tables and rows this run did not measure are kept from the "
+                                                      "previous file."}, tables=tables, quick=args.quick)
+        print(json.dumps(tables["slm_column"], indent=1, ensure_ascii=False))
+        return 0
     data = load_fashion_mnist(args.data)
     rows = []
     for device in args.devices.split(","):

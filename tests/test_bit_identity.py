@@ -11,6 +11,8 @@ training run.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -38,6 +40,10 @@ def test_slm_relaxation_is_bit_identical(reference, repo_root, subset):
     train_set, _ = subset
     spec = load_circuit(repo_root / "circuits" / "skew-small.toml")
     profile = load_profile(repo_root / "devices" / "slm-10bit.toml")
+    # The reference was recorded with per-read noise from jax.random.normal; the default
+    # generator is now the counter-based one (docs/noise_speed.md), a different stream by
+    # design. noise_draw = "threefry" keeps the earlier stream, which must stay bit for bit.
+    profile = dataclasses.replace(profile, coupling=dataclasses.replace(profile.coupling, noise_draw="threefry"))
     params = init_params(spec, jax.random.PRNGKey(3))
     hw = build(spec, profile, params, jax.random.PRNGKey(4))
     x = np.asarray(train_set.x[:16], np.float32)

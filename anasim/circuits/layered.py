@@ -98,13 +98,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from anasim.circuits.chip import build_chip, check_realization, reprogram_chip
-from anasim.circuits.effective import EffectiveCircuit, effective_matrices, leaks, relaxation_eta
+from anasim.circuits.effective import EffectiveCircuit, effective_matrices, leaks, realized_forward, relaxation_eta
 from anasim.circuits.maps import (HOLOMORPHIC_ACTIVATIONS, activation, activation_gain, cost, cost_grad,
                                   dyadic_map, fixed_point_map, fixed_point_residual, preactivation_map)
 from anasim.circuits.precision import cast_floats, engine_dtypes, float64_scope, param_dtype, spec_precision
-from anasim.circuits.relaxation import (DIVERGENCE_LIMIT, Equilibrium, check, is_complex, is_static_zero,
-                                        mix_compartments_backward, mix_compartments_forward, read_states,
-                                        relaxation_loop, run_relaxation)
+from anasim.circuits.relaxation import (DIVERGENCE_LIMIT, Equilibrium, check, floor_quantile, floor_scale,
+                                        is_complex, is_static_zero, mix_compartments_backward,
+                                        mix_compartments_forward, read_states, relaxation_loop, run_relaxation)
 from anasim.circuits.spec import CircuitSpec
 from anasim.devices.base import IdealConverter, IdealCoupling
 from anasim.devices.profile import DeviceProfile
@@ -331,10 +331,12 @@ def relax(spec: CircuitSpec, hw: Hardware, x: Array, key: Array, *, nudge=(0.0, 
         state0: an Equilibrium to start from (its pre-activations); default
             all pre-activations 0.
         eta: the damping to relax with, a scalar; default
-            :func:`relaxation_eta` of ``spec`` on ``hw``. Relaxations of one
-            chip between two writes share it, so a caller that relaxes the
-            same couplings several times (the phases of a training step)
-            computes it once.
+            :func:`relaxation_eta` of ``spec`` on ``hw``, computed inside the
+            jitted relaxation (with ``eta_auto`` a power iteration on the
+            realized couplings, a few products). Relaxations of one chip
+            between two writes share it, so a caller that relaxes the same
+            couplings several times (the phases of a training step) may
+            compute it once and pass it.
 
     Returns the :class:`Equilibrium`. Jittable (``spec`` static); when the nudge
     is the literal (0, 0) with no clamp, one compartment is simulated and
@@ -374,16 +376,21 @@ def relax(spec: CircuitSpec, hw: Hardware, x: Array, key: Array, *, nudge=(0.0, 
     zero = jnp.zeros((batch, spec.n_out), sdt)
     cp = zero if clamp_p is None else jnp.asarray(clamp_p, sdt)
     cm = zero if clamp_m is None else jnp.asarray(clamp_m, sdt)
-    # η and tol are traced (the spec's own are not read inside), labels are dropped
-    return run_relaxation(_relax_body, spec, (C, clamp_p is not None, clamp_m is not None, cplx), hw, x, key,
-                          jnp.asarray(beta_p, adt), jnp.asarray(beta_m, adt), target, cp, cm, a0,
-                          (relaxation_eta(spec, hw) if eta is None else jnp.asarray(eta)).astype(rdt),
+    # η and tol are traced (the spec's own are not read inside), labels are dropped; without
+    # an η given, the body computes the spec's η on hw inside the same jitted program
+    # (eta_auto: the power iteration runs there, not as separate dispatches from Python)
+    own_eta = eta is None
+    return run_relaxation(_relax_body, spec, (C, clamp_p is not None, clamp_m is not None, cplx, own_eta), hw,
+                          x, key, jnp.asarray(beta_p, adt), jnp.asarray(beta_m, adt), target, cp, cm, a0,
+                          jnp.zeros((), rdt) if own_eta else jnp.asarray(eta).astype(rdt),
                           jnp.asarray(spec.tol, rdt))
 
 
 def _relax_body(spec, static, hw, x, key, beta_p, beta_m, target, cp, cm, a0, eta, tol):
     """The traced relaxation (:func:`~anasim.circuits.relaxation.run_relaxation`)."""
-    C, has_cp, has_cm, cplx = static
+    C, has_cp, has_cm, cplx, own_eta = static
+    if own_eta:
+        eta = relaxation_eta(spec, hw).astype(eta.dtype)
     # sdt: states and device reads; adt: pre-activation integrator; rdt: residual
     # (all the spec's dtype except for the reduced-precision and complex runs)
     sdt, adt, rdt = engine_dtypes(spec, cplx)
@@ -404,14 +411,23 @@ def _relax_body(spec, static, hw, x, key, beta_p, beta_m, target, cp, cm, a0, et
     mix_forward = functools.partial(mix_compartments_forward, lam=lam)
     mix_backward = functools.partial(mix_compartments_backward, lam=lam, asymmetric=spec.asymmetric)
 
+    # floor stop: the devices report each read's noise variance (docs/noise_speed.md)
+    report = spec.floor_stop and getattr(dev, "noise_report", False)
+
+    def read(state, v, kk):
+        """(current, its noise variance or None)."""
+        if report:
+            return dev.read(state, v, kk)
+        return dev.mvm(state, v, kk), None
+
     def backward_read(k, v, kk):  # into layer k+1 (0-based) from layer k+2 through coupling k
         mode = hw.backward_mode
         if mode == "transpose":
-            return dev.mvm_t(hw.forward[k], v, kk)
+            return dev.mvm_t(hw.forward[k], v, kk), None
         if mode == "gyrator":
             # A gyrator's transposed read is −θᵀ y: drive it with −v to inject θᵀ v.
-            return dev.mvm_t(hw.forward[k], -v, kk)
-        return dev.mvm(hw.backward[k], v, kk)
+            return dev.mvm_t(hw.forward[k], -v, kk), None
+        return read(hw.backward[k], v, kk)
 
     node_leaks = leaks(spec, hw)
 
@@ -427,20 +443,24 @@ def _relax_body(spec, static, hw, x, key, beta_p, beta_m, target, cp, cm, a0, et
             s[-1] = jnp.where(clamp_mask, clamps, s[-1])
         return s
 
-    def update_layers(layers, a_list, s_list, keys, res):
+    def update_layers(layers, a_list, s_list, keys, res, zres=None):
         """New pre-activations of ``layers`` (0-based) from the current states,
-        and each layer's fixed-point residual max |f(target) − s| per sample."""
+        and each layer's fixed-point residual max |f(target) − s| per sample
+        (with ``zres``: also max |gap|/σ' per sample, the floor stop's statistic)."""
         new_a = list(a_list)
         for j in layers:
             kf, kb, kd1, kd2 = jax.random.split(keys[j], 4)
+            var = None                    # the read noise of this update (the injected input is held)
             if j == 0:
                 total = jnp.broadcast_to(inject, a_list[0].shape)
             else:
                 d = dac.convert(hw.dac[j], s_list[j - 1], kd1)
-                total = dev.mvm(hw.forward[j - 1], mix_forward(d), kf)
+                total, var = read(hw.forward[j - 1], mix_forward(d), kf)
             if j < L - 1 and not skip_backward:
                 d = dac.convert(hw.dac[j + 2], s_list[j + 1], kd2)
-                total = total + backward_read(j, mix_backward(d), kb)
+                back, var_b = backward_read(j, mix_backward(d), kb)
+                total = total + back
+                var = var_b if var is None else (var if var_b is None else var + var_b)
             total = total.astype(adt) + hw.biases[j]
             if node_leaks is not None:
                 total = total - node_leaks[j] * s_list[j]
@@ -455,11 +475,62 @@ def _relax_body(spec, static, hw, x, key, beta_p, beta_m, target, cp, cm, a0, et
             if j == L - 1 and any_clamp:
                 gap = jnp.where(clamp_mask, 0.0, gap)      # a clamped layer is not a variable
             res[j] = jnp.max(gap, axis=(0, 2))
+            if zres is not None:
+                zres[j] = (gap, var, a_list[j])
         return new_a
+
+    floor_z = 0.0
+    if report and not cplx and any(dev.noise_coefficients(n) != (0.0, 0.0) for n in spec.sizes[1:]):
+        floor_z = floor_quantile(C * x.shape[0] * sum(spec.sizes[1:]))
+    row_power = _row_power(spec, hw, skip_backward) if floor_z else None
+    gains = [activation_gain(a) for a in spec.activations]
+
+    def floor_stat(zres):
+        """max |gap_u|/σ_u' (docs/noise_speed.md): σ_u'² = g² · 2/(2 − η) · (the unit's read
+        variance + Σ_i W_ui² Var δs_i), the neighbours' state fluctuation Var δs_i taken as
+        the layer mean of f'(a)² · η/(2 − η) · (read variance) of their units."""
+        keep = eta / (2.0 - eta)
+        fluct = []
+        for j, (gap, var, a) in enumerate(zres):
+            if var is None:
+                fluct.append(None)
+                continue
+            slope = jax.jvp(acts[j], (a,), (jnp.ones_like(a),))[1]
+            fluct.append(jnp.mean(jnp.square(slope) * keep * var, axis=2, keepdims=True).astype(rdt))
+        zmax = []
+        for j, (gap, var, _) in enumerate(zres):
+            v = jnp.zeros_like(gap) if var is None else var.astype(rdt)
+            if j > 0 and fluct[j - 1] is not None:
+                v = v + row_power[j][0] * fluct[j - 1]
+            if j < L - 1 and fluct[j + 1] is not None and row_power[j][1] is not None:
+                v = v + row_power[j][1] * fluct[j + 1]
+            sigma = floor_scale(v, gains[j], eta)
+            # no noise reaches a unit: it must reach tol itself
+            z = jnp.where(sigma > 0, gap / jnp.maximum(sigma, jnp.finfo(rdt).tiny), jnp.where(gap <= tol, 0.0, jnp.inf))
+            zmax.append(jnp.max(z))
+        return jnp.max(jnp.stack(zmax))
 
     return relaxation_loop(update_layers, states, a0, k_loop,
                            schedule=spec.schedule, max_iters=spec.max_iters,
-                           stall_window=spec.stall_window, tol=tol, res_dtype=rdt)
+                           stall_window=spec.stall_window, tol=tol, res_dtype=rdt, floor_z=floor_z,
+                           floor_stat=floor_stat)
+
+
+def _row_power(spec: CircuitSpec, hw: Hardware, skip_backward: bool) -> list:
+    """Per layer j (0-based): (Σ_i W_ui² of its forward input, of its backward input or
+    None), shapes (n_j,): how much of the neighbours' state fluctuation its target sees."""
+    dev = hw.profile.coupling
+    out = []
+    for j in range(spec.n_layers):
+        fwd = None if j == 0 else jnp.sum(jnp.square(realized_forward(dev, hw.forward[j - 1])), axis=1)
+        back = None
+        if j < spec.n_layers - 1 and not skip_backward:
+            if hw.backward_mode in ("copy", "independent"):
+                back = jnp.sum(jnp.square(dev.effective(hw.backward[j])), axis=1)
+            else:
+                back = jnp.sum(jnp.square(realized_forward(dev, hw.forward[j])), axis=0)
+        out.append((fwd, back))
+    return out
 
 
 # --- the engine object -------------------------------------------------------------

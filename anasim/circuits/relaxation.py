@@ -15,7 +15,10 @@ iterations used, the final residual, its trace, and the flags ``converged``
 (residual ≤ tol), ``diverged`` (non-finite or |a| > :data:`DIVERGENCE_LIMIT`
 pre-activation) and ``oscillating`` (budget spent while the residual stopped
 decaying: a limit cycle, or a noise floor above ``tol``). With a stall window
-W > 0 the loop also stops at such a floor (no 10 % gain over W iterations).
+W > 0 the loop also stops at such a floor (no 10 % gain over W iterations);
+with a floor quantile z > 0 (``relaxation.floor_stop``) it stops as soon as
+every unit's residual is within z standard deviations of the fluctuation its
+devices' read noise predicts (:func:`floor_quantile`, docs/noise_speed.md).
 :func:`check` raises :class:`~anasim.errors.ConvergenceError` on a bad one.
 
 Schedules: ``sync`` updates all layers from the previous states; ``async``
@@ -25,11 +28,13 @@ updates the even layers, then the odd layers from the fresh even ones.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+from scipy.special import ndtri
 
 from anasim.circuits.precision import float64_scope, holds_float64
 from anasim.errors import ConvergenceError
@@ -132,8 +137,37 @@ def is_complex(b) -> bool:
 
 
 
+#: the floor stop's level: the largest normalized residual of a relaxation on its
+#: noise floor stays below :func:`floor_quantile` with this probability (units taken
+#: independent; the coupling between layers raises the real floor a little above
+#: that estimate, measured on the 4×500 SLM networks: docs/noise_speed.md).
+FLOOR_PROBABILITY = 0.99
+
+
+def floor_quantile(n: int, p: float = FLOOR_PROBABILITY) -> float:
+    """The ``p`` quantile of the largest of ``n`` independent |N(0, 1)| draws:
+    Φ⁻¹((1 + p^(1/n))/2). A relaxation on its noise floor has every unit's
+    residual spread as |N(0, σ_u'²)| (:func:`floor_scale`, docs/noise_speed.md);
+    all ``n`` normalized residuals |gap_u|/σ_u' fall below this value in a
+    fraction ``p`` of its iterations (units outside their linear range have no
+    spread and only lower the maximum). About 5.4 for n = 1.3e5 at p = 0.99."""
+    if n < 1 or not 0.0 < p < 1.0:
+        raise ValueError(f"floor_quantile: need n ≥ 1 and 0 < p < 1, got n = {n}, p = {p}")
+    return float(-ndtri(-math.expm1(math.log(p) / n) / 2.0))
+
+
+def floor_scale(var: Array, gain: float, eta: Array) -> Array:
+    """σ_u' = g · √(2/(2 − η)) · √var: the stationary spread of a unit's residual
+    |f(target) − s| when each damped step reads its target with noise of
+    variance ``var`` (normalized units²) and g is the activation's slope
+    (docs/noise_speed.md: the state keeps η/(2 − η) of the read variance,
+    the fresh read adds one)."""
+    return gain * jnp.sqrt(2.0 / (2.0 - eta)) * jnp.sqrt(var)
+
+
 def relaxation_loop(update_layers: Callable, states: Callable, a0: tuple, key: Array, *, schedule: str,
-                    max_iters: int, stall_window: int, tol: Array, res_dtype) -> Equilibrium:
+                    max_iters: int, stall_window: int, tol: Array, res_dtype,
+                    floor_z: float = 0.0, floor_stat: Callable | None = None) -> Equilibrium:
     """The damped fixed-point iteration shared by the layered and convolutional circuits.
 
     Args:
@@ -151,6 +185,11 @@ def relaxation_loop(update_layers: Callable, states: Callable, a0: tuple, key: A
         max_iters, stall_window: static iteration budget and stall window.
         tol: convergence tolerance on the residual (normalized state units).
         res_dtype: dtype of the residual and its trace.
+        floor_z, floor_stat: with z > 0 the loop calls ``update_layers(..., res, zres)``,
+            which leaves what it measured of layer j in ``zres[j]``;
+            ``floor_stat(zres)`` turns that into the largest normalized residual
+            max |gap_u|/σ_u' (:func:`floor_scale`), and the loop stops once it
+            is ≤ z (:func:`floor_quantile`): the noise floor reached. 0: off.
 
     Returns the :class:`Equilibrium` of the state the last residual was measured on.
     """
@@ -167,13 +206,18 @@ def relaxation_loop(update_layers: Callable, states: Callable, a0: tuple, key: A
         keys = jax.random.split(jax.random.fold_in(key, i), L)
         s_cur = states(a_list)
         res = [None] * L
+        zres = [None] * L
         for p in phases:
-            a_list = update_layers(p, a_list, s_cur, keys, res)
+            if floor_z > 0:
+                a_list = update_layers(p, a_list, s_cur, keys, res, zres)
+            else:
+                a_list = update_layers(p, a_list, s_cur, keys, res)
             s_cur = states(a_list)
         res_ps = jnp.max(jnp.stack(res), axis=0)                     # (B,)
         amax = jnp.max(jnp.stack([jnp.max(jnp.abs(a)) for a in a_list]))
         bad = ~jnp.isfinite(amax) | (amax > DIVERGENCE_LIMIT) | ~jnp.all(jnp.isfinite(res_ps))
-        return a_list, res_ps, bad
+        zmax = floor_stat(zres) if floor_z > 0 else jnp.asarray(jnp.inf)
+        return a_list, res_ps, bad, zmax.astype(res_dtype)
 
     trace0 = -jnp.ones((max_iters,), res_dtype)
 
@@ -188,23 +232,25 @@ def relaxation_loop(update_layers: Callable, states: Callable, a0: tuple, key: A
         return best_recent > 0.9 * best_before
 
     def cond(carry):
-        i, a_list, a_meas, res_ps, trace, bad = carry
+        i, a_list, a_meas, res_ps, trace, bad, zmax = carry
         res = jnp.max(res_ps)
         go = (i < max_iters) & ~bad & ~((i > 0) & (res <= tol))
         if stall_window > 0:
             go = go & ~((i >= 2 * stall_window) & no_gain(i, trace, stall_window))
+        if floor_z > 0:
+            go = go & ~(zmax <= floor_z)
         return go
 
     def body(carry):
-        i, a_list, _, res_ps, trace, bad = carry
-        a_new, res_ps, bad = one_iteration(list(a_list), i)
+        i, a_list, _, res_ps, trace, bad, _ = carry
+        a_new, res_ps, bad, zmax = one_iteration(list(a_list), i)
         trace = trace.at[i].set(jnp.max(res_ps))
         # keep the state the residual was measured on: that is the one returned
-        return i + 1, tuple(a_new), a_list, res_ps, trace, bad
+        return i + 1, tuple(a_new), a_list, res_ps, trace, bad, zmax
 
     init = (jnp.asarray(0, jnp.int32), tuple(a0), tuple(a0), jnp.full((batch,), jnp.inf, res_dtype),
-            trace0, jnp.asarray(False))
-    iters, a_last, a_fin, res_ps, trace, bad = jax.lax.while_loop(cond, body, init)
+            trace0, jnp.asarray(False), jnp.asarray(jnp.inf, res_dtype))
+    iters, a_last, a_fin, res_ps, trace, bad, zmax = jax.lax.while_loop(cond, body, init)
     # a diverged run returns its last state, so the non-finite values are visible
     a_fin = tuple(jnp.where(bad, al, af) for al, af in zip(a_last, a_fin))
     s_fin = states(list(a_fin))
@@ -216,6 +262,8 @@ def relaxation_loop(update_layers: Callable, states: Callable, a0: tuple, key: A
     stalled = no_gain(iters, trace, jnp.maximum(iters // 4, 1)) & (iters >= 8)
     if stall_window > 0:
         stalled = stalled | ((iters >= 2 * stall_window) & no_gain(iters, trace, stall_window))
+    if floor_z > 0:
+        stalled = stalled | (zmax <= floor_z)
     oscillating = ~converged & ~bad & stalled
     c_m = 0 if C == 1 else 1          # one simulated compartment serves as both
     return Equilibrium(s_plus=tuple(s[0] for s in s_fin), s_minus=tuple(s[c_m] for s in s_fin),
@@ -258,6 +306,6 @@ def mix_compartments_backward(d: Array, lam: float, asymmetric: bool) -> Array:
     return jnp.stack([lam * d[0] - lbar * d[1], lam * d[1] - lbar * d[0]])
 
 
-__all__ = ["DIVERGENCE_LIMIT", "Equilibrium", "check", "is_complex", "is_static_zero",
+__all__ = ["DIVERGENCE_LIMIT", "Equilibrium", "check", "FLOOR_PROBABILITY", "floor_quantile", "floor_scale", "is_complex", "is_static_zero",
            "mix_compartments_backward", "mix_compartments_forward", "read_states", "relaxation_loop",
            "run_relaxation"]

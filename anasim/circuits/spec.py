@@ -35,6 +35,7 @@ key)::
     max_iters = 100                     # iteration budget per relaxation
     tol = 1e-4                          # stop when max |f(target) − s| ≤ tol (0: fixed budget)
     stall_window = 0                    # also stop at a noise floor: no 10 % gain in this many iterations (0: off)
+    floor_stop = false                  # also stop where the residual reaches the floor the devices' read noise predicts
     dtype = "float32"                   # float32 | float64 | bfloat16 | float16
     engine = "iterative"                # iterative | nodal (anasim.circuits.engine)
 
@@ -155,6 +156,12 @@ class CircuitSpec(LamStructure):
             the relaxation also stops once the last W iterations did not bring
             the residual below 0.9× its best value before them (reported as
             ``oscillating``: not converged, stationary). 0 turns this off.
+        floor_stop: stop a noisy relaxation as soon as its residual is within
+            the floor that the coupling devices' own read-noise variance
+            predicts (:func:`anasim.circuits.relaxation.floor_quantile`,
+            docs/noise_speed.md); needs a device that reports its noise
+            (``noise_report``, the SLM); elsewhere it changes nothing.
+            Reported as ``oscillating``, as a stall-window stop.
         backward: backward realization (module docstring).
         cost: ``"squared"`` (ℓ = ½‖s_L − y‖²) or ``"cross_entropy"``
             (ℓ = −Σ y log softmax(s_L)).
@@ -184,6 +191,7 @@ class CircuitSpec(LamStructure):
     max_iters: int = 100
     tol: float = 1e-4
     stall_window: int = 0
+    floor_stop: bool = False
     backward: str = "transpose"
     cost: str = "squared"
     init_scale: float = 1.0
@@ -271,6 +279,7 @@ class CircuitSpec(LamStructure):
         object.__setattr__(self, "tol", float(self.tol))
         object.__setattr__(self, "max_iters", int(self.max_iters))
         object.__setattr__(self, "stall_window", int(self.stall_window))
+        object.__setattr__(self, "floor_stop", bool(self.floor_stop))
         object.__setattr__(self, "init_scale", float(self.init_scale))
 
     # --- derived quantities ------------------------------------------------------
@@ -309,7 +318,7 @@ _TOP = {"name": str, "description": str, "device": str, "network": dict, "relaxa
 _NETWORK = {"sizes": list, "lam": (float, int, str), "activation": (str, list), "backward": str,
             "cost": str, "init_scale": (float, int), "asymmetry_angle": (float, int)}
 _RELAXATION = {"eta": (float, int), "eta_auto": bool, "schedule": str, "max_iters": int, "tol": (float, int),
-               "stall_window": int, "dtype": str, "engine": str}
+               "stall_window": int, "floor_stop": bool, "dtype": str, "engine": str}
 
 
 def load_circuit(source: Source, *, where: str | None = None) -> CircuitSpec:
@@ -353,6 +362,7 @@ def load_circuit(source: Source, *, where: str | None = None) -> CircuitSpec:
         max_iters=rel.get("max_iters", 100),
         tol=rel.get("tol", 1e-4),
         stall_window=rel.get("stall_window", 0),
+        floor_stop=rel.get("floor_stop", False),
         dtype=rel.get("dtype", "float32"),
         engine=rel.get("engine", "iterative"),
         device=data.get("device", ""),

@@ -37,6 +37,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from anasim.devices.noise import counter_normal
 from anasim.devices.params import param
 
 Array = jax.Array
@@ -138,7 +139,7 @@ class _ConverterBase:
         if self.offset_lsb or self.offset_sigma_lsb:
             x = x + inst.offset.astype(dt) * self.lsb
         if self.noise_lsb:
-            x = x + (self.noise_lsb * self.lsb) * jax.random.normal(key, x.shape, dt)
+            x = x + (self.noise_lsb * self.lsb) * counter_normal(key, x.shape, dt)
         return x
 
     def _bow(self, u: Array) -> Array:

@@ -61,7 +61,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from anasim.devices.noise import K_B
+from anasim.devices.noise import K_B, counter_normal
 from anasim.devices.params import param
 
 Array = jax.Array
@@ -230,7 +230,7 @@ class GyratorArray:
         if self.offset_sigma_a:
             y = y + state.offset_b
         if self.bandwidth_hz:
-            y = y + state.std_b * jax.random.normal(key, y.shape, y.dtype)
+            y = y + state.std_b * counter_normal(key, y.shape, y.dtype)
         return y
 
     def mvm_t(self, state: GyratorState, y: Array, key: Array) -> Array:
@@ -239,7 +239,7 @@ class GyratorArray:
         if self.offset_sigma_a:
             x = x + state.offset_a
         if self.bandwidth_hz:
-            x = x + state.std_a * jax.random.normal(key, x.shape, x.dtype)
+            x = x + state.std_a * counter_normal(key, x.shape, x.dtype)
         return x
 
     def forward(self, state: GyratorState) -> Array:

@@ -58,7 +58,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from anasim.devices.noise import K_B
+from anasim.devices.noise import K_B, counter_normal
 from anasim.devices.params import param
 
 Array = jax.Array
@@ -274,7 +274,7 @@ class ResistiveCrossbar:
                 v = v + (x * x) @ var
             if self.bandwidth_hz:
                 v = v + line_var
-            y = y + jnp.sqrt(v) * jax.random.normal(key, y.shape, y.dtype)
+            y = y + jnp.sqrt(v) * counter_normal(key, y.shape, y.dtype)
         return y
 
     def mvm(self, state: ResistiveState, x: Array, key: Array) -> Array:

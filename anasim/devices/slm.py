@@ -49,10 +49,17 @@ receivers per row, one per signed path, each drawing ``P_rx``). A write loads on
 frame into each of the two SLM arrays: ``E_write = 2 P_slm / f_frame`` and the
 write latency is one frame, ``1 / f_frame``.
 
-Cost of a read: one matmul ``x @ W_effᵀ``; with noise on (``bandwidth_hz > 0``)
-one more matmul ``|x| @ Sᵀ`` for the photocurrent that sets the shot noise
-(``S`` = the sum of both paths' realized transmissions, precomputed) plus
-elementwise work.
+Cost of a read: one matmul ``x @ W_effᵀ``. With noise on (``bandwidth_hz > 0``)
+the shot noise needs the photocurrent ``|x| @ Sᵀ`` (``S`` = the sum of both
+paths' realized transmissions, precomputed); when the inputs of a read share
+one sign (all ≥ 0, or all ≤ 0: the DAC'd states and their negatives, as the
+layered engine drives) ``|x| @ Sᵀ = ±x @ Sᵀ``, and one product with the stacked
+``[W_eff; S]`` gives signal and photocurrent together; otherwise a second
+product. (On the CPU only: on an accelerator the two products are cheap and a
+conditional would wait on the host, so it always takes two.) The noise is drawn by :func:`~anasim.devices.noise.counter_normal`
+(``noise_draw = "counter"``). ``noise_draw = "threefry"`` keeps the stream of
+earlier versions (``jax.random.normal`` and always two products), for
+comparisons and for results recorded before (docs/noise_speed.md).
 """
 
 from __future__ import annotations
@@ -64,7 +71,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from anasim.devices.noise import K_B, Q_E
+from anasim.devices.noise import K_B, Q_E, counter_normal
 from anasim.devices.params import param
 
 Array = jax.Array
@@ -92,12 +99,15 @@ class SLMState:
     w_eff: realized signed matrix (normalized units), ``(n_out, n_in)``.
     s_eff: realized sum of both paths' matrices (normalized units, ≥ 0), ``(n_out, n_in)``;
         ``|x| @ s_effᵀ · R P_px / w_max`` is the total photocurrent of the two detectors.
+    w_s: ``[w_eff; s_eff]`` stacked, ``(2 n_out, n_in)``, for the one-product noisy read;
+        ``(0, n_in)`` when the device is noiseless.
     """
 
     t_pos: Array
     t_neg: Array
     w_eff: Array
     s_eff: Array
+    w_s: Array
 
 
 def _neighbour_mix(a: Array, c: float, axes: tuple[int, ...]) -> Array:
@@ -179,6 +189,16 @@ class SLMCrossbar:
     slm_power_w: float = param(1.0, "W", 0.0, 1e3, "electrical drive power of one SLM array",
                                source="assumed: 1 W, the order of an LCOS panel with its driver board "
                                       "(a few W per head), one array of a split pair")
+    # Simulation, not physics: how the per-read Gaussian noise is drawn (module docstring).
+    noise_draw: str = param("counter", doc="per-read noise generator: 'counter' (fast) or 'threefry' "
+                            "(the stream of earlier versions, two products per read)")
+
+    #: the device reports each read's noise variance (:meth:`read`): the engine's floor stop uses it
+    noise_report: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if self.noise_draw not in ("counter", "threefry"):
+            raise ValueError(f"noise_draw must be 'counter' or 'threefry', got {self.noise_draw!r}")
 
     # --- energy and time (docs/energy.md) ----------------------------------------------
 
@@ -280,17 +300,48 @@ class SLMCrossbar:
         c = self.crosstalk_path
         if c:
             a_pos, a_neg = (1 - c) * a_pos + c * a_neg, (1 - c) * a_neg + c * a_pos
-        return SLMState(t_pos=t_pos, t_neg=t_neg, w_eff=self.w_max * (a_pos - a_neg),
-                        s_eff=self.w_max * (a_pos + a_neg))
+        w_eff, s_eff = self.w_max * (a_pos - a_neg), self.w_max * (a_pos + a_neg)
+        noisy = any(self.noise_coefficients(w.shape[0]))
+        w_s = jnp.concatenate([w_eff, s_eff]) if noisy else jnp.zeros((0, w.shape[1]), dt)
+        return SLMState(t_pos=t_pos, t_neg=t_neg, w_eff=w_eff, s_eff=s_eff, w_s=w_s)
+
+    def read(self, state: SLMState, x: Array, key: Array) -> tuple[Array, Array | None]:
+        """One read with its noise: ``(y, var)``, ``y = W_eff x`` plus photodetector
+        noise of per-output variance ``var = a·s + b`` (normalized units²,
+        :meth:`noise_coefficients`; ``s = |x| @ s_effᵀ``); ``var`` is None when
+        the device is noiseless. ``x (..., n_in)`` → ``(..., n_out)``."""
+        n_out = state.w_eff.shape[0]
+        a, b = self.noise_coefficients(n_out)
+        if not (a or b):
+            return x @ state.w_eff.T, None
+        if self.noise_draw == "threefry":
+            y = x @ state.w_eff.T
+            var = b + a * (jnp.abs(x) @ state.s_eff.T) if a else jnp.full(y.shape, b, y.dtype)
+            return y + jnp.sqrt(var) * jax.random.normal(key, y.shape, y.dtype), var
+        if a:
+            def stacked(x):       # one sign: |x| @ Sᵀ = sign · (x @ Sᵀ)
+                z = x @ state.w_s.T
+                s = z[..., n_out:]
+                return z[..., :n_out], jnp.where(jnp.any(x < 0), -s, s)
+
+            def separate(x):
+                return x @ state.w_eff.T, jnp.abs(x) @ state.s_eff.T
+
+            if jax.default_backend() == "cpu":
+                one_sign = jnp.all(x >= 0) | jnp.all(x <= 0)
+                y, s = jax.lax.cond(one_sign, stacked, separate, x)
+            else:
+                # an accelerator's products are cheap, and its conditionals wait on the host
+                y, s = separate(x)
+            var = b + a * jnp.maximum(s, 0.0)
+        else:
+            y = x @ state.w_eff.T
+            var = jnp.full(y.shape, b, y.dtype)
+        return y + jnp.sqrt(var) * counter_normal(key, y.shape, y.dtype), var
 
     def mvm(self, state: SLMState, x: Array, key: Array) -> Array:
         """``y = W_eff x`` plus photodetector noise; ``x (..., n_in)`` → ``(..., n_out)``."""
-        y = x @ state.w_eff.T
-        a, b = self.noise_coefficients(state.w_eff.shape[0])
-        if a or b:
-            var = b + a * (jnp.abs(x) @ state.s_eff.T) if a else jnp.full(y.shape, b, y.dtype)
-            y = y + jnp.sqrt(var) * jax.random.normal(key, y.shape, y.dtype)
-        return y
+        return self.read(state, x, key)[0]
 
     def noise_std(self, state: SLMState, x: Array) -> Array:
         """Per-output noise std of one read at input ``x`` (normalized units)."""

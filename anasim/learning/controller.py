@@ -224,7 +224,7 @@ def check_run(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train
                           f"network's {spec.n_out} output units take 0..{spec.n_out - 1}")
 
 
-def _engine_identity(engine) -> str:
+def engine_identity(engine) -> str:
     """``repr`` of an engine with its sets sorted: a frozenset's order (of strings) changes from one
     process to the next (hash randomization), and a checkpoint must resume in another process."""
     if not dataclasses.is_dataclass(engine):
@@ -293,7 +293,7 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
         # keep_going and the checkpoint cadence change what is kept, not the run: a run may resume
         # with other values; epochs: the run's first schedule segment (a finished run may be extended)
         return json.dumps([repr(spec), repr(profile), computation_repr(cfg, epochs=epochs),
-                           _engine_identity(engine), n, len(test_set)], default=str)
+                           engine_identity(engine), n, len(test_set)], default=str)
 
     segments = [int(cfg.epochs)]
     fingerprint = identity(cfg.epochs)

@@ -209,14 +209,14 @@ def settled_examples(spec, phases) -> jax.Array:
     ``spec.tol`` or, where that phase stopped on a residual floor, within
     :data:`FLOOR_SPREAD` of the batch median.
 
-    A floor stop (``stall_window`` > 0, the residual no longer falling: device
+    A floor stop (``stall_window`` > 0 or ``floor_stop``, the residual no longer falling: device
     read noise) ends the whole batch at the noise level, above ``tol``; what
     the floor cannot hide is an example left far above the others."""
     ok = []
     for eq in phases:
         r = eq.residual_per_sample
         limit = jnp.asarray(spec.tol, r.dtype)
-        if spec.stall_window > 0:
+        if spec.stall_window > 0 or getattr(spec, "floor_stop", False):
             limit = jnp.maximum(limit, jnp.where(eq.oscillating, FLOOR_SPREAD * jnp.median(r), 0.0))
         ok.append(jnp.isfinite(r) & (r <= limit))
     return jnp.all(jnp.stack(ok), axis=0)
