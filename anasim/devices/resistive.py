@@ -304,6 +304,15 @@ class ResistiveCrossbar:
         take_pos = jnp.minimum(jnp.maximum(-dg, 0), room_pos)
         req = jnp.stack([jnp.maximum(dg, 0) - take_neg - take_pos,
                          jnp.maximum(-dg, 0) - take_pos - take_neg])  # requested change per device (S)
+        return self._finish(self.write_response(g, req, g_max, key), state.instance)
+
+    def write_response(self, g: Array, req: Array, g_max: Array, key: Array) -> Array:
+        """Conductances (S) after one write of the requested changes ``req`` (S) to devices
+        at ``g`` (S) whose ceilings are ``g_max`` (S), all of one shape: the gains
+        (potentiation for ``req > 0``, depression otherwise), soft bounds, the
+        ``bits``-level conductance grid and cycle-to-cycle noise; clipped to
+        ``[G_min, g_max]``. With unit gains and no bounds, levels or noise it is
+        ``clip(g + req)``."""
         span = g_max - self.g_min_s
         if self.soft_bounds:
             up = self.gain_potentiation * (g_max - g) / span
@@ -314,9 +323,8 @@ class ResistiveCrossbar:
         if self.bits:
             step = self.g_step * jnp.round(step / self.g_step)
         if self.cycle_noise:
-            step = step * (1 + self.cycle_noise * jax.random.normal(key, step.shape, dt))
-        g = jnp.clip(g + step, self.g_min_s, g_max)
-        return self._finish(g, state.instance)
+            step = step * (1 + self.cycle_noise * jax.random.normal(key, step.shape, g.dtype))
+        return jnp.clip(g + step, self.g_min_s, g_max)
 
     def drift(self, state: ResistiveState, elapsed_s) -> ResistiveState:
         """Conductances ``elapsed_s`` seconds after the reference time t0:

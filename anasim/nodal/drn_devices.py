@@ -104,19 +104,7 @@ def write(dev: DrnDevices, g_max: tuple, params: DrnParams, dw: tuple, key: Arra
     x, gu = dev.xbar, dev.g_unit_s
     out = []
     for k, w, d, gm in zip(jax.random.split(key, len(params.w)), params.w, dw, g_max):
-        g, req = w * gu, d * gu
-        if x.soft_bounds:
-            span = gm - x.g_min_s
-            up = x.gain_potentiation * (gm - g) / span
-            down = x.gain_depression * (g - x.g_min_s) / span
-        else:
-            up, down = x.gain_potentiation, x.gain_depression
-        step = jnp.where(req > 0, up, down) * req
-        if x.bits:
-            step = x.g_step * jnp.round(step / x.g_step)
-        if x.cycle_noise:
-            step = step * (1.0 + x.cycle_noise * jax.random.normal(k, step.shape, step.dtype))
-        out.append(jnp.clip(g + step, x.g_min_s, gm) / gu)
+        out.append(x.write_response(w * gu, d * gu, gm, k) / gu)
     return params._replace(w=tuple(out))
 
 
