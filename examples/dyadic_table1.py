@@ -122,7 +122,7 @@ def slm_column(out_dir: Path, old_tables: dict) -> dict:
                 ideal_acc = ideal_old["rows"][epochs - 1][col]
         lip = (lambda v: None if v is None else float(f"{v:.5g}"))
         same = chip.get("epochs") == epochs
-        rows.append([NAMES[model], epochs or None, _pct(slm["test_accuracy"][-1]) if slm else None, ideal_acc,
+        rows.append([NAMES[model], epochs or None, _pct(slm["test_accuracy"][-1]) if epochs else None, ideal_acc,
                      lip(chip.get("lipschitz_eq17")) if same else None,
                      lip(chip.get("lipschitz_empirical")) if same else None,
                      round(slm["unsettled"][-1], 4) if slm and slm.get("unsettled") else None])
