@@ -23,6 +23,7 @@ import time
 import jax
 import numpy as np
 
+from anasim.circuits.precision import float64_scope
 from anasim.nodal import blocks as bl
 from anasim.nodal import drn, ngspice
 
@@ -44,7 +45,7 @@ def trained(sizes, gain_v: float, steps: int = EP_STEPS, seed: int = 0):
 
 def max_deviation_v(sizes, gain_v: float, n_examples: int = 1, timeout_s: float = 3600.0) -> float:
     """Largest |V_block − V_ngspice| (V) over the hidden and output nodes of ``n_examples`` inputs."""
-    with jax.enable_x64(True):
+    with float64_scope(True):
         p, x = trained(sizes, gain_v)
         ph = bl.DrnPhysics(input_gain_v=gain_v, **TIGHT)
         vin = np.asarray(bl.input_voltages(x[:n_examples], ph), np.float64)

@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     from anasim.data import load_fashion_mnist  # noqa: PLC0415
     from anasim.devices import coupling_kind, load_profile  # noqa: PLC0415
     from anasim.learning import load_train_config, train  # noqa: PLC0415
-    from anasim.learning.cost import DIGITAL_GPU, DIGITAL_REFERENCES, digital_flops_per_example  # noqa: PLC0415
+    from anasim.learning.cost import DIGITAL_GPU, DIGITAL_REFERENCES, digital_energy_j, digital_flops_per_example  # noqa: PLC0415
 
     circuit = ROOT / "circuits" / "skew-small.toml"
     base = load_circuit(circuit)
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     rows = [] if args.fresh else _previous(out, run)
     done = {r[0] for r in rows}
     flops = digital_flops_per_example(base)
-    h100 = flops * DIGITAL_REFERENCES["H100"][1]
+    h100 = digital_energy_j(base, 1, "H100")   # J per example
 
     def save(minutes: float) -> None:
         order = {p: i for i, p in enumerate(PROFILES)}

@@ -65,6 +65,7 @@ def test_shockley_block_solution_is_the_newton_dc_point(x64, nudge):
     op, layers = drn.block_operating_point(p, vin, ph, beta=nudge, target=y)
     np.testing.assert_allclose(op.voltages, ref.voltages, rtol=0, atol=1e-9)
     assert float(jnp.max(bl.kcl_residual(p, vin, layers, ph, beta=nudge, target=y))) < 1e-12   # A
+    assert op.residual.shape == (4,) and op.residual.max() < 1e-12   # the operating point reports it
     bad = (layers[0] + 1e-6,) + tuple(layers[1:])
     assert float(jnp.min(bl.kcl_residual(p, vin, bad, ph, beta=nudge, target=y))) > 1e-10
     h = layers[0]

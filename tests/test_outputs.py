@@ -128,7 +128,7 @@ def test_a_failed_write_names_the_file_and_keeps_the_last_checkpoint(tmp_path, c
                  "--checkpoint-every-s", "0"])
     assert code == 4
     line = _one_line(capsys)
-    assert f"{out}: write failed after epoch 2 (No space left on device)" in line
+    assert f"{out}: write failed at epoch 2 (No space left on device)" in line
     ckpt = tmp_path / "run.ckpt.h5"
     with h5py.File(ckpt, "r") as f:
         assert int(f.attrs["epoch"]) == 1

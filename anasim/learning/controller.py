@@ -449,8 +449,8 @@ def _write(out, ckpt, fingerprint, spec, cfg, profile, segments, state, history,
             target = ckpt
             save_checkpoint(ckpt, position.epoch, *state, history, fingerprint, segments, position)
     except OSError as err:
-        raise WriteFailed(f"{target}: write failed after epoch {position.epoch} ({err.strerror or err}); the files "
-                          f"of the epoch before are intact (--resume continues from them)") from None
+        raise WriteFailed(f"{target}: write failed at {_where(position)} ({err.strerror or err}); the files "
+                          f"written before are intact (--resume continues from them)") from None
 
 
 def _save(kept: dict, state, history, position: Position) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 
 from anasim.circuits.precision import in_float64
 from anasim.errors import AnasimError
-from anasim.nodal.blocks import DrnParams, DrnPhysics, excitatory_signs, solve
+from anasim.nodal.blocks import DrnParams, DrnPhysics, excitatory_signs, kcl_residual, solve
 from anasim.nodal.circuit import Circuit, CircuitValues, OperatingPoint
 from anasim.nodal.netlist import Netlist
 from anasim.nodal.noise import thermal_fluctuation
@@ -106,6 +106,7 @@ def block_operating_point(params: DrnParams, vin, physics: DrnPhysics, *, beta=0
     p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
     vin = jnp.asarray(np.atleast_2d(np.asarray(vin, np.float64)))
     layers, sweeps, _ = solve(p64, vin, physics, beta=beta, target=target, max_sweeps=max_sweeps)
+    residual = np.asarray(kcl_residual(p64, vin, layers, physics, beta=beta, target=target))
     layers = tuple(np.asarray(v) for v in layers)
     B = vin.shape[0]
     rails = np.broadcast_to([physics.diode_bias_v, -physics.diode_bias_v], (B, 2))
@@ -113,7 +114,7 @@ def block_operating_point(params: DrnParams, vin, physics: DrnPhysics, *, beta=0
     names = tuple([f"in{j}" for j in range(vin.shape[1])] + ["rail_p", "rail_n"]
                   + [f"l{k + 1}_{i}" for k, v in enumerate(layers) for i in range(v.shape[1])])
     op = OperatingPoint(node_names=names, voltages=volts, iterations=np.full(B, int(sweeps)),
-                        residual=np.zeros(B))
+                        residual=residual)
     return op, layers
 
 

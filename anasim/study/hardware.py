@@ -318,6 +318,7 @@ TRAIN = Measurement(
     optional=_OPTIONAL,
     complete=complete_device,
     description="on-device training run (anasim.learning.train); per-epoch metrics",
+    version=2,   # 2: the energy parts and digital_energy_j joined the outputs
 )
 
 LIPSCHITZ = Measurement(
