@@ -20,13 +20,16 @@ empirical). The ``slm_column`` table is rebuilt from those files after every
 run, or alone with ``--table-only``: per model the SLM test accuracy at its
 last epoch, the ideal run's at the same epoch (its netCDF in ``--out-dir``,
 else the ``per_epoch`` table already in the results file), the chip's
-Lipschitz constants and the fraction of unsettled examples.
+Lipschitz constants and the fraction of unsettled examples. The
+``slm_per_epoch`` table and ``examples/figures/dyadic_table1_slm.png`` give
+every finished epoch of each SLM run beside its ideal run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -103,23 +106,29 @@ def _history(path: Path) -> dict | None:
         return {k: np.asarray(ds[k].values).tolist() for k in ("test_accuracy", "unsettled") if k in ds}
 
 
+def _ideal_percent(out_dir: Path, model: str, ideal_old: dict) -> list:
+    """The ideal run's test accuracy [%] per epoch: its netCDF in ``out_dir``, else the
+    ``per_epoch`` table of the results file (``ideal_old``); [] if neither has it."""
+    ideal = _history(out_dir / f"{model}-4x500.nc")
+    if ideal:
+        return [_pct(a) for a in ideal["test_accuracy"]]
+    name = f"{NAMES[model]} [%]"
+    if ideal_old and name in ideal_old["columns"]:
+        col = ideal_old["columns"].index(name)
+        return [r[col] for r in ideal_old["rows"]]
+    return []
+
+
 def slm_column(out_dir: Path, old_tables: dict) -> dict:
     """The ``slm_column`` table from the result files in ``out_dir`` (module docstring)."""
-    ideal_old = old_tables.get("per_epoch") or {}
     rows = []
     for model in MODELS:
         slm = _history(out_dir / f"{model}-4x500-slm.nc")
-        ideal = _history(out_dir / f"{model}-4x500.nc")
+        ideal = _ideal_percent(out_dir, model, old_tables.get("per_epoch") or {})
         chip_file = out_dir / f"{model}-4x500-slm.chip.json"
         chip = json.loads(chip_file.read_text()) if chip_file.exists() else {}
         epochs = len(slm["test_accuracy"]) if slm else 0
-        ideal_acc = None
-        if epochs and ideal and len(ideal["test_accuracy"]) >= epochs:
-            ideal_acc = _pct(ideal["test_accuracy"][epochs - 1])
-        elif epochs and ideal_old:
-            col = ideal_old["columns"].index(f"{NAMES[model]} [%]") if f"{NAMES[model]} [%]" in ideal_old["columns"] else None
-            if col is not None and epochs <= len(ideal_old["rows"]):
-                ideal_acc = ideal_old["rows"][epochs - 1][col]
+        ideal_acc = ideal[epochs - 1] if epochs and len(ideal) >= epochs else None
         lip = (lambda v: None if v is None else float(f"{v:.5g}"))
         same = chip.get("epochs") == epochs
         rows.append([NAMES[model], epochs or None, _pct(slm["test_accuracy"][-1]) if epochs else None, ideal_acc,
@@ -129,6 +138,64 @@ def slm_column(out_dir: Path, old_tables: dict) -> dict:
     return {"columns": ["model", "epochs", "SLM test accuracy [%]", "ideal at the same epoch [%]",
                         "hidden Lipschitz, eq. 17", "hidden Lipschitz, measured", "unsettled fraction"],
             "rows": rows}
+
+
+def slm_per_epoch(out_dir: Path, old_tables: dict) -> dict | None:
+    """Test accuracy [%] per epoch of every SLM run in ``out_dir``, each beside its ideal
+    run up to the same epoch (None when no SLM run has an epoch)."""
+    series = {}
+    for model in MODELS:
+        slm = _history(out_dir / f"{model}-4x500-slm.nc")
+        if not slm or not slm["test_accuracy"]:
+            continue
+        n = len(slm["test_accuracy"])
+        series[f"{NAMES[model]} SLM [%]"] = [_pct(a) for a in slm["test_accuracy"]]
+        series[f"{NAMES[model]} ideal [%]"] = _ideal_percent(out_dir, model, old_tables.get("per_epoch") or {})[:n]
+    return _merge_columns(None, "epoch", series) if series else None
+
+
+def plot_slm_per_epoch(table: dict, path: Path) -> None:
+    """The ``slm_per_epoch`` table as curves: SLM solid, ideal dashed, one colour per model."""
+    import matplotlib  # noqa: PLC0415
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    cols = table["columns"]
+    epochs = [r[0] for r in table["rows"]]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for model in MODELS:
+        name = NAMES[model]
+        if f"{name} SLM [%]" not in cols:
+            continue
+        color = None
+        for device, style in (("SLM", "s-"), ("ideal", "o--")):
+            col = cols.index(f"{name} {device} [%]")
+            pts = [(e, r[col]) for e, r in zip(epochs, table["rows"]) if r[col] is not None]
+            if pts:
+                line, = ax.plot(*zip(*pts), style, ms=3, color=color, label=f"{name}, {device}")
+                color = line.get_color()
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy [%]")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_title("Fashion-MNIST, 784-4×500-10: slm-10bit-500 (solid) against ideal (dashed)", fontsize=9)
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def slm_tables(out_dir: Path, old_tables: dict, quick: bool) -> dict:
+    """``slm_column`` and ``slm_per_epoch`` rebuilt from the files in ``out_dir`` (and the
+    latter's figure), replacing the per-model ``<model>_<E>epochs`` tables that partial runs
+    of the schedule used to leave."""
+    tables = {k: v for k, v in old_tables.items() if not re.fullmatch(r"(skew|ff|sym)_\d+epochs", k)}
+    tables["slm_column"] = slm_column(out_dir, old_tables)
+    per_epoch = slm_per_epoch(out_dir, old_tables)
+    if per_epoch:
+        tables["slm_per_epoch"] = per_epoch
+        plot_slm_per_epoch(per_epoch, ROOT / "examples" / "figures" / f"dyadic_table1_slm{'_quick' if quick else ''}.png")
+    return tables
 
 
 def plot_rows(rows: list, path: Path) -> None:
@@ -186,7 +253,8 @@ def write_results(rows: list, args, name: str = "dyadic_table1") -> None:
     * ``dyadic_table1`` with ``--devices ideal``: the rows of ``summary`` and the
       columns of ``per_epoch`` of the models that ran;
     * ``dyadic_table1`` with ideal and SLM runs, one epoch: ``slm_<N>k`` (N thousand training
-      images); more epochs: ``<model>_<E>epochs`` per model, test accuracy per epoch;
+      images); any SLM run: ``slm_column`` and ``slm_per_epoch`` rebuilt from the files
+      in ``--out-dir`` (:func:`slm_tables`);
     * ``strong_nudging``: the rows of ``main`` (model, β) of the models that ran, β
       ``growing`` with ``--beta-growth`` > 0, else the constant β.
     Tables and rows this run did not measure are kept from the file it replaces.
@@ -237,14 +305,9 @@ def write_results(rows: list, args, name: str = "dyadic_table1") -> None:
             tables[f"slm_{round(n / 1000)}k"] = {
                 "columns": ["model", "ideal [%]", f"{dev} [%]", "its Lipschitz (ideal)",
                             "iterations per step (ideal / SLM)", "wall (ideal / SLM)"], "rows": new}
-        else:
-            for m in dict.fromkeys(r["model"] for r in rows):
-                series = {f"{d} [%]": [_pct(a) for a in by[(m, d)]["test_accuracy_per_epoch"]]
-                          for d in ("ideal", dev) if (m, d) in by}
-                tables[f"{m}_{max(r['epochs'] for r in rows)}epochs"] = _merge_columns(None, "epoch", series)
         title = "Table 1 of Høier et al. on Fashion-MNIST, ideal profile, and the 10-bit SLM column"
     if name == "dyadic_table1" and other:
-        tables["slm_column"] = slm_column(Path(args.out_dir), old)
+        tables = slm_tables(Path(args.out_dir), tables, args.quick)
     write(name, f"{name}.py", {}, {"title": title,
                                    "notes": "Tables and rows this run did not measure are kept from the "
                                             "previous file."}, tables=tables, quick=args.quick)
@@ -282,7 +345,7 @@ def main(argv=None, results: str = "dyadic_table1") -> int:
     if args.table_only:
         from _results import previous_tables, write  # noqa: PLC0415
         old = previous_tables(results, args.quick)
-        tables = {**old, "slm_column": slm_column(Path(args.out_dir), old)}
+        tables = slm_tables(Path(args.out_dir), old, args.quick)
         write(results, f"{results}.py", {}, {"title": "Table 1 of Høier et al. on Fashion-MNIST, ideal profile, "
                                                       "and the 10-bit SLM column",
                                              "notes": "Tables and rows this run did not measure are kept from the "
