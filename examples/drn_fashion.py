@@ -17,6 +17,9 @@ Runs (``--runs``, comma-separated groups):
   programming and read noise, soft-bounded noisy in-situ writes) and clamp
   diodes with 50 mV knee mismatch (assumed);
 * ``parts``: DRN-XS 2000/500 with one group of device non-idealities at a time;
+* ``seeds``: DRN-1H 2000/500 with ideal diodes for seeds 0–5, with what each
+  trained network looks like (hidden nodes inactive on every test image, the
+  summed hidden-to-output conductance): why a seed falls behind;
 * ``diagnosis``: DRN-XS 2000/500 with one ingredient of the old
   ``circuits/resistive-nodal.toml`` circuit at a time (1 V inputs, no inverted
   input copies, learning rate 0.3, knee at −0.6 V…), to show which costs accuracy.
@@ -117,6 +120,22 @@ def make_eval(physics, devices, encode):
     return predict
 
 
+#: a hidden node whose voltage stays within this of 0 V on every test image is "inactive":
+#: its clamp diode conducts throughout (ideal diodes hold it at exactly 0 V; Shockley
+#: clamps biased at 0.6 V hold it within tens of mV), so it passes nothing to the outputs
+INACTIVE_V = 0.05
+
+
+def anatomy(physics, encode, p, x) -> dict:
+    """What a trained ideal-part network looks like on test images ``x``: the fraction of
+    hidden nodes inactive on all of them (:data:`INACTIVE_V`) and the summed
+    hidden-to-output conductance per output node (normalized units, mean over outputs)."""
+    layers, _, _ = bl.solve(p, encode(x), physics)
+    hidden = np.abs(np.asarray(layers[0]))
+    return {"inactive_hidden": float(np.mean(np.all(hidden < INACTIVE_V, axis=0))),
+            "output_g_sum": float(np.mean(np.sum(np.asarray(p.w[-1]), axis=0)))}
+
+
 def accuracy(predict, p, x, y, key, chunk=500):
     hits, sweeps = 0, 0
     for i in range(0, len(x), chunk):
@@ -168,6 +187,8 @@ def run(cfg: dict, data, epochs: int, seed: int, state: Path = STATE) -> dict:
         rng.bit_generator.state = json.loads(str(z["rng"]))
         k_train = jnp.asarray(z["key"])
         start = len(hist["test_accuracy"])
+    if cfg.get("anatomy") and start == 0:
+        hist["at_init"] = anatomy(physics, encode, params, xte[:500])
     lr = cfg.get("lr", LR) * DECAY ** start
     for ep in range(start + 1, epochs + 1):
         perm = rng.permutation(ntr)
@@ -185,6 +206,9 @@ def run(cfg: dict, data, epochs: int, seed: int, state: Path = STATE) -> dict:
         acc, sweeps = accuracy(predict, params, xte, yte, jax.random.fold_in(k_eval, ep))
         hist["test_accuracy"].append(acc), hist["epoch_s"].append(dt)
         hist["load_1min"].append(load), hist["sweeps"].append(sweeps)
+        if cfg.get("anatomy"):
+            for k, v in anatomy(physics, encode, params, xte[:500]).items():
+                hist.setdefault(k, []).append(v)
         print(f"[{cfg['name']}] epoch {ep}: test accuracy {acc:.3f}, {dt:.2f} s/epoch "
               f"(load {load:.2f}), ≤ {sweeps} sweeps", flush=True)
         lr *= DECAY
@@ -242,7 +266,10 @@ def groups(args) -> dict:
              dict(base, name="parts_mismatch", diode="shockley", mismatch_v=MISMATCH_V,
                   what=f"diode knee mismatch only ({MISMATCH_V * 1e3:.0f} mV rms)"),
              dict(dev, name="parts_all_mismatch", mismatch_v=MISMATCH_V, what="all of reram.toml + diode mismatch")]
-    return {"table": table, "nonideal": non, "diagnosis": diag, "parts": parts}
+    n_seeds = 2 if q else 6
+    seeds = [dict(name=f"seeds_s{seed}", model="DRN-1H", train=a, test=b, diode="ideal", seed=seed, anatomy=True)
+             for seed in range(n_seeds)]
+    return {"table": table, "nonideal": non, "diagnosis": diag, "parts": parts, "seeds": seeds}
 
 
 def figure(runs: dict, path: Path) -> None:
@@ -279,8 +306,8 @@ def figure(runs: dict, path: Path) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", default="table,nonideal,diagnosis,parts",
-                    help="groups: table, nonideal, diagnosis, parts (none: rewrite the results only)")
+    ap.add_argument("--runs", default="table,nonideal,diagnosis,parts,seeds",
+                    help="groups: table, nonideal, diagnosis, parts, seeds (none: rewrite the results only)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--train", type=int, default=2000, help="training images of the nonideal runs")
     ap.add_argument("--test", type=int, default=500, help="test images of the nonideal runs")
@@ -304,7 +331,7 @@ def main(argv=None) -> None:
 
 
 def write(runs: dict, args) -> None:
-    rows, diag, parts, per_epoch, table = [], [], [], [], {}
+    rows, diag, parts, seeds, per_epoch, table = [], [], [], [], [], {}
     for name, r in runs.items():
         h = r["hist"]
         acc = [round(a, 3) for a in h["test_accuracy"]] + [None] * (3 - len(h["test_accuracy"]))
@@ -318,6 +345,11 @@ def write(runs: dict, args) -> None:
             diag.append([r["what"], *acc[:3]])
         elif r["group"] == "parts":
             parts.append([r["what"], *acc[:3]])
+        elif r["group"] == "seeds" and h.get("inactive_hidden"):
+            init = h.get("at_init", {})
+            seeds.append([r["seed"], *acc[:3], round(init.get("inactive_hidden", float("nan")), 3),
+                          round(h["inactive_hidden"][-1], 3), round(init.get("output_g_sum", float("nan")), 1),
+                          round(h["output_g_sum"][-1], 1)])
     for (m, d, a, b), got in table.items():
         acc = [None if any(g[0][e] is None for g in got) else round(float(np.mean([g[0][e] for g in got])), 3)
                for e in range(3)]
@@ -345,6 +377,10 @@ def write(runs: dict, args) -> None:
                      + [f"acc. epoch {e}" for e in range(1, width - 1)], "rows": non},
         "parts": {"columns": ["DRN-XS 2000/500, non-idealities on", "acc. epoch 1", "acc. epoch 2",
                               "acc. epoch 3"], "rows": parts},
+        "seeds": {"columns": ["DRN-1H 2000/500, ideal diodes: seed", "acc. epoch 1", "acc. epoch 2", "acc. epoch 3",
+                              "hidden nodes inactive on every test image: at init", "after epoch 3",
+                              "hidden-to-output conductance per output: at init", "after epoch 3"],
+                  "rows": sorted(seeds)},
         "per_epoch": {"columns": ["run", "epoch", "test accuracy", "s per epoch (train)", "load (1 min)",
                                   "max sweeps (test)"], "rows": per_epoch},
         "runs_json": {"columns": ["run", "json"], "rows": [[k, json.dumps(v)] for k, v in runs.items()]},
