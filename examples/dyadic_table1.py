@@ -185,17 +185,23 @@ def plot_slm_per_epoch(table: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def slm_tables(out_dir: Path, old_tables: dict, quick: bool) -> dict:
-    """``slm_column`` and ``slm_per_epoch`` rebuilt from the files in ``out_dir`` (and the
-    latter's figure), replacing the per-model ``<model>_<E>epochs`` tables that partial runs
-    of the schedule used to leave."""
+def slm_tables(out_dir: Path, old_tables: dict, figure: Path | None = None) -> dict:
+    """``slm_column`` and ``slm_per_epoch`` rebuilt from the files in ``out_dir`` (the latter
+    also drawn into ``figure`` when given), replacing the per-model ``<model>_<E>epochs``
+    tables that partial runs of the schedule used to leave; other tables are kept."""
     tables = {k: v for k, v in old_tables.items() if not re.fullmatch(r"(skew|ff|sym)_\d+epochs", k)}
     tables["slm_column"] = slm_column(out_dir, old_tables)
     per_epoch = slm_per_epoch(out_dir, old_tables)
     if per_epoch:
         tables["slm_per_epoch"] = per_epoch
-        plot_slm_per_epoch(per_epoch, ROOT / "examples" / "figures" / f"dyadic_table1_slm{'_quick' if quick else ''}.png")
+        if figure is not None:
+            plot_slm_per_epoch(per_epoch, figure)
     return tables
+
+
+def slm_figure(quick: bool) -> Path:
+    """Where the SLM column's per-epoch figure goes (the manual publishes ``examples/figures``)."""
+    return ROOT / "examples" / "figures" / f"dyadic_table1_slm{'_quick' if quick else ''}.png"
 
 
 def plot_rows(rows: list, path: Path) -> None:
@@ -307,7 +313,7 @@ def write_results(rows: list, args, name: str = "dyadic_table1") -> None:
                             "iterations per step (ideal / SLM)", "wall (ideal / SLM)"], "rows": new}
         title = "Table 1 of Høier et al. on Fashion-MNIST, ideal profile, and the 10-bit SLM column"
     if name == "dyadic_table1" and other:
-        tables = slm_tables(Path(args.out_dir), tables, args.quick)
+        tables = slm_tables(Path(args.out_dir), tables, slm_figure(args.quick))
     write(name, f"{name}.py", {}, {"title": title,
                                    "notes": "Tables and rows this run did not measure are kept from the "
                                             "previous file."}, tables=tables, quick=args.quick)
@@ -345,7 +351,7 @@ def main(argv=None, results: str = "dyadic_table1") -> int:
     if args.table_only:
         from _results import previous_tables, write  # noqa: PLC0415
         old = previous_tables(results, args.quick)
-        tables = slm_tables(Path(args.out_dir), old, args.quick)
+        tables = slm_tables(Path(args.out_dir), old, slm_figure(args.quick))
         write(results, f"{results}.py", {}, {"title": "Table 1 of Høier et al. on Fashion-MNIST, ideal profile, "
                                                       "and the 10-bit SLM column",
                                              "notes": "Tables and rows this run did not measure are kept from the "
