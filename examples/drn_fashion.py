@@ -293,9 +293,10 @@ def figure(runs: dict, path: Path) -> None:
             # colour: the parts; line style: the number of training images
             style = {2000: ":", 10000: "--"}.get(r["train"], "-")
             axes[1].plot(range(1, len(r["hist"]["test_accuracy"]) + 1), r["hist"]["test_accuracy"], marker="o",
-                         ms=3, ls=style, color={"ideal": "C0", "shockley": "C1", "reram": "C3"}[lab], label={"ideal": "ideal diodes and conductances",
-                                      "shockley": "Shockley diodes, ideal conductances",
-                                      "reram": "ReRAM devices + diode mismatch"}[lab] + size)
+                         ms=3, ls=style, color={"ideal": "C0", "shockley": "C1", "reram": "C3"}[lab],
+                         label={"ideal": "ideal diodes and conductances",
+                                "shockley": "Shockley diodes, ideal conductances",
+                                "reram": "ReRAM devices + diode mismatch"}[lab] + size)
     axes[0].set(xlabel="epoch", ylabel="test accuracy", title="DRNs on Fashion-MNIST vs the reference")
     axes[1].set(xlabel="epoch", ylabel="test accuracy", title="DRN-1H: ideal vs non-ideal parts")
     for ax in axes:

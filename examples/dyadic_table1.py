@@ -119,14 +119,22 @@ def _ideal_percent(out_dir: Path, model: str, ideal_old: dict) -> list:
     return []
 
 
-def slm_column(out_dir: Path, old_tables: dict) -> dict:
-    """The ``slm_column`` table from the result files in ``out_dir`` (module docstring)."""
-    rows = []
+def _slm_runs(out_dir: Path, old_tables: dict) -> dict:
+    """Per model: its SLM run's history (None if none), its ideal run's test accuracy [%]
+    per epoch (:func:`_ideal_percent`) and its SLM chip report ({} if none)."""
+    runs = {}
     for model in MODELS:
-        slm = _history(out_dir / f"{model}-4x500-slm.nc")
-        ideal = _ideal_percent(out_dir, model, old_tables.get("per_epoch") or {})
         chip_file = out_dir / f"{model}-4x500-slm.chip.json"
-        chip = json.loads(chip_file.read_text()) if chip_file.exists() else {}
+        runs[model] = (_history(out_dir / f"{model}-4x500-slm.nc"),
+                       _ideal_percent(out_dir, model, old_tables.get("per_epoch") or {}),
+                       json.loads(chip_file.read_text()) if chip_file.exists() else {})
+    return runs
+
+
+def slm_column(runs: dict) -> dict:
+    """The ``slm_column`` table (module docstring) from :func:`_slm_runs`."""
+    rows = []
+    for model, (slm, ideal, chip) in runs.items():
         epochs = len(slm["test_accuracy"]) if slm else 0
         ideal_acc = ideal[epochs - 1] if epochs and len(ideal) >= epochs else None
         lip = (lambda v: None if v is None else float(f"{v:.5g}"))
@@ -140,17 +148,15 @@ def slm_column(out_dir: Path, old_tables: dict) -> dict:
             "rows": rows}
 
 
-def slm_per_epoch(out_dir: Path, old_tables: dict) -> dict | None:
-    """Test accuracy [%] per epoch of every SLM run in ``out_dir``, each beside its ideal
-    run up to the same epoch (None when no SLM run has an epoch)."""
+def slm_per_epoch(runs: dict) -> dict | None:
+    """Test accuracy [%] per epoch of every SLM run of :func:`_slm_runs`, each beside its
+    ideal run up to the same epoch (None when no SLM run has an epoch)."""
     series = {}
-    for model in MODELS:
-        slm = _history(out_dir / f"{model}-4x500-slm.nc")
+    for model, (slm, ideal, _) in runs.items():
         if not slm or not slm["test_accuracy"]:
             continue
-        n = len(slm["test_accuracy"])
         series[f"{NAMES[model]} SLM [%]"] = [_pct(a) for a in slm["test_accuracy"]]
-        series[f"{NAMES[model]} ideal [%]"] = _ideal_percent(out_dir, model, old_tables.get("per_epoch") or {})[:n]
+        series[f"{NAMES[model]} ideal [%]"] = ideal[:len(slm["test_accuracy"])]
     return _merge_columns(None, "epoch", series) if series else None
 
 
@@ -190,8 +196,9 @@ def slm_tables(out_dir: Path, old_tables: dict, figure: Path | None = None) -> d
     also drawn into ``figure`` when given), replacing the per-model ``<model>_<E>epochs``
     tables that partial runs of the schedule used to leave; other tables are kept."""
     tables = {k: v for k, v in old_tables.items() if not re.fullmatch(r"(skew|ff|sym)_\d+epochs", k)}
-    tables["slm_column"] = slm_column(out_dir, old_tables)
-    per_epoch = slm_per_epoch(out_dir, old_tables)
+    runs = _slm_runs(out_dir, old_tables)
+    tables["slm_column"] = slm_column(runs)
+    per_epoch = slm_per_epoch(runs)
     if per_epoch:
         tables["slm_per_epoch"] = per_epoch
         if figure is not None:
