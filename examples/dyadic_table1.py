@@ -93,8 +93,10 @@ def write_chip_report(spec, hw, out: Path, epochs: int, n_pairs: int) -> Path:
     import h5py  # noqa: PLC0415
     import jax  # noqa: PLC0415
 
-    with h5py.File(checkpoint_path(out), "r") as f:
-        step = int(f.attrs.get("step", 0)) if int(f.attrs.get("epoch", epochs)) == epochs else 0
+    step = 0
+    if checkpoint_path(out).exists():   # no checkpoint: the chip is the finished run's
+        with h5py.File(checkpoint_path(out), "r") as f:
+            step = int(f.attrs.get("step", 0)) if int(f.attrs.get("epoch", epochs)) == epochs else 0
     rep = lipschitz_report(spec, hw, jax.random.key(0), n_pairs=n_pairs)
     doc = {"epochs": epochs, "step": step, "lipschitz_eq17": rep["linearized"]["hidden"],
            "lipschitz_empirical": (rep["empirical"] or {}).get("hidden"), "n_pairs": n_pairs}
