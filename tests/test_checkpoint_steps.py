@@ -174,3 +174,33 @@ def test_a_failed_write_inside_an_epoch_keeps_the_checkpoint_before(tmp_path, ca
     assert calls == [2, 4, 6]
     assert (checkpoint_position(checkpoint_path(out)).epoch, checkpoint_position(checkpoint_path(out)).step) == (0, 4)
     assert not list(tmp_path.glob(".*tmp"))
+
+
+@pytest.mark.slow
+def test_checkpoint_of_earlier_versions_resumes_to_the_same_run(tmp_path, repo_root, subset):
+    """Earlier versions stored the SLM's stacked ``[W_eff; S]`` in each state's ``w_s`` slot
+    (now empty) and a copy of the chip as ``hw2`` on one-chip runs (now none). A checkpoint
+    rewritten into that layout resumes to the same run, bit for bit."""
+    spec, profile, cfg = _setup(repo_root)
+    whole = train(spec, profile, cfg, *subset, out=tmp_path / "whole.nc", progress=False)
+    out = tmp_path / "old.nc"
+    train(spec, profile, cfg, *subset, out=out, progress=False, stop_after_steps=3)
+    ckpt = checkpoint_path(out)
+    with h5py.File(ckpt, "r+") as f:
+        assert len(f["hw2"]) == 0          # a one-chip run stores no second chip
+        hw = f["hw"]
+        empty = [k for k in sorted(hw) if hw[k].size == 0 and hw[k].ndim == 2]
+        assert empty                         # the w_s slots (and nothing else is empty here)
+        for k in empty:                      # the stacked matrix an earlier version kept there
+            rows = int(hw[f"{int(k) - 1:05d}"].shape[0])
+            data = np.concatenate([hw[f"{int(k) - 2:05d}"][()], hw[f"{int(k) - 1:05d}"][()]])
+            assert data.shape[0] == 2 * rows
+            del hw[k]
+            hw.create_dataset(k, data=data)
+        for k in sorted(hw):                 # the copy of the chip as hw2
+            f["hw2"].create_dataset(k, data=hw[k][()])
+    resumed = train(spec, profile, cfg, *subset, out=out, resume=True, progress=False)
+    for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(resumed.params),
+                    strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert whole.history["test_accuracy"] == resumed.history["test_accuracy"]

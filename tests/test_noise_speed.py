@@ -134,16 +134,21 @@ def test_read_variance_matches_shot_and_thermal_noise(sign):
     np.testing.assert_allclose(np.asarray(v, np.float64), var, rtol=1e-4)
 
 
-def test_one_product_read_equals_two_products_without_noise_draws():
-    """The stacked product gives the same signal and photocurrent as two products."""
+def test_read_variance_is_a_s_plus_b_for_inputs_of_any_sign():
+    """The reported variance is a·(|x| @ Sᵀ) + b, computed here in float64 from the
+    realized sum matrix, for inputs of one sign, the other and mixed signs (the
+    ``x⁻`` channel lights the swapped paths: shot noise sees |x|)."""
     dev = _slm()
     w = jax.random.uniform(jax.random.key(0), (16, 24), jnp.float32, -0.2, 0.2)
     state = dev.program(dev.fabricate(jax.random.key(1), w.shape), jax.random.key(2), w)
     x = jax.random.uniform(jax.random.key(3), (5, 24), jnp.float32)
-    for xi in (x, -x):
-        y1, v1 = dev.read(state, xi, jax.random.key(6))
-        y0, v0 = dataclasses.replace(dev, noise_draw="threefry").read(state, xi, jax.random.key(6))
-        np.testing.assert_allclose(np.asarray(v1), np.asarray(v0), rtol=1e-5)
+    a, b = dev.noise_coefficients(16)
+    mixed = x * jnp.where(jnp.arange(24) % 3 == 0, -1.0, 1.0)
+    for xi in (x, -x, mixed):
+        want = b + a * (np.abs(np.asarray(xi, np.float64)) @ np.asarray(state.s_eff, np.float64).T)
+        for d in (dev, dataclasses.replace(dev, noise_draw="threefry")):
+            _, v = d.read(state, xi, jax.random.key(6))
+            np.testing.assert_allclose(np.asarray(v, np.float64), want, rtol=1e-5)
 
 
 def test_threefry_draw_is_the_earlier_stream():
@@ -159,7 +164,7 @@ def test_threefry_draw_is_the_earlier_stream():
         _slm(noise_draw="philox")
 
 
-def test_noiseless_slm_has_no_stacked_matrix_and_exact_reads():
+def test_noiseless_slm_reads_exactly():
     dev = _slm(bandwidth_hz=0.0)
     w = jax.random.uniform(jax.random.key(0), (6, 8), jnp.float32, -0.2, 0.2)
     state = dev.program(dev.fabricate(jax.random.key(1), w.shape), jax.random.key(2), w)

@@ -24,6 +24,13 @@ does -- since a scope opened inside a float32 trace is lowered as float32.
 profile's coupling device, by its declared abilities
 (:class:`~anasim.devices.base.CouplingDevice`), whether it can realize the
 spec's backward direction.
+
+A jitted function copies every array it returns, even one it was given and
+left as it was; the fabricated parts of a chip (a pixel-gain map per array,
+converters) pass through every write unchanged, and copying them cost a
+training step on the SLM profiles a quarter of its time.
+:func:`drop_forwarded` and :func:`refill_forwarded` return those arrays from
+the caller's side instead (the write functions and the training step use them).
 """
 
 from __future__ import annotations
@@ -73,9 +80,27 @@ def _build_jit(make: Callable, spec: Any, profile: DeviceProfile, params: Any, k
     return make(spec, profile, params, key)
 
 
+def drop_forwarded(new: Any, old: Any) -> Any:
+    """``new`` with every leaf that is ``old``'s own leaf at the same place replaced
+    by None. Called inside a traced function: a leaf returned as it was given is
+    the same tracer object. ``new`` itself when the two trees differ in structure."""
+    if jax.tree_util.tree_structure(new) != jax.tree_util.tree_structure(old):
+        return new
+    return jax.tree_util.tree_map(lambda n, o: None if n is o else n, new, old)
+
+
+def refill_forwarded(marked: Any, old: Any) -> Any:
+    """Undo :func:`drop_forwarded` outside the traced function: each None of
+    ``marked`` becomes ``old``'s leaf at that place (the caller's own array)."""
+    if marked is None or old is None:
+        return marked if old is None else old
+    return jax.tree_util.tree_map(lambda m, o: o if m is None else m, marked, old,
+                                  is_leaf=lambda v: v is None)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _reprogram_jit(program: Callable, spec: Any, hw: Any, params: Any, key: Array) -> Any:
-    return program(spec, hw, params, key)
+    return drop_forwarded(program(spec, hw, params, key), hw)
 
 
 def build_chip(make: Callable, spec: Any, profile: DeviceProfile, params: Any, key: Array) -> Any:
@@ -89,7 +114,7 @@ def reprogram_chip(program: Callable, spec: Any, hw: Any, params: Any, key: Arra
     """``program(spec, hw, params, key)`` jitted (``program`` and the spec's physics
     static), in a float64 scope (module docstring)."""
     with float64_scope(True):
-        return _reprogram_jit(program, spec.physics(), hw, params, key)
+        return refill_forwarded(_reprogram_jit(program, spec.physics(), hw, params, key), hw)
 
 
-__all__ = ["build_chip", "check_realization", "reprogram_chip"]
+__all__ = ["build_chip", "check_realization", "drop_forwarded", "refill_forwarded", "reprogram_chip"]

@@ -51,14 +51,13 @@ write latency is one frame, ``1 / f_frame``.
 
 Cost of a read: one matmul ``x @ W_effᵀ``. With noise on (``bandwidth_hz > 0``)
 the shot noise needs the photocurrent ``|x| @ Sᵀ`` (``S`` = the sum of both
-paths' realized transmissions, precomputed); when the inputs of a read share
-one sign (all ≥ 0, or all ≤ 0: the DAC'd states and their negatives, as the
-layered engine drives) ``|x| @ Sᵀ = ±x @ Sᵀ``, and one product with the stacked
-``[W_eff; S]`` gives signal and photocurrent together; otherwise a second
-product. (On the CPU only: on an accelerator the two products are cheap and a
-conditional would wait on the host, so it always takes two.) The noise is drawn by :func:`~anasim.devices.noise.counter_normal`
+paths' realized transmissions, precomputed): a second product of the same size.
+(Earlier versions stacked ``[W_eff; S]`` for one product of twice the rows when
+the inputs shared one sign; measured in the relaxation loop on the CPU it was
+slower than the two products, and its copy of both matrices cost every write.)
+The noise is drawn by :func:`~anasim.devices.noise.counter_normal`
 (``noise_draw = "counter"``). ``noise_draw = "threefry"`` keeps the stream of
-earlier versions (``jax.random.normal`` and always two products), for
+earlier versions (``jax.random.normal``), for
 comparisons and for results recorded before (docs/noise_speed.md).
 """
 
@@ -99,8 +98,8 @@ class SLMState:
     w_eff: realized signed matrix (normalized units), ``(n_out, n_in)``.
     s_eff: realized sum of both paths' matrices (normalized units, ≥ 0), ``(n_out, n_in)``;
         ``|x| @ s_effᵀ · R P_px / w_max`` is the total photocurrent of the two detectors.
-    w_s: ``[w_eff; s_eff]`` stacked, ``(2 n_out, n_in)``, for the one-product noisy read;
-        ``(0, n_in)`` when the device is noiseless.
+    w_s: empty, ``(0, n_in)``: the place where checkpoints of earlier versions stored
+        ``[w_eff; s_eff]`` (their loader ignores what an empty slot held).
     """
 
     t_pos: Array
@@ -111,20 +110,23 @@ class SLMState:
 
 
 def _neighbour_mix(a: Array, c: float, axes: tuple[int, ...]) -> Array:
-    """Move a fraction ``c`` of each entry to each neighbour along ``axes`` (lost at edges)."""
+    """Move a fraction ``c`` of each entry to each neighbour along ``axes`` (lost at edges,
+    and along an axis of length 1).
+
+    One zero-padded copy serves every shifted view (a pad per axis costs a pass
+    over the array each on the CPU); the sums run in the order of earlier versions."""
     if not c:
         return a
     out = (1.0 - 2 * len(axes) * c) * a
-    for ax in axes:
-        n = a.shape[ax]
-        if n < 2:
-            continue
-        pad = [(0, 0)] * a.ndim
-        pad[ax] = (1, 1)
-        p = jnp.pad(a, pad)
-        lo = jax.lax.slice_in_dim(p, 0, n, axis=ax)
-        hi = jax.lax.slice_in_dim(p, 2, n + 2, axis=ax)
-        out = out + c * (lo + hi)
+    live = tuple(ax for ax in axes if a.shape[ax] >= 2)
+    if not live:
+        return out
+    p = jnp.pad(a, [(1, 1) if ax in live else (0, 0) for ax in range(a.ndim)])
+    inner = [slice(1, n + 1) if ax in live else slice(None) for ax, n in enumerate(a.shape)]
+    for ax in live:
+        lo, hi = list(inner), list(inner)
+        lo[ax], hi[ax] = slice(0, a.shape[ax]), slice(2, a.shape[ax] + 2)
+        out = out + c * (p[tuple(lo)] + p[tuple(hi)])
     return out
 
 
@@ -191,7 +193,7 @@ class SLMCrossbar:
                                       "(a few W per head), one array of a split pair")
     # Simulation, not physics: how the per-read Gaussian noise is drawn (module docstring).
     noise_draw: str = param("counter", doc="per-read noise generator: 'counter' (fast) or 'threefry' "
-                            "(the stream of earlier versions, two products per read)")
+                            "(the stream of earlier versions)")
 
     #: the device reports each read's noise variance (:meth:`read`): the engine's floor stop uses it
     noise_report: ClassVar[bool] = True
@@ -282,10 +284,14 @@ class SLMCrossbar:
 
     def program(self, instance: SLMInstance, key: Array, w_target: Array) -> SLMState:
         del key  # SLM pixels are set digitally: no programming noise
-        w = jnp.asarray(w_target)
+        # materialize the target: a transposed view (the backward copy's θᵀ) would be
+        # read with strides by every pass below, about 3× slower on the CPU
+        w = jax.lax.optimization_barrier(jnp.asarray(w_target))
         dt = w.dtype
-        t_pos = self.quantize_transmission(self.t_min + jnp.maximum(w, 0) / self.w_max).astype(dt)
-        t_neg = self.quantize_transmission(self.t_min + jnp.maximum(-w, 0) / self.w_max).astype(dt)
+        # one path carries |w| over the leak floor, the other sits at the floor (quantize(t_min) = t_min)
+        t = self.quantize_transmission(self.t_min + jnp.abs(w) / self.w_max).astype(dt)
+        floor = jnp.asarray(self.t_min, dt)
+        t_pos, t_neg = jnp.where(w > 0, t, floor), jnp.where(w < 0, t, floor)
         a_pos, a_neg = t_pos, t_neg
         if self.pixel_gain_sigma:
             g = instance.pixel_gain.astype(dt)
@@ -301,8 +307,7 @@ class SLMCrossbar:
         if c:
             a_pos, a_neg = (1 - c) * a_pos + c * a_neg, (1 - c) * a_neg + c * a_pos
         w_eff, s_eff = self.w_max * (a_pos - a_neg), self.w_max * (a_pos + a_neg)
-        noisy = any(self.noise_coefficients(w.shape[0]))
-        w_s = jnp.concatenate([w_eff, s_eff]) if noisy else jnp.zeros((0, w.shape[1]), dt)
+        w_s = jnp.zeros((0, w.shape[1]), dt)
         return SLMState(t_pos=t_pos, t_neg=t_neg, w_eff=w_eff, s_eff=s_eff, w_s=w_s)
 
     def read(self, state: SLMState, x: Array, key: Array) -> tuple[Array, Array | None]:
@@ -314,29 +319,13 @@ class SLMCrossbar:
         a, b = self.noise_coefficients(n_out)
         if not (a or b):
             return x @ state.w_eff.T, None
-        if self.noise_draw == "threefry":
-            y = x @ state.w_eff.T
-            var = b + a * (jnp.abs(x) @ state.s_eff.T) if a else jnp.full(y.shape, b, y.dtype)
-            return y + jnp.sqrt(var) * jax.random.normal(key, y.shape, y.dtype), var
+        y = x @ state.w_eff.T
         if a:
-            def stacked(x):       # one sign: |x| @ Sᵀ = sign · (x @ Sᵀ)
-                z = x @ state.w_s.T
-                s = z[..., n_out:]
-                return z[..., :n_out], jnp.where(jnp.any(x < 0), -s, s)
-
-            def separate(x):
-                return x @ state.w_eff.T, jnp.abs(x) @ state.s_eff.T
-
-            if jax.default_backend() == "cpu":
-                one_sign = jnp.all(x >= 0) | jnp.all(x <= 0)
-                y, s = jax.lax.cond(one_sign, stacked, separate, x)
-            else:
-                # an accelerator's products are cheap, and its conditionals wait on the host
-                y, s = separate(x)
-            var = b + a * jnp.maximum(s, 0.0)
+            var = b + a * (jnp.abs(x) @ state.s_eff.T)
         else:
-            y = x @ state.w_eff.T
             var = jnp.full(y.shape, b, y.dtype)
+        if self.noise_draw == "threefry":
+            return y + jnp.sqrt(var) * jax.random.normal(key, y.shape, y.dtype), var
         return y + jnp.sqrt(var) * counter_normal(key, y.shape, y.dtype), var
 
     def mvm(self, state: SLMState, x: Array, key: Array) -> Array:

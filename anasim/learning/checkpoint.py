@@ -136,7 +136,8 @@ class Position:
 
 def save_checkpoint(path, epoch: int, params, opt_state, hw, hw2, history: dict, fingerprint: str,
                     segments: list[int] | None = None, position: Position | None = None):
-    """HDF5 checkpoint: every leaf of (params, optimizer state, chips), the history, written atomically
+    """HDF5 checkpoint: every leaf of (params, optimizer state, chips; ``hw2`` None when the run
+    has one chip), the history, written atomically
     (``segments``: the learning-rate schedule's segments, :func:`plan_resume`; ``position``: the step
     within epoch ``epoch + 1`` and what the run carries there, :class:`Position`)."""
     position = Position(epoch) if position is None else position
@@ -169,6 +170,10 @@ def _open_checkpoint(path: Path):
 def _pour(path: Path, group, name: str, template):
     """The leaves stored under ``group`` in the pytree structure of ``template``,
     each checked against the template's shape."""
+    if template is None:
+        # a chip this run does not keep (the second chip of non-twin phases, of which
+        # earlier versions stored a copy of the first chip)
+        return None
     leaves, tree = jax.tree_util.tree_flatten(template)
     stored = sorted(group.keys())
     if len(stored) != len(leaves):
@@ -176,6 +181,11 @@ def _pour(path: Path, group, name: str, template):
                           f"built from this spec and profile has {len(leaves)}: not the same circuit/device")
     new = []
     for i, t in enumerate(leaves):
+        if np.size(t) == 0:
+            # an empty slot: a place this version leaves empty where earlier versions
+            # stored an array (the SLM's stacked matrix); what they stored is not needed
+            new.append(jnp.asarray(t))
+            continue
         data = group[f"{i:05d}"][()]
         if data.shape != np.shape(t):
             raise AnasimError(f"{path}: checkpoint array '{name}/{i:05d}' has shape {data.shape}, the "

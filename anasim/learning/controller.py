@@ -284,7 +284,8 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
     k_init, k_build, k_twin, k_run = jax.random.split(root, 4)
     params = _initial_params(physics, cfg, engine, k_init)
     hw = _build(engine, physics, profile, params, k_build)
-    hw2 = _build(engine, physics, profile, params, k_twin) if cfg.phases == "twin" else hw
+    # the second chip of twin phases (None otherwise: every phase runs on hw)
+    hw2 = _build(engine, physics, profile, params, k_twin) if cfg.phases == "twin" else None
     kind = StepKind.of(cfg)
     lam_homeo = jnp.asarray(cfg.homeostasis, dtype)
     history = {k: [] for k in METRICS}

@@ -24,6 +24,7 @@ import optax
 
 from anasim.analysis import homeostasis
 from anasim.circuits import CircuitSpec, Params, cost
+from anasim.circuits.chip import drop_forwarded, refill_forwarded
 from anasim.circuits.engine import Engine
 from anasim.devices.profile import DeviceProfile
 from anasim.errors import ProfileError
@@ -273,7 +274,15 @@ def _train_step(spec, kind: StepKind, engine: Engine, params, opt_state, setting
             (sat / count, finite), res.compartment_iterations)
 
 
-_train_step_jit = jax.jit(_train_step, static_argnums=(0, 1, 2))
+def _train_step_marked(spec, kind: StepKind, engine: Engine, params, opt_state, settings, hw, hw2, *rest):
+    """:func:`_train_step` returning None for each array of the chips it left as it was
+    (the fabricated parts; the whole second chip unless the phases are twin), so the
+    compiled step does not copy them (:func:`~anasim.circuits.chip.drop_forwarded`)."""
+    out = _train_step(spec, kind, engine, params, opt_state, settings, hw, hw2, *rest)
+    return (*out[:2], drop_forwarded(out[2], hw), drop_forwarded(out[3], hw2), *out[4:])
+
+
+_train_step_jit = jax.jit(_train_step_marked, static_argnums=(0, 1, 2))
 
 
 def train_step(spec, kind: StepKind, engine: Engine, *args):
@@ -281,8 +290,11 @@ def train_step(spec, kind: StepKind, engine: Engine, *args):
     (saturated fraction, finite), compartment iterations)``
     from ``(params, opt_state, settings, hw, hw2, x, y, beta, lam_homeo, key)``; compiled on an
     engine with the ``"jit"`` ability."""
-    step = _train_step_jit if "jit" in engine.abilities else _train_step
-    return step(spec, kind, engine, *args)
+    if "jit" not in engine.abilities:
+        return _train_step(spec, kind, engine, *args)
+    hw, hw2 = args[3], args[4]
+    out = _train_step_jit(spec, kind, engine, *args)
+    return (*out[:2], refill_forwarded(out[2], hw), refill_forwarded(out[3], hw2), *out[4:])
 
 
 def write_in_situ(spec, hw, updates: Params, key):
