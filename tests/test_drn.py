@@ -225,3 +225,23 @@ def test_trained_small_drn_dc_point_matches_ngspice():
     """A 49-20-10 DRN (100 V inputs) after EP steps: every node within 1 µV of ngspice
     (DRN-XS and DRN-1H: ``benchmarks/drn_vs_ngspice.py``, minutes of ngspice each)."""
     assert _benchmark().max_deviation_v((49, 20, 10), 100.0, n_examples=2) < 1e-6
+
+
+@pytest.mark.parametrize("diode", ["ideal", "shockley"])
+def test_warm_start_reaches_the_same_dc_point_and_a_sweep_budget_stops(x64, diode):
+    """A solve started from another input's DC point (the reference's warm start) ends at
+    the DC point a solve from 0 V finds, and a budget of k sweeps stops after k with the
+    last sweep's change reported; the DC point satisfies KCL (kcl_residual) either way."""
+    p = _random((6, 9, 4), seed=5, bias=2.0)
+    ph = bl.DrnPhysics(diode=diode, input_gain_v=3.0, g_unit_s=1e-3, **TIGHT)
+    rng = np.random.default_rng(6)
+    vin_a = bl.input_voltages(rng.uniform(0, 1, (3, 6)), ph)
+    vin_b = bl.input_voltages(rng.uniform(0, 1, (3, 6)), ph)
+    cold, _, _ = bl.solve(p, vin_a, ph)
+    other, _, _ = bl.solve(p, vin_b, ph)
+    warm, _, _ = bl.solve(p, vin_a, ph, init=other)
+    for c, w in zip(cold, warm, strict=True):
+        np.testing.assert_allclose(np.asarray(w), np.asarray(c), atol=1e-9)
+    assert float(jnp.max(bl.kcl_residual(p, vin_a, warm, ph))) < 1e-9 * ph.g_unit_s * 1e3
+    short, n, change = bl.solve(p, vin_a, ph, init=other, max_sweeps=1)
+    assert int(n) == 1 and float(change) > ph.tol_v
