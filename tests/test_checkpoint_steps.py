@@ -204,3 +204,16 @@ def test_checkpoint_of_earlier_versions_resumes_to_the_same_run(tmp_path, repo_r
                     strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert whole.history["test_accuracy"] == resumed.history["test_accuracy"]
+
+
+def test_resume_with_stop_after_behind_the_checkpoint_warns(tmp_path, repo_root, subset):
+    """A checkpoint inside epoch 2, resumed with stop_after = 1: nothing earlier is kept, so
+    the run returns the checkpoint's state, and says so."""
+    spec, _, cfg = _setup(repo_root)
+    profile = ideal_profile()
+    out = tmp_path / "r.nc"
+    first = train(spec, profile, cfg, *subset, out=out, progress=False, stop_after_steps=10)
+    with pytest.warns(UserWarning, match=r"epoch 1, step 3 of epoch 2, past stop_after = 1"):
+        again = train(spec, profile, cfg, *subset, out=out, resume=True, progress=False, stop_after=1)
+    for a, b in zip(jax.tree_util.tree_leaves(first.params), jax.tree_util.tree_leaves(again.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -254,7 +254,8 @@ def train(spec: CircuitSpec, profile: DeviceProfile, cfg: TrainConfig, train_set
     inside one (``cfg.checkpoint_every_steps`` / ``checkpoint_every_s``).
     ``resume``: continue from that checkpoint, at the step it holds (it must
     match spec, profile and config). ``stop_after``: stop after this many
-    epochs in total (as if killed; resumable). ``stop_after_steps``: stop
+    epochs in total (as if killed; resumable; a checkpoint already past that
+    point is returned as it stands, with a warning). ``stop_after_steps``: stop
     after this many steps in total (epochs × steps per epoch + steps), after
     writing the checkpoint there (as if killed right after it). ``on_epoch``:
     called with (epoch, metrics) after each epoch.
@@ -333,6 +334,10 @@ def _run(spec, profile, cfg, train_set, test_set, engine, out, resume, progress,
     if resume:   # the result file says what the checkpoint holds before any work (a kill between
         _write(**kept, state=None, history=history, position=pos)   # their renames)
     last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    if resume and stop_after is not None and (pos.epoch, pos.step) > (last, 0):
+        # a checkpoint keeps only its latest state: there is nothing earlier to return
+        warnings.warn(f"{ckpt}: the checkpoint stands at {_where(pos)}, past stop_after = {stop_after}; "
+                      f"the run returns the checkpoint's state as it is", stacklevel=3)
     every_steps, every_s = int(cfg.checkpoint_every_steps), float(cfg.checkpoint_every_s)
     last_save = time.monotonic()
     halt = False
