@@ -60,8 +60,9 @@ from anasim.nodal import drn_devices as dd  # noqa: E402
 from anasim.outputs import atomic_write  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-# the device runs draw millions of Gaussians per step: the faster (not splittable-safe) generator
-jax.config.update("jax_default_prng_impl", "unsafe_rbg")
+# the device runs draw millions of Gaussians per step: their keys use the faster (not
+# splittable-safe) generator, chosen per key rather than for the whole process
+KEY_IMPL = "unsafe_rbg"
 STATE = HERE / "results" / "drn_fashion_state"
 MODELS = {"DRN-XS": (100, 100.0), "DRN-1H": (1024, 480.0)}   # hidden nodes, input gain (V)
 BATCH, BETA, LR, DECAY = 4, 1.0, 0.006, 0.99
@@ -165,7 +166,7 @@ def run(cfg: dict, data, epochs: int, seed: int, state: Path = STATE) -> dict:
     xtr, ytr, xte, yte = tr.x[:ntr], tr.y[:ntr], te.x[:nte], te.y[:nte]
     physics = bl.DrnPhysics(diode=cfg["diode"], input_gain_v=cfg.get("gain", gain), tol_v=1e-4,
                             diode_bias_v=cfg.get("diode_bias_v", 0.6))
-    key = jax.random.PRNGKey(seed)
+    key = jax.random.key(seed, impl=KEY_IMPL)
     k_init, k_fab, k_prog, k_mis, k_train, k_eval = jax.random.split(key, 6)
     params = bl.init_params((784, hidden, 10), k_init, gain=cfg.get("init_gain", 1.0))
     single = bool(cfg.get("single_ended"))
@@ -198,7 +199,7 @@ def run(cfg: dict, data, epochs: int, seed: int, state: Path = STATE) -> dict:
         params = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(z[f"p{i}"]) for i in range(len(leaves))])
         hist = json.loads(str(z["hist"]))
         rng.bit_generator.state = json.loads(str(z["rng"]))
-        k_train = jnp.asarray(z["key"])
+        k_train = jax.random.wrap_key_data(jnp.asarray(z["key"]), impl=KEY_IMPL)
         start = len(hist["test_accuracy"])
     if cfg.get("anatomy") and start == 0:
         hist["at_init"] = anatomy(physics, encode, params, xte[:500])
@@ -231,7 +232,7 @@ def run(cfg: dict, data, epochs: int, seed: int, state: Path = STATE) -> dict:
         def save(tmp, arrays=arrays, hist=hist):
             with open(tmp, "wb") as fh:
                 np.savez(fh, hist=json.dumps(hist), rng=json.dumps(rng.bit_generator.state),
-                         key=np.asarray(k_train), **arrays)
+                         key=np.asarray(jax.random.key_data(k_train)), **arrays)
         atomic_write(ckpt, save)
     return hist
 
