@@ -27,8 +27,8 @@ spec's backward direction.
 
 A jitted function copies every array it returns, even one it was given and
 left as it was; the fabricated parts of a chip (a pixel-gain map per array,
-converters) pass through every write unchanged, and copying them cost a
-training step on the SLM profiles a quarter of its time.
+converters) pass through every write unchanged, and copying them was a
+measurable share of a training step on the SLM profiles (docs/noise_speed.md).
 :func:`drop_forwarded` and :func:`refill_forwarded` return those arrays from
 the caller's side instead (the write functions and the training step use them).
 """
