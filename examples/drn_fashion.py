@@ -103,10 +103,7 @@ def make_epoch(physics, devices, g_max, encode, beta=BETA, sweeps=None, warm=Fal
             # and the 1/f and telegraph noise the profile's read-noise figure describes is slow
             # against that; the update is an in-situ write
             seen = dd.read(devices, p, kr)
-        free, _, _ = bl.solve(seen, vin, physics, init=init, max_sweeps=sweeps)
-        plus, _, _ = bl.solve(seen, vin, physics, beta=beta, target=y, init=free, max_sweeps=sweeps)
-        minus, _, _ = bl.solve(seen, vin, physics, beta=-beta, target=y, init=free, max_sweeps=sweeps)
-        g = bl.ep_estimate(vin, plus, minus, beta)
+        g, free = bl.ep_gradient(seen, vin, y, physics, beta, max_sweeps=sweeps, init=init)
         if devices is None:
             p = bl.DrnParams(tuple(jnp.maximum(w - lr_scale * gw, 0.0) for w, gw in zip(p.w, g.w)),
                              tuple(b - lr_scale * gb for b, gb in zip(p.b, g.b)), p.knee)

@@ -48,7 +48,7 @@ Public API::
     init_params(sizes, key, gain=1.0) -> DrnParams
     input_voltages(x, physics) -> (B, 2·n_in) volts
     solve(params, vin, physics, *, beta=0, target=None, init=None) -> (layers, sweeps, change)
-    ep_gradient(params, vin, target, physics, beta) -> (DrnParams grads, free layers)
+    ep_gradient(params, vin, target, physics, beta, max_sweeps=None, init=None) -> (grads, free layers)
     ep_estimate(vin, plus, minus, beta) -> DrnParams grads    # from given nudged layers
     kcl_residual(params, vin, layers, physics, *, beta=0, target=None) -> (B,) amperes
     sgd_step(params, vin, target, physics, beta, lr) -> (params, free layers)
@@ -304,15 +304,16 @@ def _pair_energy_grad(lower, upper):
 
 
 def ep_gradient(params: DrnParams, vin, target, physics: DrnPhysics, beta: float,
-                max_sweeps: int | None = None):
+                max_sweeps: int | None = None, init=None):
     """Centered EP estimate of ∇ of the squared cost w.r.t. (w, b), and the free layers.
 
     The co-content of the network (normalized by g_unit) is
     E = Σ ½ w (v_j − v_i)² − Σ b v (+ the diodes', independent of w, b); with
-    the nudged states at ±β: ĝ = [∂E/∂θ(+β) − ∂E/∂θ(−β)] / (2β). Both nudged
-    solves start from the free state.
+    the nudged states at ±β: ĝ = [∂E/∂θ(+β) − ∂E/∂θ(−β)] / (2β). The free
+    solve starts from ``init`` (layer voltages; default 0 V), both nudged
+    solves from the free state.
     """
-    free, _, _ = solve(params, vin, physics, max_sweeps=max_sweeps)
+    free, _, _ = solve(params, vin, physics, init=init, max_sweeps=max_sweeps)
     plus, _, _ = solve(params, vin, physics, beta=beta, target=target, init=free, max_sweeps=max_sweeps)
     minus, _, _ = solve(params, vin, physics, beta=-beta, target=target, init=free, max_sweeps=max_sweeps)
     return ep_estimate(vin, plus, minus, beta), free
