@@ -24,7 +24,8 @@ Runs (``--runs``, comma-separated groups):
   phases), to show the spread is not the exact solver's;
 * ``remedy``: both sizes on both image counts, seeds 0–5, ideal diodes, with the
   output coupling learning at half and at a quarter of the rate
-  (``layer_lr = [1, 0.5]``, ``[1, 0.25]``): the remedy the ``seeds`` group points to;
+  (``layer_lr = [1, 0.5]``, ``[1, 0.25]``), and DRN-1H at a quarter with
+  Shockley diodes: the remedy the ``seeds`` group points to;
 * ``diagnosis``: DRN-XS 2000/500 with one ingredient of the old
   ``circuits/resistive-nodal.toml`` circuit at a time (1 V inputs, no inverted
   input copies, learning rate 0.3, knee at −0.6 V…), to show which costs accuracy.
@@ -298,6 +299,9 @@ def groups(args) -> dict:
     remedy = [dict(name=f"remedy{'' if f == 0.5 else '25'}_{m.lower()}_{a}_s{seed}", model=m, train=a, test=b,
                    diode="ideal", seed=seed, layer_lr=[1.0, f])
               for f in (0.5, 0.25) for seed in range(n_seeds) for a, b in sizes for m in MODELS]
+    remedy += [dict(name=f"remedy25_drn-1h_shockley_{a}_s{seed}", model="DRN-1H", train=a, test=b,
+                    diode="shockley", seed=seed, layer_lr=[1.0, 0.25])
+               for seed in range(n_seeds) for a, b in sizes]
     return {"table": table, "nonideal": non, "diagnosis": diag, "parts": parts, "seeds": seeds, "remedy": remedy}
 
 
@@ -375,7 +379,7 @@ def write(runs: dict, args) -> None:
         if r["group"] == "table":
             table.setdefault((r["model"], r["diode"], r["train"], r["test"]), []).append((acc[:3], s, load))
         elif r["group"] == "remedy":
-            remedy.setdefault((r["layer_lr"][1], r["model"], r["train"], r["test"]), []).append(acc[:3])
+            remedy.setdefault((r["layer_lr"][1], r["model"], r["diode"], r["train"], r["test"]), []).append(acc[:3])
         elif r["group"] == "diagnosis":
             diag.append([r["what"], *acc[:3]])
         elif r["group"] == "parts":
@@ -397,14 +401,14 @@ def write(runs: dict, args) -> None:
                      f"{min(last):.3f}–{max(last):.3f}" if last else None,
                      round(float(np.mean([g[2] for g in got])), 2)])
     remedy_rows = []
-    for (f, m, a, b), got in sorted(remedy.items(), key=lambda kv: (-kv[0][0], kv[0][1:])):
+    for (f, m, d, a, b), got in sorted(remedy.items(), key=lambda kv: (-kv[0][0], kv[0][1:])):
         ref = REFERENCE[(m, a)][1]
         done = [g for g in got if None not in g]
         if not done:
             continue
         mean = [round(float(np.mean([g[e] for g in done])), 3) for e in range(3)]
         last = [g[2] for g in done]
-        remedy_rows.append([m, f, f"{a} / {b}", len(done), *mean, round(float(np.median(last)), 3),
+        remedy_rows.append([f"{m} ({d} diodes)", f, f"{a} / {b}", len(done), *mean, round(float(np.median(last)), 3),
                             f"{min(last):.3f}–{max(last):.3f}", *ref])
     ref_rows = [[f"reference {m} {'784-100-10' if m == 'DRN-XS' else '784-1024-10'}",
                  f"{n} / {n // 4 if n == 2000 else n // 5}", s, *a, None, None, None]
@@ -430,7 +434,7 @@ def write(runs: dict, args) -> None:
                               "the reference's 4 warm sweeps per phase: acc. epoch 1", "acc. epoch 2",
                               "acc. epoch 3"],
                   "rows": sorted(row + four.get(row[0], [None] * 3) for row in seeds)},
-        "remedy": {"columns": ["model (ideal diodes)", "output coupling's learning-rate factor", "images train / test",
+        "remedy": {"columns": ["model", "output coupling's learning-rate factor", "images train / test",
                                "seeds", "mean acc. epoch 1", "epoch 2", "epoch 3", "epoch 3: median", "epoch 3: range",
                                "reference epoch 1", "epoch 2", "epoch 3"], "rows": remedy_rows},
         "per_epoch": {"columns": ["run", "epoch", "test accuracy", "s per epoch (train)", "load (1 min)",
