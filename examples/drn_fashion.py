@@ -89,17 +89,16 @@ def encoder(physics, single_ended: bool):
 def make_epoch(physics, devices, g_max, encode, beta=BETA, sweeps=None, warm=False, layer_lr=None):
     """A jitted epoch: scan of EP steps over (steps, B, 784) images and (steps, B, 10) targets.
 
-    ``layer_lr``: a factor on the learning rate per coupling (input→hidden, hidden→output),
-    for its conductances and for the biases of the layer it feeds; default 1 each.
-
     ``sweeps``: a fixed number of sweeps per phase instead of solving to ``tol_v``;
     ``warm``: each free phase starts from the previous batch's free state (the
     first from 0 V) instead of 0 V. Both together are the reference's training
     (4 coordinate-descent iterations per phase, the network left where the last
-    batch put it)."""
+    batch put it). ``layer_lr``: a factor on the learning rate per coupling
+    (input→hidden, hidden→output), for its conductances and for the biases of
+    the layer it feeds; default 1 each."""
     def step(carry, batch):
-        factors = layer_lr or (1.0,) * len(carry[0].w)
         p, key, lr_scale, state = carry
+        factors = layer_lr or (1.0,) * len(p.w)
         x, y = batch
         vin = encode(x)
         init = state if warm else None
