@@ -19,7 +19,7 @@ from scipy.special import ndtr, ndtri
 
 from anasim.circuits import CircuitSpec, build, init_params, load_circuit, relax
 from anasim.circuits.effective import relaxation_eta
-from anasim.circuits.relaxation import floor_quantile
+from anasim.circuits.relaxation import floor_quantile, floor_scale, floor_variance
 from anasim.devices import SLMCrossbar, ideal_profile, load_profile
 from anasim.devices.noise import counter_normal, normal_table
 
@@ -199,6 +199,23 @@ def test_floor_quantile_closed_form():
         assert (2 * ndtr(z) - 1) ** n == pytest.approx(0.99, rel=1e-9)
     with pytest.raises(ValueError):
         floor_quantile(0)
+
+
+@pytest.mark.parametrize("eta", [0.5, 1.0, 1.5])
+def test_floor_variance_is_the_damped_iterations_stationary_spread(eta):
+    """A unit in its linear region, s ← (1 − η) s + η g (t + ε) with a fresh read noise ε of
+    variance v at every step: its residual g (t + ε') − s, simulated in numpy, spreads with the
+    variance floor_variance predicts (the state keeps η/(2 − η) v, the next read adds v)."""
+    g, v, steps = 0.5, 0.3, 400_000
+    rng = np.random.default_rng(7)
+    eps = rng.normal(0.0, math.sqrt(v), steps + 1)
+    s, gaps = 0.0, np.empty(steps)
+    for i in range(steps):
+        gaps[i] = g * (1.0 + eps[i]) - s        # the residual the loop measures before the update
+        s = (1.0 - eta) * s + eta * g * (1.0 + eps[i])
+    stationary = gaps[1000:]                       # past the transient from s = 0
+    assert np.var(stationary) == pytest.approx(float(floor_variance(v, g, eta)), rel=0.02)
+    assert float(floor_scale(v, g, eta)) == pytest.approx(math.sqrt(float(floor_variance(v, g, eta))), rel=1e-6)
 
 
 @pytest.mark.slow

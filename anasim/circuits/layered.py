@@ -102,7 +102,7 @@ from anasim.circuits.effective import EffectiveCircuit, effective_matrices, leak
 from anasim.circuits.maps import (HOLOMORPHIC_ACTIVATIONS, activation, activation_gain, cost, cost_grad,
                                   dyadic_map, fixed_point_map, fixed_point_residual, preactivation_map)
 from anasim.circuits.precision import cast_floats, engine_dtypes, float64_scope, param_dtype, spec_precision
-from anasim.circuits.relaxation import (DIVERGENCE_LIMIT, Equilibrium, check, floor_quantile, floor_scale,
+from anasim.circuits.relaxation import (DIVERGENCE_LIMIT, Equilibrium, check, floor_quantile, floor_variance,
                                         is_complex, is_static_zero, mix_compartments_backward,
                                         mix_compartments_forward, read_states, relaxation_loop, run_relaxation)
 from anasim.circuits.spec import CircuitSpec
@@ -476,7 +476,13 @@ def _relax_body(spec, static, hw, x, key, beta_p, beta_m, target, cp, cm, a0, et
                 gap = jnp.where(clamp_mask, 0.0, gap)      # a clamped layer is not a variable
             res[j] = jnp.max(gap, axis=(0, 2))
             if zres is not None:
-                zres[j] = (gap, var, a_list[j])
+                # the layer mean of f'(a)² · var, what its neighbours see of its state's
+                # fluctuation, taken while the read's variance is at hand
+                fl = None
+                if var is not None:
+                    slope = jax.jvp(acts[j], (a_list[j],), (jnp.ones_like(a_list[j]),))[1]
+                    fl = jnp.mean(jnp.square(slope) * var.astype(rdt), axis=2, keepdims=True)
+                zres[j] = (gap, var, fl)
         return new_a
 
     floor_z = 0.0
@@ -488,27 +494,22 @@ def _relax_body(spec, static, hw, x, key, beta_p, beta_m, target, cp, cm, a0, et
     def floor_stat(zres):
         """max |gap_u|/σ_u' (docs/noise_speed.md): σ_u'² = g² · 2/(2 − η) · (the unit's read
         variance + Σ_i W_ui² Var δs_i), the neighbours' state fluctuation Var δs_i taken as
-        the layer mean of f'(a)² · η/(2 − η) · (read variance) of their units."""
+        the layer mean of f'(a)² · η/(2 − η) · (read variance) of their units
+        (σ_u'² is :func:`floor_variance` of that variance: compared in squares, one root
+        per iteration rather than one per unit)."""
         keep = eta / (2.0 - eta)
-        fluct = []
-        for j, (gap, var, a) in enumerate(zres):
-            if var is None:
-                fluct.append(None)
-                continue
-            slope = jax.jvp(acts[j], (a,), (jnp.ones_like(a),))[1]
-            fluct.append(jnp.mean(jnp.square(slope) * keep * var, axis=2, keepdims=True).astype(rdt))
-        zmax = []
+        worst = []
         for j, (gap, var, _) in enumerate(zres):
             v = jnp.zeros_like(gap) if var is None else var.astype(rdt)
-            if j > 0 and fluct[j - 1] is not None:
-                v = v + row_power[j][0] * fluct[j - 1]
-            if j < L - 1 and fluct[j + 1] is not None and row_power[j][1] is not None:
-                v = v + row_power[j][1] * fluct[j + 1]
-            sigma = floor_scale(v, gains[j], eta)
-            # no noise reaches a unit: it must reach tol itself
-            z = jnp.where(sigma > 0, gap / jnp.maximum(sigma, jnp.finfo(rdt).tiny), jnp.where(gap <= tol, 0.0, jnp.inf))
-            zmax.append(jnp.max(z))
-        return jnp.max(jnp.stack(zmax))
+            if j > 0 and zres[j - 1][2] is not None:
+                v = v + row_power[j][0] * (keep * zres[j - 1][2])
+            if j < L - 1 and zres[j + 1][2] is not None and row_power[j][1] is not None:
+                v = v + row_power[j][1] * (keep * zres[j + 1][2])
+            # z_u² = gap²/σ'²; a unit no noise reaches must reach tol itself
+            s2 = floor_variance(v, gains[j], eta)
+            worst.append(jnp.max(jnp.where(v > 0, jnp.square(gap) / jnp.maximum(s2, jnp.finfo(rdt).tiny),
+                                           jnp.where(gap <= tol, 0.0, jnp.inf))))
+        return jnp.sqrt(jnp.max(jnp.stack(worst)))
 
     return relaxation_loop(update_layers, states, a0, k_loop,
                            schedule=spec.schedule, max_iters=spec.max_iters,

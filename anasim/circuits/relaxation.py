@@ -156,13 +156,19 @@ def floor_quantile(n: int, p: float = FLOOR_PROBABILITY) -> float:
     return float(-ndtri(-math.expm1(math.log(p) / n) / 2.0))
 
 
-def floor_scale(var: Array, gain: float, eta: Array) -> Array:
-    """σ_u' = g · √(2/(2 − η)) · √var: the stationary spread of a unit's residual
-    |f(target) − s| when each damped step reads its target with noise of
-    variance ``var`` (normalized units²) and g is the activation's slope
+def floor_variance(var: Array, gain: float, eta: Array) -> Array:
+    """σ_u'² = g² · 2/(2 − η) · var: the stationary variance of a unit's residual
+    f(target) − s when each damped step reads its target with noise of variance
+    ``var`` (normalized units²) and g is the activation's slope
     (docs/noise_speed.md: the state keeps η/(2 − η) of the read variance,
     the fresh read adds one)."""
-    return gain * jnp.sqrt(2.0 / (2.0 - eta)) * jnp.sqrt(var)
+    return (gain * gain) * (2.0 / (2.0 - eta)) * var
+
+
+def floor_scale(var: Array, gain: float, eta: Array) -> Array:
+    """σ_u' = √(:func:`floor_variance`): the stationary spread of a unit's residual
+    |f(target) − s| (normalized units)."""
+    return jnp.sqrt(floor_variance(var, gain, eta))
 
 
 def relaxation_loop(update_layers: Callable, states: Callable, a0: tuple, key: Array, *, schedule: str,
@@ -306,6 +312,6 @@ def mix_compartments_backward(d: Array, lam: float, asymmetric: bool) -> Array:
     return jnp.stack([lam * d[0] - lbar * d[1], lam * d[1] - lbar * d[0]])
 
 
-__all__ = ["DIVERGENCE_LIMIT", "Equilibrium", "check", "FLOOR_PROBABILITY", "floor_quantile", "floor_scale", "is_complex", "is_static_zero",
+__all__ = ["DIVERGENCE_LIMIT", "Equilibrium", "check", "FLOOR_PROBABILITY", "floor_quantile", "floor_scale", "floor_variance", "is_complex", "is_static_zero",
            "mix_compartments_backward", "mix_compartments_forward", "read_states", "relaxation_loop",
            "run_relaxation"]
