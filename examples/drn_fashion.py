@@ -26,6 +26,11 @@ Runs (``--runs``, comma-separated groups):
   output coupling learning at half and at a quarter of the rate
   (``layer_lr = [1, 0.5]``, ``[1, 0.25]``), and DRN-1H at a quarter with
   Shockley diodes: the remedy the ``seeds`` group points to;
+* ``validation``: DRN-XS 10000 images, epoch 1, seeds 0–5, with β, the learning
+  rate or the per-coupling rates changed one at a time, scored on 2000 training
+  images no run here trains on (``VALIDATION``): what moves the first epoch;
+* ``selected``: the variant with the best mean on that validation split, trained
+  3 epochs on the 10000/2000 split like the ``table`` rows (run ``validation`` first);
 * ``diagnosis``: DRN-XS 2000/500 with one ingredient of the old
   ``circuits/resistive-nodal.toml`` circuit at a time (1 V inputs, no inverted
   input copies, learning rate 0.3, knee at −0.6 V…), to show which costs accuracy.
@@ -71,6 +76,15 @@ STATE = HERE / "results" / "drn_fashion_state"
 MODELS = {"DRN-XS": (100, 100.0), "DRN-1H": (1024, 480.0)}   # hidden nodes, input gain (V)
 BATCH, BETA, LR, DECAY = 4, 1.0, 0.006, 0.99
 MISMATCH_V = 0.05     # assumed: 50 mV rms spread of the clamp diodes' knees
+# training images 50000-51999: the validation split of the `validation` group (its runs train on
+# the first 10000; only the full-data `nonideal` runs ever see these)
+VALIDATION = (50000, 2000)
+# the `validation` group's variants of the reference's settings (label, config changes)
+VARIANTS = [("reference settings", {}), ("β = 0.3", {"beta": 0.3}), ("β = 0.5", {"beta": 0.5}),
+            ("β = 0.7", {"beta": 0.7}), ("learning rate × 2", {"lr": 2 * LR}),
+            ("input coupling's rate × 2", {"layer_lr": [2.0, 1.0]}),
+            ("output coupling's rate × 2", {"layer_lr": [1.0, 2.0]}),
+            ("output coupling's rate × 3", {"layer_lr": [1.0, 3.0]})]
 
 # the reference's figures on this machine (CPU, 2 threads): s/epoch and test accuracy after epochs 1-3
 REFERENCE = {("DRN-XS", 2000): ("4.3–4.9", [0.646, 0.732, 0.750]),
@@ -169,6 +183,11 @@ def run(cfg: dict, data, epochs: int, seed: int, state: Path = STATE) -> dict:
     hidden, gain = MODELS[cfg["model"]]
     ntr, nte = cfg["train"], cfg["test"]
     xtr, ytr, xte, yte = tr.x[:ntr], tr.y[:ntr], te.x[:nte], te.y[:nte]
+    if cfg.get("validation"):   # score on held-out training images, not on the test split
+        v0 = VALIDATION[0]
+        if ntr > v0:
+            raise ValueError(f"{cfg['name']}: a validation run trains on at most {v0} images, got {ntr}")
+        xte, yte = tr.x[v0:v0 + nte], tr.y[v0:v0 + nte]
     physics = bl.DrnPhysics(diode=cfg["diode"], input_gain_v=cfg.get("gain", gain), tol_v=1e-4,
                             diode_bias_v=cfg.get("diode_bias_v", 0.6))
     key = jax.random.key(seed, impl=KEY_IMPL)
@@ -301,7 +320,30 @@ def groups(args) -> dict:
     remedy += [dict(name=f"remedy25_drn-1h_shockley_{a}_s{seed}", model="DRN-1H", train=a, test=b,
                     diode="shockley", seed=seed, layer_lr=[1.0, 0.25])
                for seed in range(n_seeds) for a, b in sizes]
-    return {"table": table, "nonideal": non, "diagnosis": diag, "parts": parts, "seeds": seeds, "remedy": remedy}
+    va, vb = (400, 200) if q else (10000, VALIDATION[1])
+    validation = [dict(change, name=f"val_drn-xs_{i}_s{seed}", model="DRN-XS", train=va, test=vb, diode="ideal",
+                       seed=seed, validation=True, epochs=1, variant=label)
+                  for i, (label, change) in enumerate(VARIANTS) for seed in range(n_seeds)]
+    return {"table": table, "nonideal": non, "diagnosis": diag, "parts": parts, "seeds": seeds, "remedy": remedy,
+            "validation": validation}
+
+
+def selected(runs: dict, args) -> list:
+    """The ``selected`` group: the variant of the ``validation`` group with the best mean
+    epoch-1 accuracy on the validation split, trained on the 10000/2000 split for every seed."""
+    scores = {}
+    for r in runs.values():
+        if r["group"] == "validation" and r["hist"]["test_accuracy"]:
+            scores.setdefault(r["variant"], []).append(r["hist"]["test_accuracy"][0])
+    if not scores:
+        raise SystemExit("drn_fashion: --runs selected needs the validation group's results; "
+                         "run --runs validation first")
+    order = [label for label, _ in VARIANTS]
+    best = max(scores, key=lambda v: (float(np.mean(scores[v])), -order.index(v)))
+    change = dict(VARIANTS)[best]
+    a, b = (400, 200) if args.quick else (10000, 2000)
+    return [dict(change, name=f"sel_drn-xs_{order.index(best)}_s{seed}", model="DRN-XS", train=a, test=b,
+                 diode="ideal", seed=seed, variant=best) for seed in range(2 if args.quick else 6)]
 
 
 def figure(runs: dict, path: Path) -> None:
@@ -342,8 +384,9 @@ def figure(runs: dict, path: Path) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", default="table,nonideal,diagnosis,parts,seeds,remedy",
-                    help="groups: table, nonideal, diagnosis, parts, seeds, remedy (none: rewrite the results only)")
+    ap.add_argument("--runs", default="table,nonideal,diagnosis,parts,seeds,remedy,validation,selected",
+                    help="groups: table, nonideal, diagnosis, parts, seeds, remedy, validation, selected "
+                         "(none: rewrite the results only)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--train", type=int, default=2000, help="training images of the nonideal runs")
     ap.add_argument("--test", type=int, default=500, help="test images of the nonideal runs")
@@ -357,10 +400,13 @@ def main(argv=None) -> None:
     runs = {row[0]: json.loads(row[1]) for row in prev}
     all_groups = groups(args)
     for g in [g for g in args.runs.split(",") if g != "none"]:
-        for cfg in all_groups[g]:
-            if cfg["name"] in runs and len(runs[cfg["name"]]["hist"]["test_accuracy"]) >= epochs:
+        if g not in all_groups and g != "selected":
+            raise SystemExit(f"drn_fashion: --runs: unknown group {g!r}; groups: {', '.join([*all_groups, 'selected'])}")
+        for cfg in all_groups[g] if g != "selected" else selected(runs, args):
+            n_ep = min(epochs, cfg.get("epochs", epochs))
+            if cfg["name"] in runs and len(runs[cfg["name"]]["hist"]["test_accuracy"]) >= n_ep:
                 continue
-            hist = run(cfg, data, epochs, cfg.get("seed", args.seed), STATE / "quick" if args.quick else STATE)
+            hist = run(cfg, data, n_ep, cfg.get("seed", args.seed), STATE / "quick" if args.quick else STATE)
             runs[cfg["name"]] = dict(cfg, group=g, hist=hist)
             write(runs, args)   # after every run: an interrupted invocation keeps what it finished
     write(runs, args)
@@ -368,6 +414,7 @@ def main(argv=None) -> None:
 
 def write(runs: dict, args) -> None:
     rows, diag, parts, seeds, per_epoch, table, four, remedy = [], [], [], [], [], {}, {}, {}
+    val, sel = {}, {}
     for name, r in runs.items():
         h = r["hist"]
         acc = [round(a, 3) for a in h["test_accuracy"]] + [None] * (3 - len(h["test_accuracy"]))
@@ -379,6 +426,10 @@ def write(runs: dict, args) -> None:
             table.setdefault((r["model"], r["diode"], r["train"], r["test"]), []).append((acc[:3], s, load))
         elif r["group"] == "remedy":
             remedy.setdefault((r["layer_lr"][1], r["model"], r["diode"], r["train"], r["test"]), []).append(acc[:3])
+        elif r["group"] == "validation":
+            val.setdefault(r["variant"], []).append(acc[0])
+        elif r["group"] == "selected":
+            sel.setdefault(r["variant"], []).append(acc[:3])
         elif r["group"] == "diagnosis":
             diag.append([r["what"], *acc[:3]])
         elif r["group"] == "parts":
@@ -409,6 +460,12 @@ def write(runs: dict, args) -> None:
         last = [g[2] for g in done]
         remedy_rows.append([f"{m} ({d} diodes)", f, f"{a} / {b}", len(done), *mean, round(float(np.median(last)), 3),
                             f"{min(last):.3f}–{max(last):.3f}", *ref])
+    val_rows = [[label, len(got), round(float(np.mean(got)), 4), f"{min(got):.3f}–{max(got):.3f}"]
+                for label, _ in VARIANTS if (got := [g for g in val.get(label, []) if g is not None])]
+    ref_xs = REFERENCE[("DRN-XS", 10000)][1]
+    sel_rows = [[label, len(got), *[round(float(np.mean([g[e] for g in got])), 3) for e in range(3)],
+                 f"{min(g[0] for g in got):.3f}–{max(g[0] for g in got):.3f}", *ref_xs]
+                for label, accs in sel.items() if (got := [g for g in accs if None not in g])]
     ref_rows = [[f"reference {m} {'784-100-10' if m == 'DRN-XS' else '784-1024-10'}",
                  f"{n} / {n // 4 if n == 2000 else n // 5}", s, *a, None, None, None]
                 for (m, n), (s, a) in REFERENCE.items()]
@@ -436,6 +493,11 @@ def write(runs: dict, args) -> None:
         "remedy": {"columns": ["model", "output coupling's learning-rate factor", "images train / test",
                                "seeds", "mean acc. epoch 1", "epoch 2", "epoch 3", "epoch 3: median", "epoch 3: range",
                                "reference epoch 1", "epoch 2", "epoch 3"], "rows": remedy_rows},
+        "validation": {"columns": ["DRN-XS, 10000 training images, ideal diodes: variant", "seeds",
+                                   "mean validation acc. after epoch 1", "range"], "rows": val_rows},
+        "selected": {"columns": ["DRN-XS 10000 / 2000, ideal diodes: best variant on validation", "seeds",
+                                 "mean test acc. epoch 1", "epoch 2", "epoch 3", "epoch 1 range",
+                                 "reference epoch 1", "epoch 2", "epoch 3"], "rows": sel_rows},
         "per_epoch": {"columns": ["run", "epoch", "test accuracy", "s per epoch (train)", "load (1 min)",
                                   "max sweeps (test)"], "rows": per_epoch},
         "runs_json": {"columns": ["run", "json"], "rows": [[k, json.dumps(v)] for k, v in runs.items()]},
