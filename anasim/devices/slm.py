@@ -310,23 +310,38 @@ class SLMCrossbar:
         w_s = jnp.zeros((0, w.shape[1]), dt)
         return SLMState(t_pos=t_pos, t_neg=t_neg, w_eff=w_eff, s_eff=s_eff, w_s=w_s)
 
+    def read_mean(self, state: SLMState, x: Array) -> tuple[Array, Array | None]:
+        """The noiseless part of one read and its noise variance: ``(W_eff x, a·s + b)``
+        (normalized units and units², :meth:`noise_coefficients`; ``s = |x| @ s_effᵀ``);
+        the variance is None when the device is noiseless. ``x (..., n_in)`` → ``(..., n_out)``.
+
+        The noise of a read is additive, zero-mean Gaussian and independent of every
+        other read's, so currents summed on one node (a layer's input from the
+        coupling below and the one above) carry the noise of one draw of the summed
+        variance: :meth:`add_noise` of the summed means and variances is the same
+        distribution as the sum of two :meth:`read` results, at half the draws."""
+        y = x @ state.w_eff.T
+        a, b = self.noise_coefficients(state.w_eff.shape[0])
+        if not (a or b):
+            return y, None
+        if a:
+            return y, b + a * (jnp.abs(x) @ state.s_eff.T)
+        return y, jnp.full(y.shape, b, y.dtype)
+
+    def add_noise(self, y: Array, var: Array | None, key: Array) -> Array:
+        """``y`` plus zero-mean Gaussian noise of per-entry variance ``var`` (None: ``y``)."""
+        if var is None:
+            return y
+        if self.noise_draw == "threefry":
+            return y + jnp.sqrt(var) * jax.random.normal(key, y.shape, y.dtype)
+        return y + jnp.sqrt(var) * counter_normal(key, y.shape, y.dtype)
+
     def read(self, state: SLMState, x: Array, key: Array) -> tuple[Array, Array | None]:
         """One read with its noise: ``(y, var)``, ``y = W_eff x`` plus photodetector
-        noise of per-output variance ``var = a·s + b`` (normalized units²,
-        :meth:`noise_coefficients`; ``s = |x| @ s_effᵀ``); ``var`` is None when
+        noise of per-output variance ``var`` (:meth:`read_mean`); ``var`` is None when
         the device is noiseless. ``x (..., n_in)`` → ``(..., n_out)``."""
-        n_out = state.w_eff.shape[0]
-        a, b = self.noise_coefficients(n_out)
-        if not (a or b):
-            return x @ state.w_eff.T, None
-        y = x @ state.w_eff.T
-        if a:
-            var = b + a * (jnp.abs(x) @ state.s_eff.T)
-        else:
-            var = jnp.full(y.shape, b, y.dtype)
-        if self.noise_draw == "threefry":
-            return y + jnp.sqrt(var) * jax.random.normal(key, y.shape, y.dtype), var
-        return y + jnp.sqrt(var) * counter_normal(key, y.shape, y.dtype), var
+        y, var = self.read_mean(state, x)
+        return self.add_noise(y, var, key), var
 
     def mvm(self, state: SLMState, x: Array, key: Array) -> Array:
         """``y = W_eff x`` plus photodetector noise; ``x (..., n_in)`` → ``(..., n_out)``."""
