@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
 import time
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def measure(spec_name: str, profile, examples: int, data, label: str | None = No
     steps = examples // cfg.batch_size
     bare = bare_step_seconds(spec.sizes, cfg.batch_size, int(round(iters)))
     return {"profile": label or profile.name, "examples_per_s": steps * cfg.batch_size / wall,
-            "step_s": wall / steps, "median_step_s": float(sorted(walls)[len(walls) // 2]) / steps,
+            "step_s": wall / steps, "median_step_s": statistics.median(walls) / steps,
             "iterations": iters, "bare_step_s": bare, "ratio": wall / steps / bare}
 
 
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
               f"{r['bare_step_s']:11.4f} {r['ratio']:11.2f} {r['of_ideal']:8.2f}")
     from _results import write_results
     notes = (f"{args.examples} examples, batch 64; the fastest of {args.epochs} timed epochs per profile "
-             f"(s/step median: the middle one); device {device}.")
+             f"(and the median epoch's s/step); device {device}.")
     if cpu_note:
         notes += f" {cpu_note}."
     if args.load_note:

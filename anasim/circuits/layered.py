@@ -412,11 +412,12 @@ def _relax_body(spec, static, hw, x, key, beta_p, beta_m, target, cp, cm, a0, et
     mix_backward = functools.partial(mix_compartments_backward, lam=lam, asymmetric=spec.asymmetric)
 
     # floor stop: the devices report each read's noise variance (docs/noise_speed.md)
-    report = spec.floor_stop and getattr(dev, "noise_report", False)
+    reports = getattr(dev, "noise_report", False)
+    report = spec.floor_stop and reports
 
     # both neighbours' reads of a layer through arrays of such a device: summed before the noise
     # (the counter generator's path; noise_draw = "threefry" keeps the earlier stream, two draws)
-    merge = (getattr(dev, "noise_report", False) and getattr(dev, "noise_draw", "") == "counter"
+    merge = (reports and getattr(dev, "noise_draw", "") == "counter"
              and hw.backward_mode not in ("transpose", "gyrator"))
 
     def read(state, v, kk):
@@ -456,25 +457,21 @@ def _relax_body(spec, static, hw, x, key, beta_p, beta_m, target, cp, cm, a0, et
         for j in layers:
             kf, kb, kd1, kd2 = jax.random.split(keys[j], 4)
             var = None                    # the read noise of this update (the injected input is held)
-            both = 0 < j < L - 1 and not skip_backward
-            if both and merge:
-                # two arrays' currents summed on one node: one draw of the summed variance
-                # (SLMCrossbar.read_mean: the same distribution as two noisy reads)
-                y_f, var = dev.read_mean(hw.forward[j - 1], mix_forward(dac.convert(hw.dac[j], s_list[j - 1], kd1)))
-                y_b, var_b = dev.read_mean(hw.backward[j], mix_backward(dac.convert(hw.dac[j + 2], s_list[j + 1], kd2)))
-                var = var_b if var is None else (var if var_b is None else var + var_b)
-                total = dev.add_noise(y_f + y_b, var, kf)
+            # two arrays' currents summed on one node: their noiseless parts, then one draw
+            # of the summed variance (SLMCrossbar.read_mean: the same distribution as two reads)
+            merged = merge and 0 < j < L - 1 and not skip_backward
+            if j == 0:
+                total = jnp.broadcast_to(inject, a_list[0].shape)
             else:
-                if j == 0:
-                    total = jnp.broadcast_to(inject, a_list[0].shape)
-                else:
-                    d = dac.convert(hw.dac[j], s_list[j - 1], kd1)
-                    total, var = read(hw.forward[j - 1], mix_forward(d), kf)
-                if j < L - 1 and not skip_backward:
-                    d = dac.convert(hw.dac[j + 2], s_list[j + 1], kd2)
-                    back, var_b = backward_read(j, mix_backward(d), kb)
-                    total = total + back
-                    var = var_b if var is None else (var if var_b is None else var + var_b)
+                d = mix_forward(dac.convert(hw.dac[j], s_list[j - 1], kd1))
+                total, var = dev.read_mean(hw.forward[j - 1], d) if merged else read(hw.forward[j - 1], d, kf)
+            if j < L - 1 and not skip_backward:
+                d = mix_backward(dac.convert(hw.dac[j + 2], s_list[j + 1], kd2))
+                back, var_b = dev.read_mean(hw.backward[j], d) if merged else backward_read(j, d, kb)
+                total = total + back
+                var = var_b if var is None else (var if var_b is None else var + var_b)
+            if merged:
+                total = dev.add_noise(total, var, kf)
             total = total.astype(adt) + hw.biases[j]
             if node_leaks is not None:
                 total = total - node_leaks[j] * s_list[j]
