@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from anasim.analysis.lipschitz import (
@@ -65,9 +65,16 @@ def test_skew_symmetric_equilibria_are_non_expansive(W, pair, act):
     assert np.all(ds <= du * (1 + 1e-9) + 1e-8)
 
 
+# λ_max(sym W) = 0.93 under a skew part of norm 2.2: the linearized iteration at
+# the skew-bound η has |1 − η(1 − μ)| ≈ 1.0002, so it settles only at a halved η
+_EDGE_W = np.array([[0.69354285, 2.48767366], [-1.97935587, 0.67271275]])
+_EDGE_PAIR = (np.array([[0.0472865, 1.80185479]]), np.array([[-0.68107313, 1.15371481]]))
+
+
 @settings(max_examples=15)
 @given(W=bounded_sym_matrices(), pair=input_pairs(12),
        act=st.sampled_from(["hard_sigmoid", "relu", "tempered_hard_sigmoid"]))
+@example(W=_EDGE_W, pair=_EDGE_PAIR, act="hard_sigmoid")
 @pytest.mark.slow
 def test_general_bound_holds(W, pair, act):
     n = W.shape[0]
@@ -81,6 +88,20 @@ def test_general_bound_holds(W, pair, act):
     ds, du, res = measured_ratio(eff, x1, x2)
     assert res <= 1e-9
     assert np.all(ds <= gen.current * du * (1 + 1e-9) + 1e-8)
+
+
+def test_relaxation_at_the_edge_of_the_default_damping_settles():
+    """On _EDGE_W the default η's linearized iteration does not contract; the
+    returned state is a fixed point of s = clip(W s + u, 0, 1), checked in numpy."""
+    eff = single_layer(_EDGE_W)
+    x = np.concatenate(_EDGE_PAIR)
+    mu = np.linalg.eigvals(_EDGE_W)
+    eta0 = 1 / (1 + np.linalg.norm(_EDGE_W, 2) ** 2)
+    assert np.max(np.abs(1 - eta0 * (1 - mu))) > 1          # the skew-bound η does not contract
+    s, res, iters = relax_effective(eff, x, max_iters=20000, tol=1e-12)
+    s = np.asarray(s)
+    assert int(iters) < 20000
+    np.testing.assert_allclose(s, np.clip(s @ _EDGE_W.T + x, 0.0, 1.0), atol=1e-9)
 
 
 def test_linearized_bound_closed_forms(x64):
