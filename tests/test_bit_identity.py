@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from dataclasses import replace
+
 import jax
 import numpy as np
 import pytest
@@ -63,6 +65,9 @@ def test_nodal_relaxation_is_bit_identical(reference, repo_root, subset):
     spec = load_circuit(path)
     engine = engine_for(spec, read_tables(path)[0])
     assert engine.name == "nodal"
+    # recorded with the whole-netlist Newton solve; the block solver, now the resistive
+    # circuit's default, agrees with it to 1 nV (tests/test_nodal_blocks.py), not bit for bit
+    engine = replace(engine, physics=replace(engine.physics, solver="newton"))
     params = engine.init_params(spec, jax.random.PRNGKey(6))
     hw = engine.build(spec, ideal_profile(), params, jax.random.PRNGKey(7))
     x = np.asarray(train_set.x[:4], np.float64)

@@ -39,10 +39,10 @@ def _weights(rng, scale=0.8, gyrator=False):
 
 @pytest.mark.ngspice
 @pytest.mark.skipif(not ngspice.available(), reason="ngspice not installed")
-@pytest.mark.parametrize("kind", ["resistive", "gyrator"])
-def test_hopfield_netlists_match_ngspice(kind):
+@pytest.mark.parametrize("kind,solver", [("resistive", "blocks"), ("resistive", "newton"), ("gyrator", "auto")])
+def test_hopfield_netlists_match_ngspice(kind, solver):
     rng = np.random.default_rng(3)
-    ph = NodalPhysics(kind=kind, g_min_s=1e-6 if kind == "resistive" else 0.0)
+    ph = NodalPhysics(kind=kind, g_min_s=1e-6 if kind == "resistive" else 0.0, solver=solver)
     w = _weights(rng, scale=2.0, gyrator=kind == "gyrator")  # strong: clamps past the knee
     w = LayeredWeights(**{**w.__dict__, "bias": rng.uniform(-20, 20, N)})
     x = rng.uniform(0, 1, (4, SIZES[0]))

@@ -89,7 +89,8 @@ from anasim.circuits.layered import Equilibrium
 from anasim.circuits.precision import float64_scope, in_float64
 from anasim.devices.resistive import ResistiveState
 from anasim.errors import AnasimError
-from anasim.nodal.circuit import Circuit, CircuitValues
+from anasim.nodal.circuit import Circuit, CircuitValues, OperatingPoint
+from anasim.nodal.hopfield_blocks import conductance_pairs, resistive_layers
 from anasim.nodal.netlist import Netlist
 from anasim.nodal.noise import thermal_fluctuation
 from anasim.nodal.physics import KINDS, NodalPhysics, kind_for_lam
@@ -247,15 +248,6 @@ def _hopfield_circuit(sizes: tuple, physics: NodalPhysics, clamped: tuple) -> Ho
 
 # --- values --------------------------------------------------------------------------------
 
-def _pairs(weights: LayeredWeights, physics: NodalPhysics):
-    mats = (weights.theta0,) + tuple(weights.thetas)
-    if weights.g_pos is not None:
-        return [np.asarray(g, np.float64) for g in weights.g_pos], [np.asarray(g, np.float64) for g in weights.g_neg]
-    gp = [physics.g_min_s + physics.g_unit_s * np.maximum(np.asarray(w, np.float64), 0) for w in mats]
-    gn = [physics.g_min_s + physics.g_unit_s * np.maximum(-np.asarray(w, np.float64), 0) for w in mats]
-    return gp, gn
-
-
 def _clamp_sources(hc: HopfieldCircuit, clamp, B: int) -> np.ndarray:
     """Values (V) of the output-clamping sources, (B, n_sources), in topology order."""
     n_out, vfs = hc.sizes[-1], hc.physics.v_fs_v
@@ -300,7 +292,7 @@ def hopfield_values(hc: HopfieldCircuit, weights: LayeredWeights, x, beta=0.0, t
     n_d = len(c.diodes)
     if ph.kind == "resistive":
         beta = np.broadcast_to(np.asarray(beta, np.float64), (B,))
-        gp, gn = _pairs(weights, ph)
+        gp, gn = conductance_pairs(weights, ph)
         g = np.concatenate([np.stack([gp[k], gp[k], gn[k], gn[k]], -1).reshape(-1) for k in range(L)])
         v = np.concatenate([np.stack([x * vfs, -x * vfs], -1).reshape(B, -1),
                             np.broadcast_to([ph.rail_hi_v, ph.rail_lo_v, -ph.rail_hi_v, -ph.rail_lo_v], (B, 4)),
@@ -344,9 +336,23 @@ def _clamped_flags(physics: NodalPhysics, clamp) -> tuple:
     return (clamp[0] is not None, clamp[1] is not None)
 
 
+def _node_voltages(hc: HopfieldCircuit, vals: CircuitValues, layers) -> np.ndarray:
+    """Every node's voltage (B, n_nodes) (V) of a resistive circuit from its p-layer
+    voltages: sources' nodes at their values, m nodes at −v (the p ↔ m symmetry)."""
+    B = layers[0].shape[0]
+    v = np.zeros((B, hc.circuit.n_nodes))
+    src = np.asarray(vals.v, np.float64)
+    for j, (node, _) in enumerate(hc.circuit.vsources):
+        v[:, node] = src[:, j]
+    for k, layer in enumerate(layers):
+        v[:, hc.layer_nodes[0][k]] = layer
+        v[:, hc.layer_nodes[1][k]] = -layer
+    return v
+
+
 @in_float64
 def solve_layers(sizes, physics: NodalPhysics, weights: LayeredWeights, x, *, beta=0.0, target=None,
-                 clamp=None, key=None, raise_on_failure: bool = True):
+                 clamp=None, key=None, raise_on_failure: bool = True, node_voltages: bool = True):
     """Solve the circuit(s); returns (layers of copy 0, layers of copy 1, OperatingPoint).
 
     Layers are normalized states v / V_fs, each (batch, n_k). Resistive:
@@ -354,12 +360,29 @@ def solve_layers(sizes, physics: NodalPhysics, weights: LayeredWeights, x, *, be
     ``clamp``: output clamping (see :func:`hopfield_values`). ``key``: with
     ``physics.node_capacitance_f`` set, add a draw of the stationary thermal
     fluctuation (the returned OperatingPoint stays the noiseless DC point).
+    The DC point comes from ``physics.solver`` (:attr:`NodalPhysics.uses_blocks`):
+    block updates of the layers (resistive) or a Newton solve of the whole
+    netlist; with blocks, ``iterations`` counts sweeps. ``node_voltages=False``
+    skips the netlist (its topology and values) when no thermal draw needs it:
+    a block solve then returns an OperatingPoint without node voltages
+    (``voltages`` of shape (B, 0)), the layers being the result.
     """
+    noisy = key is not None and physics.node_capacitance_f is not None
+    if physics.uses_blocks and physics.kind == "resistive":
+        layers, sweeps, res = resistive_layers(weights, physics, x, beta=beta, target=target, clamp=clamp)
+        if not (noisy or node_voltages):
+            c0 = tuple(v / physics.v_fs_v for v in layers)
+            return c0, c0, OperatingPoint(node_names=(), voltages=np.zeros((len(sweeps), 0)),
+                                          iterations=sweeps, residual=res)
     hc = hopfield_circuit(tuple(sizes), physics, _clamped_flags(physics, clamp))
     vals = hopfield_values(hc, weights, x, beta, target, clamp)
-    op = solve_op(hc.circuit, vals, max_iter=physics.max_newton, raise_on_failure=raise_on_failure)
+    if physics.uses_blocks and physics.kind == "resistive":
+        op = OperatingPoint(node_names=hc.circuit.node_names, voltages=_node_voltages(hc, vals, layers),
+                            iterations=sweeps, residual=res)
+    else:
+        op = solve_op(hc.circuit, vals, max_iter=physics.max_newton, raise_on_failure=raise_on_failure)
     v = np.asarray(op.voltages)
-    if key is not None and physics.node_capacitance_f is not None:
+    if noisy:
         v = v + thermal_fluctuation(hc.circuit, vals, op, key, physics.node_capacitance_f,
                                     physics.ota_noise_factor)
     v = v / physics.v_fs_v
@@ -551,7 +574,8 @@ def relax(spec, hw, x, key, *, nudge=(0.0, 0.0), target=None, clamp=(None, None)
             cc = np.concatenate([phases[k][1] for k in members]) if is_clamped else None
             sub_key = None if key is None else jax.random.fold_in(key, int(is_clamped))
             c0, _, op = solve_layers(spec.sizes, physics, weights, xx, beta=beta,
-                                     target=np.concatenate([y] * len(members)), clamp=cc, key=sub_key)
+                                     target=np.concatenate([y] * len(members)), clamp=cc, key=sub_key,
+                                     node_voltages=False)
             for j, k in enumerate(members):
                 states[k] = tuple(s[j * B:(j + 1) * B] for s in c0)
             its.append(op.iterations.reshape(len(members), B).max(0))

@@ -9,6 +9,7 @@ accepts and ignores it)::
     [nodal]
     node_capacitance_f = 1e-16   # any NodalPhysics field but kind (SI units: V, S, A, K, F)
     g_min_s = 1e-7
+    solver = "newton"            # or "blocks", "auto" (the default)
 
 :func:`load_nodal_physics` reads that table from the same source
 :func:`anasim.circuits.load_circuit` takes (a path, or a dict laid out like the
@@ -27,6 +28,8 @@ from anasim.nodal.netlist import DEFAULT_GMIN
 from anasim.tables import Source, check_finite, read_tables, table
 
 KINDS = ("resistive", "gyrator")
+#: how the DC point is found (NodalPhysics.solver)
+SOLVERS = ("auto", "blocks", "newton")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,15 @@ class NodalPhysics:
             output current noise 4 k_B T γ |g_m| (A²/Hz) in the thermal
             fluctuation; 0: noiseless. :func:`weights_from_hardware` takes a
             gyrator array's ``noise_factor``.
+        solver: how the DC point is found (the same point either way):
+            ``"blocks"``, exact updates of one layer at a time
+            (:mod:`anasim.nodal.hopfield_blocks`; resistive circuits only);
+            ``"newton"``, one Newton solve of the whole netlist
+            (:func:`anasim.nodal.solver.solve_op`); ``"auto"`` (default):
+            blocks for a resistive circuit, Newton for a gyrator one.
+        block_tol_v: the block solve stops when no node moved more than this
+            in a sweep (V).
+        max_sweeps: sweep budget of the block solve.
     """
 
     kind: str = "resistive"
@@ -77,10 +89,20 @@ class NodalPhysics:
     max_newton: int = 100
     node_capacitance_f: float | None = None
     ota_noise_factor: float = 0.0
+    solver: str = "auto"
+    block_tol_v: float = 1e-12
+    max_sweeps: int = 2000
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise AnasimError(f"NodalPhysics.kind must be one of {KINDS}, got {self.kind!r}")
+        if self.solver not in SOLVERS:
+            raise AnasimError(f"NodalPhysics.solver must be one of {SOLVERS}, got {self.solver!r}")
+        if self.solver == "blocks" and self.kind != "resistive":
+            raise AnasimError("NodalPhysics.solver = 'blocks' solves resistive circuits (lam = 1); a gyrator "
+                              "circuit's cross-coupled copies need solver = 'newton' (or 'auto')")
+        if not float(self.block_tol_v) > 0 or int(self.max_sweeps) < 1:
+            raise AnasimError("NodalPhysics: block_tol_v must be > 0 V and max_sweeps ≥ 1")
         for name in ("v_fs_v", "g_unit_s", "diode_is_a", "diode_n", "temperature_k"):
             if not float(getattr(self, name)) > 0:
                 raise AnasimError(f"NodalPhysics.{name} must be > 0, got {getattr(self, name)!r}")
@@ -94,6 +116,11 @@ class NodalPhysics:
         if not (np.isfinite(float(self.ota_noise_factor)) and float(self.ota_noise_factor) >= 0):
             raise AnasimError(f"NodalPhysics.ota_noise_factor must be a finite number >= 0, "
                               f"got {self.ota_noise_factor!r}")
+
+    @property
+    def uses_blocks(self) -> bool:
+        """Whether the DC point comes from the block solver (``solver``, resolved for ``kind``)."""
+        return self.solver == "blocks" or (self.solver == "auto" and self.kind == "resistive")
 
     @property
     def leak_s(self) -> float:
@@ -139,7 +166,11 @@ def load_nodal_physics(source: Source, *, kind: str | None = None, where: str | 
         if key not in allowed:
             raise ProfileError(f"{where}: unknown key 'nodal.{key}' (allowed: {', '.join(allowed)}; "
                                f"kind follows network.lam)")
-        want, what = (int, "an integer") if key == "max_newton" else ((int, float), "a number")
+        if key == "solver":
+            if value not in SOLVERS:
+                raise ProfileError(f"{where}: key 'nodal.solver' must be one of {', '.join(SOLVERS)}, got {value!r}")
+            continue
+        want, what = (int, "an integer") if key in ("max_newton", "max_sweeps") else ((int, float), "a number")
         if isinstance(value, bool) or not isinstance(value, want):
             raise ProfileError(f"{where}: key 'nodal.{key}' must be {what}, got {value!r}")
         check_finite(value, where, f"nodal.{key}")
@@ -155,4 +186,4 @@ def load_nodal_physics(source: Source, *, kind: str | None = None, where: str | 
         raise ProfileError(f"{where}: {str(err).replace('NodalPhysics.', 'nodal.')}") from None
 
 
-__all__ = ["KINDS", "NodalPhysics", "kind_for_lam", "load_nodal_physics"]
+__all__ = ["KINDS", "SOLVERS", "NodalPhysics", "kind_for_lam", "load_nodal_physics"]
