@@ -386,3 +386,29 @@ C3 c 0 1p
                                          for k in ("g", "c", "i_s", "n", "v", "i", "gm")})
     draws = thermal_fluctuation(circ, many, solve_op(circ, many), key)
     np.testing.assert_allclose(draws.var(0), K_BOLTZMANN * T / 1e-12, rtol=0.08)
+
+
+def test_reciprocal_lyapunov_solves_the_same_equation_as_the_general_one():
+    """The symmetric-G, diagonal-C path (eigh in C^{-1/2} coordinates) against the
+    Lyapunov residual A Σ + Σ Aᵀ − C⁻¹ N C⁻¹ and against the general solver; a
+    circuit with a gyrator (non-symmetric G) is not sent down it."""
+    from anasim.nodal.noise import _lyapunov_batch, _lyapunov_reciprocal, _reciprocal
+
+    rng = np.random.default_rng(21)
+    nb, n = 5, 9
+    M = rng.standard_normal((nb, n, n))
+    G = M @ np.swapaxes(M, -1, -2) + 0.1 * np.eye(n)         # a resistive network's G: symmetric, > 0
+    K = rng.standard_normal((nb, n, n))
+    N = K @ np.swapaxes(K, -1, -2) * 1e-21                    # two-sided noise intensities (A²/Hz)
+    c = rng.uniform(0.5, 2.0, (nb, n)) * 1e-15                # node capacitances (F)
+    Cm = c[:, :, None] * np.eye(n)
+    assert _reciprocal(G, Cm)
+    S = _lyapunov_reciprocal(G, N, c)
+    A = G / c[:, :, None]
+    Q = N / c[:, :, None] / c[:, None, :]
+    resid = A @ S + S @ np.swapaxes(A, -1, -2) - Q
+    assert np.abs(resid).max() <= 1e-10 * np.abs(Q).max()
+    np.testing.assert_allclose(S, _lyapunov_batch(A, Q), rtol=1e-8, atol=1e-12 * np.abs(S).max())
+    gyr = G.copy()
+    gyr[:, 0, 1] += 1e-3                                      # a VCCS between two nodes
+    assert not _reciprocal(gyr, Cm)

@@ -15,25 +15,25 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from anasim.nodal.circuit import Circuit, CircuitValues, _idx, _Layout
+from anasim.nodal.circuit import Circuit, CircuitValues, _Layout
 
 def _linear_stamps(c: Circuit, lay: _Layout):
     """Static (rows, cols) of the linear stamps and a function of the values giving their data."""
     col = lay.col
     rows, cols, parts = [], [], []
     if c.resistors:
-        a, b = col[_idx(c.resistors, 0, 2)], col[_idx(c.resistors, 1, 2)]
+        a, b = col[c.index["R"][:, 0]], col[c.index["R"][:, 1]]
         rows += [a, b, a, b]
         cols += [a, b, b, a]
         parts.append(("g", (1, 1, -1, -1)))
     if c.vccs:
-        p, n = col[_idx(c.vccs, 0, 4)], col[_idx(c.vccs, 1, 4)]
-        cp, cn = col[_idx(c.vccs, 2, 4)], col[_idx(c.vccs, 3, 4)]
+        p, n = col[c.index["G"][:, 0]], col[c.index["G"][:, 1]]
+        cp, cn = col[c.index["G"][:, 2]], col[c.index["G"][:, 3]]
         rows += [p, p, n, n]
         cols += [cp, cn, cp, cn]
         parts.append(("gm", (1, -1, -1, 1)))
     if len(lay.floating):
-        src = np.asarray(c.vsources, np.int64)[lay.floating]
+        src = c.index["V"][lay.floating]
         p, n = col[src[:, 0]], col[src[:, 1]]
         br = len(lay.free) + np.arange(len(lay.floating))
         rows += [p, n, br, br]
@@ -123,17 +123,17 @@ def _residual(c: Circuit, lay: _Layout, vals: CircuitValues, z, vfull, diode_i):
         cur.extend([i, -i])
 
     if c.resistors:
-        a, b = _idx(c.resistors, 0, 2), _idx(c.resistors, 1, 2)
+        a, b = c.index["R"][:, 0], c.index["R"][:, 1]
         add(a, b, vals.g * (vfull[..., a] - vfull[..., b]))
     if c.vccs:
-        q = np.asarray(c.vccs, np.int64)
+        q = c.index["G"]
         add(q[:, 0], q[:, 1], vals.gm * (vfull[..., q[:, 2]] - vfull[..., q[:, 3]]))
     if c.isources:
-        add(_idx(c.isources, 0, 2), _idx(c.isources, 1, 2), vals.i)
+        add(c.index["I"][:, 0], c.index["I"][:, 1], vals.i)
     if c.diodes:
-        add(_idx(c.diodes, 0, 2), _idx(c.diodes, 1, 2), diode_i)
+        add(c.index["D"][:, 0], c.index["D"][:, 1], diode_i)
     if len(lay.floating):
-        src = np.asarray(c.vsources, np.int64)[lay.floating]
+        src = c.index["V"][lay.floating]
         add(src[:, 0], src[:, 1], z[..., nf:])  # branch currents leave n+ and enter n-
     if idx:  # currents leaving each free node (position = its unknown column)
         res = _plan_sum(_sum_plan(lay.col[np.concatenate(idx)], nf), jnp.concatenate(cur, -1))
@@ -198,7 +198,7 @@ def _diode_plan(c: Circuit, lay: _Layout):
     """Static diode indexing: anode/cathode nodes, their unknown columns, the junctions
     joining two unknowns (off-diagonal stamps) and the plan summing junction
     currents into rows."""
-    da, dk = _idx(c.diodes, 0, 2), _idx(c.diodes, 1, 2)
+    da, dk = c.index["D"][:, 0], c.index["D"][:, 1]
     ca, ck = lay.col[da], lay.col[dk]
     # a junction with one terminal fixed (rail, ground) stamps only a diagonal entry
     both = np.flatnonzero((ca < lay.size) & (ck < lay.size))
@@ -236,9 +236,9 @@ def _linear_maps(c: Circuit):
         keep = rows < nf
         return sp.csr_matrix((data[keep], (rows[keep], el[keep])), shape=(nf, n_el))
 
-    R = np.asarray(c.resistors, np.int64).reshape(-1, 2)
-    Q = np.asarray(c.vccs, np.int64).reshape(-1, 4)
-    Iq = np.asarray(c.isources, np.int64).reshape(-1, 2)
+    R = c.index["R"]
+    Q = c.index["G"]
+    Iq = c.index["I"]
     ra, rb = col[R[:, 0]], col[R[:, 1]]
     qp, qn, qcp, qcn = (col[Q[:, k]] for k in range(4))
     maps = dict(
@@ -248,7 +248,7 @@ def _linear_maps(c: Circuit):
         F_i=to_rows(Iq[:, 0], Iq[:, 1], len(Iq)))
     A_one = np.zeros(n_cells)
     if len(lay.floating):  # floating sources are never next to an eliminated unknown
-        src = np.asarray(c.vsources, np.int64)[lay.floating]
+        src = c.index["V"][lay.floating]
         br = nf + np.arange(len(lay.floating))
         for p_, n_, k in zip(col[src[:, 0]], col[src[:, 1]], br):
             for node, sgn in ((p_, 1.0), (n_, -1.0)):
@@ -288,14 +288,14 @@ def _assemble_linear(c: Circuit, vals: CircuitValues):
     b0 = np.zeros((size, B))
     # only elements with a fixed terminal (controlling node) carry current at z = 0
     if len(maps["R_fix"]):
-        R = np.asarray(c.resistors, np.int64)[maps["R_fix"]]
+        R = c.index["R"][maps["R_fix"]]
         b0[:nf] += maps["F_g_fix"] @ (gT[maps["R_fix"]] * (v0[R[:, 0]] - v0[R[:, 1]]))
     if len(maps["Q_fix"]):
-        Q = np.asarray(c.vccs, np.int64)[maps["Q_fix"]]
+        Q = c.index["G"][maps["Q_fix"]]
         b0[:nf] += maps["F_gm_fix"] @ (gmT[maps["Q_fix"]] * (v0[Q[:, 2]] - v0[Q[:, 3]]))
     if len(c.isources):
         b0[:nf] += maps["F_i"] @ np.ascontiguousarray(vals.i.T)
     if len(lay.floating):
-        src = np.asarray(c.vsources, np.int64)[lay.floating]
+        src = c.index["V"][lay.floating]
         b0[nf:] = v0[src[:, 0]] - v0[src[:, 1]] - vals.v[:, lay.floating].T
     return A, b0

@@ -103,6 +103,19 @@ class Circuit:
     def layout(self) -> "_Layout":
         return _make_layout(self)
 
+    @functools.cached_property
+    def index(self) -> dict[str, np.ndarray]:
+        """The element tuples as int64 arrays (read-only), once per topology: ``"R"``,
+        ``"C"``, ``"D"``, ``"V"``, ``"I"`` of shape (n, 2), ``"G"`` (the VCCS) (n, 4).
+        Converting a large network's tuples costs tens of ms, on every assembly."""
+        out = {}
+        for key, items, width in (("R", self.resistors, 2), ("C", self.capacitors, 2), ("D", self.diodes, 2),
+                                  ("V", self.vsources, 2), ("I", self.isources, 2), ("G", self.vccs, 4)):
+            a = np.asarray(items, np.int64).reshape(-1, width)
+            a.flags.writeable = False
+            out[key] = a
+        return out
+
     # --- conversions -------------------------------------------------------------
 
     @classmethod
@@ -309,11 +322,6 @@ def _independent_unknowns(c: Circuit, col: np.ndarray, nf: int, floating: np.nda
             chosen[u] = True
             blocked[list(adj[u])] = True
     return np.flatnonzero(chosen).astype(np.int64)
-
-
-def _idx(items, k, width) -> np.ndarray:
-    a = np.asarray(items, np.int64).reshape(-1, width)
-    return a[:, k]
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,6 @@ from anasim.nodal.circuit import (
     CircuitValues,
     OperatingPoint,
     _broadcast_values,
-    _idx,
     _Layout,
     thermal_voltage,
 )
@@ -108,11 +107,11 @@ def small_signal_matrices(c: Circuit, values: CircuitValues | None = None, op: O
     def add2(M, a, b, g):
         np.add.at(M, (a, a), g), np.add.at(M, (b, b), g), np.add.at(M, (a, b), -g), np.add.at(M, (b, a), -g)
 
-    R = np.asarray(c.resistors, np.int64).reshape(-1, 2)
+    R = c.index["R"]
     add2(G, R[:, 0], R[:, 1], vals.g)
-    Cc = np.asarray(c.capacitors, np.int64).reshape(-1, 2)
+    Cc = c.index["C"]
     add2(Cm, Cc[:, 0], Cc[:, 1], vals.c)
-    Q = np.asarray(c.vccs, np.int64).reshape(-1, 4)
+    Q = c.index["G"]
     for sgn_r, r in ((1, 0), (-1, 1)):
         np.add.at(G, (Q[:, r], Q[:, 2]), sgn_r * vals.gm)
         np.add.at(G, (Q[:, r], Q[:, 3]), -sgn_r * vals.gm)
@@ -120,7 +119,7 @@ def small_signal_matrices(c: Circuit, values: CircuitValues | None = None, op: O
         if op is None:
             op = solve_op(c, values)
         v = np.append(np.asarray(op.voltages), 0.0)
-        D = np.asarray(c.diodes, np.int64).reshape(-1, 2)
+        D = c.index["D"]
         _, gd = _diode_iv(jnp.asarray(v[D[:, 0]] - v[D[:, 1]]), jnp.asarray(vals.i_s),
                           jnp.asarray(vals.n * thermal_voltage(c.temperature_k)), c.gmin)
         add2(G, D[:, 0], D[:, 1], np.asarray(gd))
@@ -159,17 +158,17 @@ def output_noise_density(c: Circuit, node: str, values: CircuitValues | None = N
     z_row = np.linalg.solve(Y.T, e)
     zfull = np.zeros(c.n_nodes + 1, complex)
     zfull[free] = z_row
-    R = np.asarray(c.resistors, np.int64).reshape(-1, 2)
+    R = c.index["R"]
     transfer = zfull[R[:, 0]] - zfull[R[:, 1]]
     psd = np.sum(_johnson_density(vals.g, c.temperature_k) * np.abs(transfer) ** 2)
     if c.diodes:
-        D = np.asarray(c.diodes, np.int64).reshape(-1, 2)
+        D = c.index["D"]
         v = np.append(np.asarray(op.voltages, np.float64), 0.0)
         s_d = _shot_density(v[D[:, 0]] - v[D[:, 1]], vals.i_s, vals.n * thermal_voltage(c.temperature_k),
                             c.gmin, xp=np)
         psd += np.sum(s_d * np.abs(zfull[D[:, 0]] - zfull[D[:, 1]]) ** 2)
     if vccs_noise_factor and c.vccs:
-        Q = np.asarray(c.vccs, np.int64).reshape(-1, 4)
+        Q = c.index["G"]
         s_q = _ota_density(vals.gm, c.temperature_k, vccs_noise_factor, xp=np)
         psd += np.sum(s_q * np.abs(zfull[Q[:, 0]] - zfull[Q[:, 1]]) ** 2)
     return float(np.sqrt(psd))
@@ -197,20 +196,37 @@ def _small_signal_batch(c: Circuit, vals: CircuitValues, volts: np.ndarray, node
     pos = np.full(c.n_nodes + 1, nf, np.int64)   # fixed nodes and ground → nf, outside the block
     pos[lay.free] = np.arange(nf)
 
+    def shared_row(x):
+        # one circuit's values when every circuit of the batch has them (a chip's
+        # conductances, broadcast: stride 0), else None
+        x = np.asarray(x, np.float64)
+        if x.ndim < 2:
+            return x
+        if x.shape[0] == 1 or x.strides[0] == 0:
+            return x[0]
+        return None
+
     def matrix(stamps):
         # Entries at a fixed node fall outside the free block and are dropped first;
         # a stamp whose values are the same for every circuit of the batch (a chip's
         # conductances, all its inputs) is summed once, not once per circuit.
         shared, per = [], []
-        for i, j, x in stamps:
-            x = np.broadcast_to(x, (nb, len(i)))
+        for i, j, x, sign in stamps:
             keep = (pos[i] < nf) & (pos[j] < nf)
-            entry = (pos[i[keep]] * nf + pos[j[keep]], x[:, keep])
-            (shared if np.all(entry[1] == entry[1][:1]) else per).append(entry)
+            k = pos[i[keep]] * nf + pos[j[keep]]
+            row = shared_row(x)
+            if row is not None:
+                shared.append((k, sign * np.broadcast_to(row, (len(i),))[keep]))
+                continue
+            xb = np.broadcast_to(x, (nb, len(i)))[:, keep]
+            if np.all(xb == xb[:1]):
+                shared.append((k, sign * xb[0]))
+            else:
+                per.append((k, sign * xb))
         M = np.zeros((nb, nf, nf))
         if shared:
             M += np.bincount(np.concatenate([k for k, _ in shared]),
-                             np.concatenate([x[0] for _, x in shared]), nf * nf).reshape(nf, nf)
+                             np.concatenate([x for _, x in shared]), nf * nf).reshape(nf, nf)
         if per:
             base = (np.arange(nb) * nf * nf)[:, None]
             idx = np.concatenate([base + k for k, _ in per], 1)
@@ -219,29 +235,34 @@ def _small_signal_batch(c: Circuit, vals: CircuitValues, volts: np.ndarray, node
         return M
 
     def two(pairs, x):
-        P = np.asarray(pairs, np.int64).reshape(-1, 2)
-        a, b = P[:, 0], P[:, 1]
-        return [(a, a, x), (b, b, x), (a, b, -x), (b, a, -x)]
+        a, b = pairs[:, 0], pairs[:, 1]
+        return [(a, a, x, 1.0), (b, b, x, 1.0), (a, b, x, -1.0), (b, a, x, -1.0)]
 
-    resistors = two(c.resistors, vals.g)
-    Q = np.asarray(c.vccs, np.int64).reshape(-1, 4)
-    vccs = [(Q[:, 0], Q[:, 2], vals.gm), (Q[:, 0], Q[:, 3], -vals.gm),
-            (Q[:, 1], Q[:, 2], -vals.gm), (Q[:, 1], Q[:, 3], vals.gm)]
+    def density(x, f):
+        # a noise density of shared values computed on one row
+        row = shared_row(x)
+        return f(x) if row is None else f(row)
+
+    resistors = two(c.index["R"], vals.g)
+    Q = c.index["G"]
+    vccs = [(Q[:, 0], Q[:, 2], vals.gm, 1.0), (Q[:, 0], Q[:, 3], vals.gm, -1.0),
+            (Q[:, 1], Q[:, 2], vals.gm, -1.0), (Q[:, 1], Q[:, 3], vals.gm, 1.0)]
     diodes, shot = [], []
     if c.diodes:
-        D = np.asarray(c.diodes, np.int64)
+        D = c.index["D"]
         v = np.concatenate([volts, np.zeros((nb, 1))], 1)
         vd, vte = v[:, D[:, 0]] - v[:, D[:, 1]], vals.n * thermal_voltage(c.temperature_k)
         _, gd = _diode_iv(vd, vals.i_s, vte, c.gmin, xp=np)
-        diodes = two(c.diodes, gd)
-        shot = two(c.diodes, 0.5 * _shot_density(vd, vals.i_s, vte, c.gmin, xp=np))
-    N = matrix(two(c.resistors, 0.5 * _johnson_density(vals.g, c.temperature_k)))
+        diodes = two(c.index["D"], gd)
+        shot = two(c.index["D"], 0.5 * _shot_density(vd, vals.i_s, vte, c.gmin, xp=np))
+    N = matrix(two(c.index["R"], density(vals.g, lambda g: 0.5 * _johnson_density(g, c.temperature_k))))
     if shot:
         N = N + matrix(shot)
     if vccs_noise_factor and len(Q):
-        N = N + matrix(two(Q[:, :2], 0.5 * _ota_density(vals.gm, c.temperature_k, vccs_noise_factor, xp=np)))
+        N = N + matrix(two(Q[:, :2], density(vals.gm, lambda gm: 0.5 * _ota_density(
+            gm, c.temperature_k, vccs_noise_factor, xp=np))))
     G = matrix(resistors + vccs + diodes)
-    Cm = matrix(two(c.capacitors, vals.c))
+    Cm = matrix(two(c.index["C"], vals.c))
     if node_capacitance_f is not None:
         Cm = Cm + np.broadcast_to(np.asarray(node_capacitance_f, np.float64), (nf,)) * np.eye(nf)
     return G, N, Cm
@@ -275,8 +296,37 @@ def _thermal_covariances(c: Circuit, flat: CircuitValues, volts: np.ndarray, nod
         k = int(c.layout.free[np.argmin(d.min(0))])
         raise AnasimError(f"thermal noise: node {c.node_names[k]!r} has no capacitance "
                           "(give node_capacitance_f or a capacitor)")
+    if _reciprocal(G, Cm):
+        return _lyapunov_reciprocal(G, N, np.diagonal(Cm, axis1=-2, axis2=-1))
     Ci = np.linalg.inv(Cm)
     return _lyapunov_batch(Ci @ G, Ci @ N @ Ci)
+
+
+def _reciprocal(G: np.ndarray, Cm: np.ndarray) -> bool:
+    """Whether every circuit of the batch has a symmetric G (resistors, diodes, a VCCS on
+    its own node: no gyrator) and node capacitances only (diagonal C)."""
+    off = Cm - np.einsum("bii->bi", Cm)[..., None] * np.eye(Cm.shape[-1])
+    return bool(not np.any(off) and np.array_equal(G, np.swapaxes(G, -1, -2)))
+
+
+def _lyapunov_reciprocal(G: np.ndarray, N: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Σ of C⁻¹G Σ + Σ G C⁻¹ = C⁻¹ N C⁻¹ for symmetric G and diagonal C = diag(c), a
+    batch. With Σ = C^{-1/2} S C^{-1/2} it reads à S + S à = Ñ for the symmetric
+    à = C^{-1/2} G C^{-1/2}, Ñ = C^{-1/2} N C^{-1/2}: in Ã's eigenbasis (eigh, real
+    and orthogonal) S̃_ij = Ñ̃_ij / (λ_i + λ_j). Circuits whose à is not positive
+    definite (no stationary state) go to the general solver, which reports them."""
+    r = 1.0 / np.sqrt(c)
+    At = r[:, :, None] * G * r[:, None, :]
+    Nt = r[:, :, None] * N * r[:, None, :]
+    lam, U = np.linalg.eigh(At)
+    St = np.swapaxes(U, -1, -2) @ Nt @ U / (lam[:, :, None] + lam[:, None, :])
+    S = r[:, :, None] * (U @ St @ np.swapaxes(U, -1, -2)) * r[:, None, :]
+    S = 0.5 * (S + np.swapaxes(S, -1, -2))
+    bad = np.flatnonzero(~(lam.min(-1) > 0))
+    if len(bad):
+        Ci = 1.0 / c[bad]
+        S[bad] = _lyapunov_batch(Ci[:, :, None] * G[bad], Ci[:, :, None] * N[bad] * Ci[:, None, :])
+    return S
 
 
 @in_float64
@@ -382,7 +432,7 @@ def _transient(c: Circuit, vals: CircuitValues, v0, key, dt, *, n_steps, every, 
     n1 = c.n_nodes + 1
     Cm = jnp.zeros((n1, n1))
     if c.capacitors:
-        a, b = _idx(c.capacitors, 0, 2), _idx(c.capacitors, 1, 2)
+        a, b = c.index["C"][:, 0], c.index["C"][:, 1]
         Cm = Cm.at[a, a].add(vals.c).at[b, b].add(vals.c).at[a, b].add(-vals.c).at[b, a].add(-vals.c)
     Cf = Cm[jnp.ix_(lay.free, lay.free)]
     A = _linear_system(c, lay, vals)[:nf, :nf]  # conductances and VCCS among free nodes
@@ -394,7 +444,7 @@ def _transient(c: Circuit, vals: CircuitValues, v0, key, dt, *, n_steps, every, 
 
     b0 = _residual(c, lay, vals, jnp.zeros(lay.size), full(jnp.zeros(nf)), jnp.zeros(len(c.diodes)))
     if c.diodes:
-        da, dk = _idx(c.diodes, 0, 2), _idx(c.diodes, 1, 2)
+        da, dk = c.index["D"][:, 0], c.index["D"][:, 1]
         Pd = jnp.asarray(_incidence(c, lay, c.diodes))
         vte = vals.n * vt
     Pr = jnp.asarray(_incidence(c, lay, c.resistors))
