@@ -5,8 +5,8 @@ stood before the node-level solver moved to :mod:`anasim.nodal`, engines
 became objects and the training settings left the circuit spec (and while
 ``import anasim`` still switched float64 on for the whole process). The same
 computations through today's API must give the same bits: a noisy relaxation
-on the 10-bit SLM, a node-level relaxation with thermal noise, and a short
-training run.
+on the 10-bit SLM, a node-level relaxation with thermal noise (to round-off
+since its covariance is solved another way) and a short training run.
 """
 
 from __future__ import annotations
@@ -58,8 +58,14 @@ def test_slm_relaxation_is_bit_identical(reference, repo_root, subset):
     _same(eq.iterations, reference["relax_iterations"], "iterations")
 
 
+def _close(got, want, name, atol=1e-15):
+    got = np.asarray(got)
+    assert got.dtype == want.dtype, f"{name}: dtype {got.dtype} != {want.dtype}"
+    assert np.max(np.abs(got - want)) <= atol, f"{name}: max |Δ| = {np.max(np.abs(got - want)):.3g}"
+
+
 @pytest.mark.slow
-def test_nodal_relaxation_is_bit_identical(reference, repo_root, subset):
+def test_nodal_relaxation_matches_the_recording(reference, repo_root, subset):
     train_set, _ = subset
     path = repo_root / "circuits" / "resistive-nodal.toml"
     spec = load_circuit(path)
@@ -73,10 +79,13 @@ def test_nodal_relaxation_is_bit_identical(reference, repo_root, subset):
     x = np.asarray(train_set.x[:4], np.float64)
     y = np.eye(10)[train_set.y[:4]]
     eq = engine.relax(spec, hw, x, jax.random.PRNGKey(8), nudge=(0.2, -0.2), target=y)
+    # The thermal draw's covariance of this reciprocal circuit now comes from one symmetric
+    # eigendecomposition instead of the general Lyapunov solver: the same equation, so the
+    # draws agree to round-off (1e-16 of the 1 V scale), not bit for bit.
     for i, s in enumerate(eq.s_plus):
-        _same(s, reference[f"nodal_plus_{i}"], f"nodal s_plus[{i}]")
+        _close(s, reference[f"nodal_plus_{i}"], f"nodal s_plus[{i}]")
     for i, s in enumerate(eq.s_minus):
-        _same(s, reference[f"nodal_minus_{i}"], f"nodal s_minus[{i}]")
+        _close(s, reference[f"nodal_minus_{i}"], f"nodal s_minus[{i}]")
 
 
 @pytest.mark.slow

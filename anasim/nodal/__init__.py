@@ -15,6 +15,8 @@
   ``[nodal]`` table (:func:`load_nodal_physics`);
 * :mod:`anasim.nodal.hopfield` -- resistive (λ = 1) and gyrator (λ = 0)
   Hopfield circuits built node by node from a layered circuit's couplings;
+  :mod:`~anasim.nodal.hopfield_blocks` finds the resistive circuit's DC point
+  by exact block updates of its layers (``NodalPhysics.solver``);
 * :mod:`anasim.nodal.blocks` -- deep resistive networks (layered conductances,
   clamp diodes, ± input sources) solved exactly by block coordinate descent over
   their layers, and trained with centered EP; :mod:`~anasim.nodal.drn` builds the

@@ -10,9 +10,13 @@ couplings and builds the netlist from them. Importing :mod:`anasim.nodal`
 registers the engine (:func:`anasim.circuits.engine.register_engine`), so
 :func:`anasim.circuits.engine.engine_for` finds it.
 
+The DC point comes from ``physics.solver``: block updates of the layers for
+a resistive circuit (:mod:`anasim.nodal.hopfield_blocks`, the default) or one
+Newton solve of the whole netlist.
+
 Abilities (:data:`anasim.circuits.engine.ABILITIES`): ``"thermal_noise"``
 when the physics has a node capacitance. Not ``"jit"``: the DC solve is
-numpy/scipy around its own compiled Newton loop; a training step that traced
+numpy/scipy around its own compiled loop; a training step that traced
 it inside ``jax.jit`` (through a host callback) hung on a 784-input circuit, so
 controllers run the engine's steps op by op. Not ``"warm_start"`` (the DC point
 does not depend on where the solve starts), ``"settling"`` (a converged Newton
