@@ -42,6 +42,7 @@ the same command resumes where it stopped, and finished runs are not redone.
 
     python examples/drn_fashion.py --runs table            # the 8 table runs
     python examples/drn_fashion.py --runs nonideal --train 10000 --test 2000
+    python examples/drn_fashion.py --runs parts --redo parts   # the parts runs again from scratch
     python examples/drn_fashion.py --quick                  # 400/200 images, 1 epoch
 """
 
@@ -168,6 +169,18 @@ def anatomy(physics, encode, p, x) -> dict:
             "output_g_sum": float(np.mean(np.sum(np.asarray(p.w[-1]), axis=0)))}
 
 
+#: a device "at the floor": within this fraction of its range (G_max − G_min) above G_min
+FLOOR_BAND = 0.02
+
+
+def at_floor(devices, p) -> list:
+    """Per coupling, the fraction of devices whose conductance lies within
+    :data:`FLOOR_BAND` of the range above G_min (normalized weights G/g_unit)."""
+    x, gu = devices.xbar, devices.g_unit_s
+    edge = (x.g_min_s + FLOOR_BAND * (x.g_max_s - x.g_min_s)) / gu
+    return [round(float(np.mean(np.asarray(w) <= edge)), 3) for w in p.w]
+
+
 def accuracy(predict, p, x, y, key, chunk=500):
     hits, sweeps = 0, 0
     for i in range(0, len(x), chunk):
@@ -247,6 +260,8 @@ def run(cfg: dict, data, epochs: int, seed: int, state: Path = STATE) -> dict:
         if cfg.get("anatomy"):
             for k, v in anatomy(physics, encode, params, xte[:500]).items():
                 hist.setdefault(k, []).append(v)
+        if devices is not None:
+            hist.setdefault("at_floor", []).append(at_floor(devices, params))
         print(f"[{cfg['name']}] epoch {ep}: test accuracy {acc:.3f}, {dt:.2f} s/epoch "
               f"(load {load:.2f}), ≤ {sweeps} sweeps", flush=True)
         lr *= DECAY
@@ -294,6 +309,11 @@ def groups(args) -> dict:
              dict(dev, name="parts_gmin", overrides=off, what="conductance range 50–225 µS only"),
              dict(dev, name="parts_writes", overrides=dict(off, soft_bounds=True, gain_depression=0.6),
                   what="range + soft-bounded, asymmetric writes"),
+             # the two halves of the writes' model apart: which one costs the accuracy
+             dict(dev, name="parts_writes_symmetric", overrides=dict(off, soft_bounds=True, gain_depression=1.0),
+                  what="range + soft-bounded, symmetric writes"),
+             dict(dev, name="parts_writes_linear", overrides=dict(off, soft_bounds=False, gain_depression=0.6),
+                  what="range + linear (not soft-bounded), asymmetric writes"),
              dict(dev, name="parts_cycle", overrides=dict(off, soft_bounds=True, gain_depression=0.6, cycle_noise=0.3),
                   what="range + writes + 30 % cycle-to-cycle write noise"),
              dict(dev, name="parts_noise", overrides=dict(off, soft_bounds=False, gain_depression=1.0,
@@ -392,6 +412,8 @@ def main(argv=None) -> None:
     ap.add_argument("--test", type=int, default=500, help="test images of the nonideal runs")
     ap.add_argument("--seed", type=int, default=0, help="seed of the nonideal and diagnosis runs")
     ap.add_argument("--seeds", type=int, default=1, help="table runs: seeds 0 … seeds−1 (rows give the mean)")
+    ap.add_argument("--redo", default="", help="groups whose finished runs start again from scratch "
+                                               "(their checkpoints removed), e.g. after a change to what they record")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     epochs = 1 if args.quick else args.epochs
@@ -399,6 +421,12 @@ def main(argv=None) -> None:
     prev = _results.previous_tables("drn_fashion", args.quick).get("runs_json", {}).get("rows", [])
     runs = {row[0]: json.loads(row[1]) for row in prev}
     all_groups = groups(args)
+    for g in [g for g in args.redo.split(",") if g]:
+        if g not in all_groups:
+            raise SystemExit(f"drn_fashion: --redo: unknown group {g!r}; groups: {', '.join(all_groups)}")
+        for cfg in all_groups[g]:
+            runs.pop(cfg["name"], None)
+            (STATE / "quick" if args.quick else STATE).joinpath(f"{cfg['name']}.npz").unlink(missing_ok=True)
     for g in [g for g in args.runs.split(",") if g != "none"]:
         if g not in all_groups and g != "selected":
             raise SystemExit(f"drn_fashion: --runs: unknown group {g!r}; groups: {', '.join([*all_groups, 'selected'])}")
@@ -433,7 +461,8 @@ def write(runs: dict, args) -> None:
         elif r["group"] == "diagnosis":
             diag.append([r["what"], *acc[:3]])
         elif r["group"] == "parts":
-            parts.append([r["what"], *acc[:3]])
+            floor = h.get("at_floor")
+            parts.append([r["what"], *acc[:3], " / ".join(f"{f:.2f}" for f in floor[-1]) if floor else None])
         elif r["group"] == "seeds" and r.get("sweeps"):
             four[r["seed"]] = acc[:3]
         elif r["group"] == "seeds" and h.get("inactive_hidden"):
@@ -483,7 +512,8 @@ def write(runs: dict, args) -> None:
         "nonideal": {"columns": ["DRN-1H parts", "images train / test"]
                      + [f"acc. epoch {e}" for e in range(1, width - 1)], "rows": non},
         "parts": {"columns": ["DRN-XS 2000/500, non-idealities on", "acc. epoch 1", "acc. epoch 2",
-                              "acc. epoch 3"], "rows": parts},
+                              "acc. epoch 3", "devices at G_min after the last epoch: input / output coupling"],
+                  "rows": parts},
         "seeds": {"columns": ["DRN-1H 2000/500, ideal diodes: seed", "acc. epoch 1", "acc. epoch 2", "acc. epoch 3",
                               "hidden nodes inactive on every test image: at init", "after epoch 3",
                               "hidden-to-output conductance per output: at init", "after epoch 3",
