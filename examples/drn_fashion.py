@@ -15,8 +15,11 @@ Runs (``--runs``, comma-separated groups):
 * ``nonideal``: DRN-1H with ideal parts against the same network built from
   ``devices/reram.toml`` devices (G in [50, 225] µS with device spread,
   programming and read noise, soft-bounded noisy in-situ writes) and clamp
-  diodes with 50 mV knee mismatch (assumed);
-* ``parts``: DRN-XS 2000/500 with one group of device non-idealities at a time;
+  diodes with 50 mV knee mismatch (assumed), and the same parts programmed from
+  a digital copy before every step instead of written in situ;
+* ``parts``: DRN-XS 2000/500 with one group of device non-idealities at a time
+  (the writes' soft bounds and asymmetry apart, and programmed writes), with
+  the fraction of devices each run leaves at G_min;
 * ``seeds``: DRN-1H 2000/500 with ideal diodes for seeds 0–5, with what each
   trained network looks like (hidden nodes inactive on every test image, the
   summed hidden-to-output conductance): why a seed falls behind; and the same
@@ -101,7 +104,8 @@ def encoder(physics, single_ended: bool):
     return lambda x: bl.input_voltages(x, physics)
 
 
-def make_epoch(physics, devices, g_max, encode, beta=BETA, sweeps=None, warm=False, layer_lr=None):
+def make_epoch(physics, devices, g_max, encode, beta=BETA, sweeps=None, warm=False, layer_lr=None,
+               program_writes=False):
     """A jitted epoch: scan of EP steps over (steps, B, 784) images and (steps, B, 10) targets.
 
     ``sweeps``: a fixed number of sweeps per phase instead of solving to ``tol_v``;
@@ -110,7 +114,10 @@ def make_epoch(physics, devices, g_max, encode, beta=BETA, sweeps=None, warm=Fal
     (4 coordinate-descent iterations per phase, the network left where the last
     batch put it). ``layer_lr``: a factor on the learning rate per coupling
     (input→hidden, hidden→output), for its conductances and for the biases of
-    the layer it feeds; default 1 each."""
+    the layer it feeds; default 1 each. ``program_writes``: the carried weights
+    are a digital copy, updated exactly; before each step every device is
+    programmed from it (program-and-verify, with the programming noise) instead
+    of written in situ."""
     def step(carry, batch):
         p, key, lr_scale, state = carry
         factors = layer_lr or (1.0,) * len(p.w)
@@ -119,6 +126,9 @@ def make_epoch(physics, devices, g_max, encode, beta=BETA, sweeps=None, warm=Fal
         init = state if warm else None
         if devices is None:
             seen = p
+        elif program_writes:
+            key, kp, kr = jax.random.split(key, 3)
+            seen = dd.read(devices, dd.program(devices, g_max, p, kp), kr)
         else:
             key, kr, kw = jax.random.split(key, 3)
             # one read-noise draw per step: the three phases follow each other within microseconds,
@@ -127,7 +137,7 @@ def make_epoch(physics, devices, g_max, encode, beta=BETA, sweeps=None, warm=Fal
             seen = dd.read(devices, p, kr)
         g, free = bl.ep_gradient(seen, vin, y, physics, beta, max_sweeps=sweeps, init=init)
         rates = [lr_scale * f for f in factors]   # × 1.0 is exact: the default runs keep their bits
-        if devices is None:
+        if devices is None or program_writes:
             p = bl.DrnParams(tuple(jnp.maximum(w - r * gw, 0.0) for w, gw, r in zip(p.w, g.w, rates)),
                              tuple(b - r * gb for b, gb, r in zip(p.b, g.b, rates)), p.knee)
         else:
@@ -220,11 +230,17 @@ def run(cfg: dict, data, epochs: int, seed: int, state: Path = STATE) -> dict:
         devices = dd.DrnDevices(xbar, float(xbar.g_max_s * np.sqrt(2 * 784) / 2))
         physics = replace(physics, g_unit_s=devices.g_unit_s)
         g_max = dd.fabricate(devices, params, k_fab)
-        params = dd.program(devices, g_max, params, k_prog)
+        if not cfg.get("program_writes"):   # in situ: the carried weights are the devices' own
+            params = dd.program(devices, g_max, params, k_prog)
     if cfg.get("mismatch_v"):
         params = dd.diode_mismatch(params, cfg["mismatch_v"], k_mis)
     epoch_fn = make_epoch(physics, devices, g_max, encode, cfg.get("beta", BETA), cfg.get("sweeps"),
-                          bool(cfg.get("warm")), tuple(cfg["layer_lr"]) if cfg.get("layer_lr") else None)
+                          bool(cfg.get("warm")), tuple(cfg["layer_lr"]) if cfg.get("layer_lr") else None,
+                          bool(cfg.get("program_writes")))
+
+    def on_chip(p, ep):
+        """The weights the devices hold: programmed from the digital copy, or the devices' own."""
+        return dd.program(devices, g_max, p, jax.random.fold_in(k_prog, ep)) if cfg.get("program_writes") else p
     predict = make_eval(physics, devices, encode, cfg.get("sweeps"))
     rng = np.random.default_rng(seed)
     ckpt = state / f"{cfg['name']}.npz"
@@ -254,14 +270,14 @@ def run(cfg: dict, data, epochs: int, seed: int, state: Path = STATE) -> dict:
         params, k_train = epoch_fn(params, k_train, jnp.float32(lr), xs, ys)
         jax.block_until_ready(params)
         dt = time.perf_counter() - t0
-        acc, sweeps = accuracy(predict, params, xte, yte, jax.random.fold_in(k_eval, ep))
+        acc, sweeps = accuracy(predict, on_chip(params, ep), xte, yte, jax.random.fold_in(k_eval, ep))
         hist["test_accuracy"].append(acc), hist["epoch_s"].append(dt)
         hist["load_1min"].append(load), hist["sweeps"].append(sweeps)
         if cfg.get("anatomy"):
             for k, v in anatomy(physics, encode, params, xte[:500]).items():
                 hist.setdefault(k, []).append(v)
         if devices is not None:
-            hist.setdefault("at_floor", []).append(at_floor(devices, params))
+            hist.setdefault("at_floor", []).append(at_floor(devices, on_chip(params, ep)))
         print(f"[{cfg['name']}] epoch {ep}: test accuracy {acc:.3f}, {dt:.2f} s/epoch "
               f"(load {load:.2f}), ≤ {sweeps} sweeps", flush=True)
         lr *= DECAY
@@ -287,7 +303,10 @@ def groups(args) -> dict:
     non = [dict(name=f"nonideal_ideal_{ntr}", model="DRN-1H", train=ntr, test=nte, diode="ideal"),
            dict(name=f"nonideal_shockley_{ntr}", model="DRN-1H", train=ntr, test=nte, diode="shockley"),
            dict(name=f"nonideal_reram_{ntr}", model="DRN-1H", train=ntr, test=nte, diode="shockley",
-                devices="devices/reram.toml", mismatch_v=MISMATCH_V)]
+                devices="devices/reram.toml", mismatch_v=MISMATCH_V),
+           # the same parts, every step programming the devices from a digital copy (see `parts`)
+           dict(name=f"nonideal_programmed_{ntr}", model="DRN-1H", train=ntr, test=nte, diode="shockley",
+                devices="devices/reram.toml", mismatch_v=MISMATCH_V, program_writes=True)]
     a, b = (400, 200) if q else (2000, 500)
     base = dict(model="DRN-XS", train=a, test=b, diode="ideal")
     diag = [dict(base, name="diag_reference", what="the reference's encoding (±100 V inputs, lr 0.006)"),
@@ -321,6 +340,8 @@ def groups(args) -> dict:
                                                           read_noise=0.01),
                   what="range + device spread, programming and read noise"),
              dict(dev, name="parts_all", what="all of devices/reram.toml"),
+             dict(dev, name="parts_all_programmed", program_writes=True,
+                  what="all of reram.toml, but every step programs the devices from a digital copy"),
              dict(base, name="parts_mismatch", diode="shockley", mismatch_v=MISMATCH_V,
                   what=f"diode knee mismatch only ({MISMATCH_V * 1e3:.0f} mV rms)"),
              dict(dev, name="parts_all_mismatch", mismatch_v=MISMATCH_V, what="all of reram.toml + diode mismatch")]
@@ -387,10 +408,12 @@ def figure(runs: dict, path: Path) -> None:
             # colour: the parts; line style: the number of training images
             style = {2000: ":", 10000: "--"}.get(r["train"], "-")
             axes[1].plot(range(1, len(r["hist"]["test_accuracy"]) + 1), r["hist"]["test_accuracy"], marker="o",
-                         ms=3, ls=style, color={"ideal": "C0", "shockley": "C1", "reram": "C3"}[lab],
+                         ms=3, ls=style, color={"ideal": "C0", "shockley": "C1", "reram": "C3",
+                                                "programmed": "C2"}[lab],
                          label={"ideal": "ideal diodes and conductances",
                                 "shockley": "Shockley diodes, ideal conductances",
-                                "reram": "ReRAM devices + diode mismatch"}[lab] + size)
+                                "reram": "ReRAM devices + diode mismatch",
+                                "programmed": "the same, programmed from a digital copy"}[lab] + size)
     axes[0].set(xlabel="epoch", ylabel="test accuracy", title="DRNs on Fashion-MNIST vs the reference")
     axes[1].set(xlabel="epoch", ylabel="test accuracy", title="DRN-1H: ideal vs non-ideal parts")
     for ax in axes:
