@@ -391,7 +391,7 @@ def figure(runs: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.0))
     colors = dict(zip(REFERENCE, ("C0", "C1", "C2", "C3")))
     for (m, n), (_, acc) in REFERENCE.items():
         axes[0].plot([1, 2, 3], acc, ls="--", color=colors[(m, n)], marker="s", ms=3, lw=1,
@@ -418,8 +418,10 @@ def figure(runs: dict, path: Path) -> None:
     axes[1].set(xlabel="epoch", ylabel="test accuracy", title="DRN-1H: ideal vs non-ideal parts")
     for ax in axes:
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend(fontsize=6)
         ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=6)
+    # the right panel's twelve curves would hide under their legend: it goes below the axes
+    axes[1].legend(fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.18))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
