@@ -270,14 +270,15 @@ def run(cfg: dict, data, epochs: int, seed: int, state: Path = STATE) -> dict:
         params, k_train = epoch_fn(params, k_train, jnp.float32(lr), xs, ys)
         jax.block_until_ready(params)
         dt = time.perf_counter() - t0
-        acc, sweeps = accuracy(predict, on_chip(params, ep), xte, yte, jax.random.fold_in(k_eval, ep))
+        chip = on_chip(params, ep)
+        acc, sweeps = accuracy(predict, chip, xte, yte, jax.random.fold_in(k_eval, ep))
         hist["test_accuracy"].append(acc), hist["epoch_s"].append(dt)
         hist["load_1min"].append(load), hist["sweeps"].append(sweeps)
         if cfg.get("anatomy"):
             for k, v in anatomy(physics, encode, params, xte[:500]).items():
                 hist.setdefault(k, []).append(v)
         if devices is not None:
-            hist.setdefault("at_floor", []).append(at_floor(devices, on_chip(params, ep)))
+            hist.setdefault("at_floor", []).append(at_floor(devices, chip))
         print(f"[{cfg['name']}] epoch {ep}: test accuracy {acc:.3f}, {dt:.2f} s/epoch "
               f"(load {load:.2f}), ≤ {sweeps} sweeps", flush=True)
         lr *= DECAY

@@ -89,5 +89,7 @@ def test_block_solver_refuses_what_it_cannot_solve():
     # an output's conductances sum to ≤ 5 × 0.5 g_unit + pairs' floors: β = −10 drains more
     with pytest.raises(AnasimError, match="beta = -10"):
         resistive_layers(w, ph, x, beta=-10.0, target=np.zeros((2, SIZES[-1])))
+    with pytest.raises(AnasimError, match="clamp rail"):
+        resistive_layers(w, NodalPhysics(kind="resistive", clamp_hi_v=0.8, diode_drop_v=0.5), x)
     with pytest.raises(AnasimError, match="did not settle"):
         resistive_layers(w, NodalPhysics(kind="resistive", g_min_s=1e-6, max_sweeps=1), x)

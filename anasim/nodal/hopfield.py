@@ -368,7 +368,7 @@ def solve_layers(sizes, physics: NodalPhysics, weights: LayeredWeights, x, *, be
     (``voltages`` of shape (B, 0)), the layers being the result.
     """
     noisy = key is not None and physics.node_capacitance_f is not None
-    if physics.uses_blocks and physics.kind == "resistive":
+    if physics.uses_blocks:
         layers, sweeps, res = resistive_layers(weights, physics, x, beta=beta, target=target, clamp=clamp)
         if not (noisy or node_voltages):
             c0 = tuple(v / physics.v_fs_v for v in layers)
@@ -376,7 +376,7 @@ def solve_layers(sizes, physics: NodalPhysics, weights: LayeredWeights, x, *, be
                                           iterations=sweeps, residual=res)
     hc = hopfield_circuit(tuple(sizes), physics, _clamped_flags(physics, clamp))
     vals = hopfield_values(hc, weights, x, beta, target, clamp)
-    if physics.uses_blocks and physics.kind == "resistive":
+    if physics.uses_blocks:
         op = OperatingPoint(node_names=hc.circuit.node_names, voltages=_node_voltages(hc, vals, layers),
                             iterations=sweeps, residual=res)
     else:

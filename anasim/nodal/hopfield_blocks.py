@@ -88,8 +88,22 @@ def conductance_pairs(weights, physics: NodalPhysics) -> tuple[list, list]:
     return gp, gn
 
 
+def _node_kcl(num, a, v, physics: NodalPhysics):
+    """F(v) (A) of the module docstring and dF/dv (S), per node: ``num`` n_i (A), ``a`` a_i (S)."""
+    vte = physics.diode_n * thermal_voltage(physics.temperature_k)
+    i_s, gmin = physics.diode_is_a, physics.gmin
+    hi, lo = physics.rail_hi_v, physics.rail_lo_v
+    e_hi = jnp.expm1((v - hi) / vte)
+    e_lo = jnp.expm1((lo - v) / vte)
+    f = num - a * v - i_s * e_hi - gmin * (v - hi) + i_s * e_lo + gmin * (lo - v)
+    df = -a - 2.0 * gmin - i_s * (e_hi + e_lo + 2.0) / vte
+    return f, df
+
+
 def _node_solve(num, a, physics: NodalPhysics):
-    """The root v (V) of F above, per node; ``num`` n_i (A), ``a`` a_i (S), same shape."""
+    """The root v (V) of F above, per node; ``num`` n_i (A), ``a`` a_i (S), same shape.
+    Needs V_hi ≥ V_lo (checked by :func:`resistive_layers`): then the start points
+    below lie on the root's far side from the rails' midpoint."""
     vte = physics.diode_n * thermal_voltage(physics.temperature_k)
     i_s, gmin = physics.diode_is_a, physics.gmin
     hi, lo = physics.rail_hi_v, physics.rail_lo_v
@@ -98,16 +112,14 @@ def _node_solve(num, a, physics: NodalPhysics):
     v_lin = n1 / a1
     mid = 0.5 * (hi + lo)
     up = v_lin > mid          # the root lies in [mid, v_lin] (concave F) or [v_lin, mid] (convex)
-    # the diode's voltage for the current the conductances deliver at its rail (same side of the root)
+    # the diode's voltage for the current the conductances deliver at its rail: F ≤ 0 there
+    # above (F ≥ 0 below), since the other diode is then reverse biased (V_hi ≥ V_lo)
     v_hi = hi + vte * jnp.log1p(jnp.maximum(n1 - a1 * hi, 0.0) / i_s)
     v_lo = lo - vte * jnp.log1p(jnp.maximum(a1 * lo - n1, 0.0) / i_s)
-    v = jnp.where(up, jnp.maximum(jnp.minimum(v_lin, v_hi), mid), jnp.minimum(jnp.maximum(v_lin, v_lo), mid))
+    v = jnp.where(up, jnp.minimum(v_lin, v_hi), jnp.maximum(v_lin, v_lo))
 
     def step(_, v):
-        e_hi = jnp.exp((v - hi) / vte)
-        e_lo = jnp.exp((lo - v) / vte)
-        f = n1 - a1 * v - i_s * (e_hi - 1.0) + i_s * (e_lo - 1.0)
-        df = -a1 - i_s * (e_hi + e_lo) / vte
+        f, df = _node_kcl(num, a, v, physics)
         new = v - f / df
         # monotone towards the root: from above never up, from below never down
         return jnp.where(up, jnp.minimum(new, v), jnp.maximum(new, v))
@@ -155,14 +167,9 @@ def _solve(v_in, diff, total, inj, a_out, init, physics, clamped, tol_v, max_swe
 
     layers, sweeps, change = jax.lax.while_loop(cond, body, (tuple(init), jnp.int32(0), jnp.inf))
     # KCL residual of every updated node at the final voltages (A), per circuit
-    vte = physics.diode_n * thermal_voltage(physics.temperature_k)
     res = jnp.zeros(v_in.shape[0])
     for k in free:
-        num, a = _layer_terms(k, layers, v_in, diff, total, inj, a_out)
-        v = layers[k - 1]
-        f = (num - a * v
-             - physics.diode_is_a * jnp.expm1((v - physics.rail_hi_v) / vte) - physics.gmin * (v - physics.rail_hi_v)
-             + physics.diode_is_a * jnp.expm1((physics.rail_lo_v - v) / vte) + physics.gmin * (physics.rail_lo_v - v))
+        f, _ = _node_kcl(*_layer_terms(k, layers, v_in, diff, total, inj, a_out), layers[k - 1], physics)
         res = jnp.maximum(res, jnp.max(jnp.abs(f), axis=-1))
     return layers, sweeps, change, res
 
@@ -188,11 +195,15 @@ def resistive_layers(weights, physics: NodalPhysics, x, *, beta=0.0, target=None
     Raises:
         AnasimError: a node whose conductances sum to ≤ −2 gmin (a nudge of
             β < 0 larger than the output's conductance: no monotone node
-            equation, and the operating point need not be unique); or a solve
-            that ran out of sweeps.
+            equation, and the operating point need not be unique); clamp rails
+            crossed (V_hi < V_lo); or a solve that ran out of sweeps.
     """
     if physics.kind != "resistive":
         raise AnasimError(f"resistive_layers: block updates solve the resistive circuit, got kind {physics.kind!r}")
+    if physics.rail_hi_v < physics.rail_lo_v:
+        raise AnasimError(f"resistive_layers: block updates need the upper clamp rail at or above the lower "
+                          f"one (clamp_hi_v - clamp_lo_v >= 2 diode_drop_v), got rails at {physics.rail_hi_v:g} V "
+                          f"and {physics.rail_lo_v:g} V; use solver = 'newton'")
     x = np.atleast_2d(np.asarray(x, np.float64))
     B = x.shape[0]
     gp, gn = conductance_pairs(weights, physics)
