@@ -369,7 +369,8 @@ def solve_layers(sizes, physics: NodalPhysics, weights: LayeredWeights, x, *, be
     """
     noisy = key is not None and physics.node_capacitance_f is not None
     if physics.uses_blocks:
-        layers, sweeps, res = resistive_layers(weights, physics, x, beta=beta, target=target, clamp=clamp)
+        layers, sweeps, res = resistive_layers(weights, physics, x, beta=beta, target=target, clamp=clamp,
+                                               raise_on_failure=raise_on_failure)
         if not (noisy or node_voltages):
             c0 = tuple(v / physics.v_fs_v for v in layers)
             return c0, c0, OperatingPoint(node_names=(), voltages=np.zeros((len(sweeps), 0)),

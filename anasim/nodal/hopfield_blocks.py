@@ -175,7 +175,8 @@ def _solve(v_in, diff, total, inj, a_out, init, physics, clamped, tol_v, max_swe
 
 
 @in_float64
-def resistive_layers(weights, physics: NodalPhysics, x, *, beta=0.0, target=None, clamp=None):
+def resistive_layers(weights, physics: NodalPhysics, x, *, beta=0.0, target=None, clamp=None,
+                     raise_on_failure: bool = True):
     """The resistive circuit's DC point by block updates (module docstring).
 
     Args:
@@ -185,6 +186,8 @@ def resistive_layers(weights, physics: NodalPhysics, x, *, beta=0.0, target=None
         x: normalized inputs (B, n_in); the sources hold ±x·V_fs.
         beta: signed nudge per circuit, scalar or (B,); with ``target`` (B, n_L).
         clamp: output values held by sources (B, n_L) (normalized), or None.
+        raise_on_failure: raise when the sweeps run out (else return the last
+            sweep's voltages; ``residual`` says how far they are from KCL).
 
     Returns:
         (layers, sweeps, residual): p-node voltages of layers 1…L (tuple of
@@ -234,7 +237,7 @@ def resistive_layers(weights, physics: NodalPhysics, x, *, beta=0.0, target=None
         jnp.asarray(x * vfs), tuple(jnp.asarray(p - n) for p, n in zip(gp, gn)), tuple(jnp.asarray(t) for t in total),
         tuple(jnp.asarray(i) for i in inj), jnp.asarray(a_out), tuple(jnp.asarray(v) for v in init),
         physics, clamped, float(physics.block_tol_v), int(physics.max_sweeps))
-    if not float(change) <= physics.block_tol_v:
+    if raise_on_failure and not float(change) <= physics.block_tol_v:
         raise AnasimError(f"resistive_layers: the block solve did not settle in {physics.max_sweeps} sweeps "
                           f"(last change {float(change):.3g} V > block_tol_v = {physics.block_tol_v:g} V); "
                           f"raise nodal.max_sweeps or use solver = 'newton'")
