@@ -90,6 +90,7 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for label, acc in curves.items():
         ax.plot(range(1, len(acc) + 1), acc, marker="o", label=label)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy")
     ax.set_title("resistive 784-32-10 at node level, centered EP")
