@@ -527,6 +527,8 @@ def write(runs: dict, args) -> None:
     non = [[name.split("_")[1], f"{r['train']} / {r['test']}",
             *[round(a, 3) for a in r["hist"]["test_accuracy"]]] for name, r in runs.items()
            if r["group"] == "nonideal"]
+    order = ["ideal", "shockley", "reram", "programmed"]
+    non.sort(key=lambda row: (int(row[1].split(" / ")[0]), order.index(row[0]) if row[0] in order else len(order)))
     width = max([len(x) for x in non], default=2)
     non = [x + [None] * (width - len(x)) for x in non]
     tables = {
