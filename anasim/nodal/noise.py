@@ -253,8 +253,8 @@ def _small_signal_batch(c: Circuit, vals: CircuitValues, volts: np.ndarray, node
         v = np.concatenate([volts, np.zeros((nb, 1))], 1)
         vd, vte = v[:, D[:, 0]] - v[:, D[:, 1]], vals.n * thermal_voltage(c.temperature_k)
         _, gd = _diode_iv(vd, vals.i_s, vte, c.gmin, xp=np)
-        diodes = two(c.index["D"], gd)
-        shot = two(c.index["D"], 0.5 * _shot_density(vd, vals.i_s, vte, c.gmin, xp=np))
+        diodes = two(D, gd)
+        shot = two(D, 0.5 * _shot_density(vd, vals.i_s, vte, c.gmin, xp=np))
     N = matrix(two(c.index["R"], density(vals.g, lambda g: 0.5 * _johnson_density(g, c.temperature_k))))
     if shot:
         N = N + matrix(shot)
