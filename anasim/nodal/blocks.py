@@ -51,6 +51,8 @@ Public API::
     ep_gradient(params, vin, target, physics, beta, max_sweeps=None, init=None) -> (grads, free layers)
     ep_estimate(vin, plus, minus, beta) -> DrnParams grads    # from given nudged layers
     kcl_residual(params, vin, layers, physics, *, beta=0, target=None) -> (B,) amperes
+    sweep_to_tolerance(update, init, updated, tol_v, max_sweeps) -> (layers, sweeps, change)
+        # the odd/even sweep itself, shared with anasim.nodal.hopfield_blocks
     sgd_step(params, vin, target, physics, beta, lr) -> (params, free layers)
     sgd_epoch(params, x, targets, physics, beta, lr) -> params     # a jitted scan of steps
 
@@ -78,7 +80,8 @@ Array = jax.Array
 DIODES = ("shockley", "ideal")
 
 __all__ = ["DIODES", "DrnPhysics", "DrnParams", "init_params", "input_voltages", "solve", "ep_gradient",
-           "sgd_step", "sgd_epoch", "ep_estimate", "kcl_residual", "excitatory_signs", "layer_sizes"]
+           "sgd_step", "sgd_epoch", "ep_estimate", "kcl_residual", "excitatory_signs", "layer_sizes",
+           "sweep_to_tolerance"]
 
 
 @dataclass(frozen=True)
@@ -238,31 +241,43 @@ def _layer_update(k, layers, vin, params, physics, beta, target, nudged):
     return _shockley_node(gu * num, gu * a, sign, physics, knee)
 
 
-def _sweep(layers, vin, params, physics, beta, target, nudged):
-    L = len(params.w)
-    layers = list(layers)
-    for parity in (1, 0):  # odd layers (1, 3, …) then even layers (2, 4, …)
-        new = {k: _layer_update(k, layers, vin, params, physics, beta, target, nudged)
-               for k in range(1, L + 1) if k % 2 == parity}
-        for k, v in new.items():
-            layers[k - 1] = v
-    return tuple(layers)
+def sweep_to_tolerance(update, init: tuple, updated, tol_v: float, max_sweeps: int):
+    """Block coordinate descent over a layered network's layers (traceable).
+
+    One sweep replaces every odd layer of ``updated`` (1-based layer numbers),
+    all at once, then every even one: ``update(k, layers)`` returns the new
+    layer k given the current ``layers`` (a tuple of (B, n_k)). Layers of one
+    parity do not touch each other, so each half-sweep is exact. Sweeps stop
+    when no node moved more than ``tol_v`` (V) or after ``max_sweeps``.
+
+    Returns (layers, sweeps, change): the last sweep's largest node change (V).
+    """
+    def sweep(layers):
+        layers = list(layers)
+        for parity in (1, 0):  # odd layers (1, 3, …) then even layers (2, 4, …)
+            new = {k: update(k, layers) for k in updated if k % 2 == parity}
+            for k, v in new.items():
+                layers[k - 1] = v
+        return tuple(layers)
+
+    def cond(c):
+        _, it, change = c
+        return (it < max_sweeps) & (change > tol_v)
+
+    def body(c):
+        layers, it, _ = c
+        new = sweep(layers)
+        change = jnp.max(jnp.stack([jnp.max(jnp.abs(n - o)) for n, o in zip(new, layers)]))
+        return new, it + 1, change
+
+    inf = jnp.asarray(jnp.inf, init[0].dtype)
+    return jax.lax.while_loop(cond, body, (tuple(init), jnp.int32(0), inf))
 
 
 @partial(jax.jit, static_argnames=("physics", "nudged", "max_sweeps"))
 def _solve(params, vin, init, beta, target, physics, nudged, max_sweeps):
-    def cond(c):
-        _, it, change = c
-        return (it < max_sweeps) & (change > physics.tol_v)
-
-    def body(c):
-        layers, it, _ = c
-        new = _sweep(layers, vin, params, physics, beta, target, nudged)
-        change = jnp.max(jnp.stack([jnp.max(jnp.abs(n - o)) for n, o in zip(new, layers)]))
-        return new, it + 1, change
-
-    inf = jnp.asarray(jnp.inf, vin.dtype)
-    return jax.lax.while_loop(cond, body, (tuple(init), jnp.int32(0), inf))
+    return sweep_to_tolerance(lambda k, layers: _layer_update(k, layers, vin, params, physics, beta, target, nudged),
+                              init, range(1, len(params.w) + 1), physics.tol_v, max_sweeps)
 
 
 def solve(params: DrnParams, vin, physics: DrnPhysics, *, beta=0.0, target=None, init=None,

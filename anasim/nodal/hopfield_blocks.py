@@ -62,6 +62,7 @@ import numpy as np
 
 from anasim.circuits.precision import in_float64
 from anasim.errors import AnasimError
+from anasim.nodal.blocks import sweep_to_tolerance
 from anasim.nodal.circuit import thermal_voltage
 from anasim.nodal.physics import NodalPhysics
 
@@ -145,27 +146,9 @@ def _layer_terms(k, layers, v_in, diff, total, inj, a_out):
 def _solve(v_in, diff, total, inj, a_out, init, physics, clamped, tol_v, max_sweeps):
     L = len(diff)
     free = [k for k in range(1, L + 1) if not (clamped and k == L)]
-
-    def sweep(layers):
-        layers = list(layers)
-        for parity in (1, 0):
-            new = {k: _node_solve(*_layer_terms(k, layers, v_in, diff, total, inj, a_out), physics)
-                   for k in free if k % 2 == parity}
-            for k, v in new.items():
-                layers[k - 1] = v
-        return tuple(layers)
-
-    def cond(c):
-        _, it, change = c
-        return (it < max_sweeps) & (change > tol_v)
-
-    def body(c):
-        layers, it, _ = c
-        new = sweep(layers)
-        change = jnp.max(jnp.stack([jnp.max(jnp.abs(n - o)) for n, o in zip(new, layers)]))
-        return new, it + 1, change
-
-    layers, sweeps, change = jax.lax.while_loop(cond, body, (tuple(init), jnp.int32(0), jnp.inf))
+    layers, sweeps, change = sweep_to_tolerance(
+        lambda k, layers: _node_solve(*_layer_terms(k, layers, v_in, diff, total, inj, a_out), physics),
+        init, free, tol_v, max_sweeps)
     # KCL residual of every updated node at the final voltages (A), per circuit
     res = jnp.zeros(v_in.shape[0])
     for k in free:
