@@ -447,12 +447,13 @@ def main(argv=None) -> None:
     prev = _results.previous_tables("drn_fashion", args.quick).get("runs_json", {}).get("rows", [])
     runs = {row[0]: json.loads(row[1]) for row in prev}
     all_groups = groups(args)
+    state = STATE / "quick" if args.quick else STATE
     for g in [g for g in args.redo.split(",") if g]:
         if g not in all_groups:
             raise SystemExit(f"drn_fashion: --redo: unknown group {g!r}; groups: {', '.join(all_groups)}")
         for cfg in all_groups[g]:
             runs.pop(cfg["name"], None)
-            (STATE / "quick" if args.quick else STATE).joinpath(f"{cfg['name']}.npz").unlink(missing_ok=True)
+            state.joinpath(f"{cfg['name']}.npz").unlink(missing_ok=True)
     for g in [g for g in args.runs.split(",") if g != "none"]:
         if g not in all_groups and g != "selected":
             raise SystemExit(f"drn_fashion: --runs: unknown group {g!r}; groups: {', '.join([*all_groups, 'selected'])}")
@@ -460,7 +461,7 @@ def main(argv=None) -> None:
             n_ep = min(epochs, cfg.get("epochs", epochs))
             if cfg["name"] in runs and len(runs[cfg["name"]]["hist"]["test_accuracy"]) >= n_ep:
                 continue
-            hist = run(cfg, data, n_ep, cfg.get("seed", args.seed), STATE / "quick" if args.quick else STATE)
+            hist = run(cfg, data, n_ep, cfg.get("seed", args.seed), state)
             runs[cfg["name"]] = dict(cfg, group=g, hist=hist)
             write(runs, args)   # after every run: an interrupted invocation keeps what it finished
     write(runs, args)

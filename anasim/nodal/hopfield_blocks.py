@@ -41,9 +41,9 @@ are fixed at the source voltage and not updated. No matrix is assembled or
 factored: a sweep costs two products per coupling.
 
 This is the solver of :func:`anasim.nodal.hopfield.solve_layers` for a
-resistive circuit whose physics says ``solver = "blocks"`` (the default for
-the resistive kind); the whole-netlist Newton solve (``solver = "newton"``) is
-the reference it is tested against, node by node.
+resistive circuit whose physics says ``solver = "blocks"`` or ``"auto"`` (the
+default); the whole-netlist Newton solve (``solver = "newton"``) is the
+reference it is tested against, node by node.
 
 Public API::
 
