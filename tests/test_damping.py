@@ -6,18 +6,19 @@ Gauss–Seidel / Jacobi iteration matrices built here from W, and the linear
 fixed point (I − W)⁻¹(θ₀x + b) of an identity-activation circuit.
 """
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from anasim.circuits import CircuitSpec, Params, build, load_circuit, relax
+from anasim.circuits import CircuitSpec, Params, build, init_params, load_circuit, relax
 from anasim.circuits.damping import SIGMA_MARGIN, block_tridiagonal_norm, stable_eta
-from anasim.circuits.layered import relaxation_eta
-from anasim.devices import ideal_profile
+from anasim.circuits.layered import LayeredEngine, relaxation_eta
+from anasim.devices import ideal_profile, load_profile
 from anasim.errors import ProfileError
+from anasim.learning.step import StepKind, phases_and_rule
 
 
 @pytest.fixture
@@ -194,3 +195,40 @@ def test_eta_auto_validation(tmp_path):
     f.write_text('[network]\nsizes = [4, 3, 2]\nlam = 0.0\n[relaxation]\neta_auto = 1\n')
     with pytest.raises(ProfileError, match="relaxation.eta_auto"):
         load_circuit(f)
+
+
+@dataclass(frozen=True)
+class _OwnDampingEngine(LayeredEngine):
+    """The layered engine without a shared damping: every relaxation works out its own η."""
+
+    def damping(self, spec, hw):
+        return None
+
+
+@pytest.mark.parametrize("phases", ["single", "twin"])
+def test_training_step_shares_one_damping_per_chip(repo_root, subset, phases):
+    """A training step works out η once per chip (``Engine.damping``) and passes it to
+    each relaxation: the phases, the rule's update and the iteration counts are those
+    of relaxations that each compute η for themselves (the noisy SLM chip, eta_auto)."""
+    spec = replace(load_circuit(repo_root / "circuits" / "skew-small.toml"), eta_auto=True).physics()
+    profile = load_profile(repo_root / "devices" / "slm-10bit.toml")
+    params = init_params(spec, jax.random.PRNGKey(0))
+    hw = build(spec, profile, params, jax.random.PRNGKey(1))
+    hw2 = build(spec, profile, params, jax.random.PRNGKey(2)) if phases == "twin" else None
+    train_set, _ = subset
+    x = jnp.asarray(train_set.x[:16], jnp.float32)
+    y = jax.nn.one_hot(jnp.asarray(train_set.y[:16]), 10, dtype=jnp.float32)
+    kind = StepKind(rule="dyadic", write_mode="shadow", phases=phases)
+    shared, own = LayeredEngine(), _OwnDampingEngine()
+    assert float(shared.damping(spec, hw)) == float(relaxation_eta(spec, hw))
+    assert shared.damping(replace(spec, eta_auto=False), hw) is None
+    key = jax.random.PRNGKey(3)
+
+    def step(engine):
+        return jax.jit(lambda h, h2: (lambda p: (p.update, p.iterations))(
+            phases_and_rule(spec, kind, engine, h, h2, x, y, 0.05, key)))(hw, hw2)
+
+    (ua, ia), (ub, ib) = step(shared), step(own)
+    assert int(ia) == int(ib)
+    for u, v in zip(jax.tree_util.tree_leaves(ua), jax.tree_util.tree_leaves(ub)):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=0, atol=1e-6 * float(np.max(np.abs(v))))

@@ -619,6 +619,9 @@ class ConvEngine:
     def read(self, hw: ConvHardware, eq: Equilibrium, key: Array) -> tuple[tuple, tuple]:
         return read_states(hw, eq, key)
 
+    def damping(self, spec: ConvCircuitSpec, hw: ConvHardware) -> None:
+        return None   # the conv loop runs at the spec's fixed η
+
 
 __all__ = [
     "CONV_ACTIVATIONS", "CONV_BACKWARDS", "ConvCircuitSpec", "ConvEngine", "ConvHardware", "ConvLayer", "ConvParams",

@@ -66,6 +66,12 @@ class Engine(Protocol):
     def read(self, hw: Any, eq: Any, key: Array) -> tuple[tuple, tuple]:
         """Both compartments' states as the controller reads them (through the ADCs)."""
 
+    def damping(self, spec: Any, hw: Any) -> Array | None:
+        """The damping η every relaxation of ``hw`` would otherwise work out for
+        itself from the chip (None: the engine has no such per-chip figure). A
+        caller that relaxes one chip several times, as a training step does,
+        computes it once and passes it to each :meth:`relax` as ``eta``."""
+
 
 #: name -> factory(spec, tables) building the engine from the spec file's tables
 EngineFactory = Callable[[Any, Mapping], Engine]

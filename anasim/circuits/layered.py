@@ -571,6 +571,10 @@ class LayeredEngine:
     def read(self, hw: Hardware, eq: Equilibrium, key: Array) -> tuple[tuple, tuple]:
         return read_states(hw, eq, key)
 
+    def damping(self, spec: CircuitSpec, hw: Hardware) -> Array | None:
+        # eta_auto's power iteration over every coupling; a fixed η needs nothing
+        return relaxation_eta(spec, hw) if spec.eta_auto else None
+
 
 __all__ = [
     # defined here

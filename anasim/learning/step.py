@@ -119,11 +119,17 @@ def phases_and_rule(spec, kind: StepKind, engine: Engine, hw, hw2, x, y, beta, k
     k1, k2, k3, k4 = jax.random.split(key, 4)
     lam = spec.lam_mix
     second = hw2 if kind.phases == "twin" else hw
-    relax = engine.relax
+    # a chip's damping is a function of the chip alone: worked out once per chip, not per phase
+    eta = engine.damping(spec, hw)
+    eta2 = engine.damping(spec, hw2) if kind.phases == "twin" else eta
+
+    def relax(chip, *args, **kwargs):
+        return engine.relax(spec, chip, *args, eta=eta if chip is hw else eta2, **kwargs)
+
     # The free phase comes first on every chip: its output is the prediction the
     # running train accuracy is scored on (a nudged state has seen the target),
     # and the nudged relaxation starts from it, as EP's second phase does.
-    eq_f = relax(spec, hw, x, k1)
+    eq_f = relax(hw, x, k1)
     if kind.rule == "hep":
         est = holomorphic.error_vector(spec, hw, x, y, k2, beta=beta, n_points=kind.hep_points, free_eq=eq_f,
                                        engine=engine)
@@ -135,14 +141,14 @@ def phases_and_rule(spec, kind: StepKind, engine: Engine, hw, hw2, x, y, beta, k
         nud = {"dyadic": (beta, beta), "ep-centered": (beta, beta),
                "ep-positive": (beta, 0.0), "ep-negative": (0.0, beta)}[kind.rule]
         if kind.phases == "twin":
-            eq_f2 = relax(spec, second, x, jax.random.fold_in(k1, 1))
-            eq_a = relax(spec, hw, x, k2, nudge=(nud[0], 0.0), target=y, state0=eq_f)
-            eq_b = relax(spec, second, x, jax.random.fold_in(k2, 1), nudge=(0.0, nud[1]), target=y, state0=eq_f2)
+            eq_f2 = relax(second, x, jax.random.fold_in(k1, 1))
+            eq_a = relax(hw, x, k2, nudge=(nud[0], 0.0), target=y, state0=eq_f)
+            eq_b = relax(second, x, jax.random.fold_in(k2, 1), nudge=(0.0, nud[1]), target=y, state0=eq_f2)
             sp, _ = engine.read(hw, eq_a, k3)
             _, sm = engine.read(second, eq_b, k4)
             phases = (eq_f, eq_f2, eq_a, eq_b)
         else:
-            eq = relax(spec, hw, x, k2, nudge=nud, target=y, state0=eq_f)
+            eq = relax(hw, x, k2, nudge=nud, target=y, state0=eq_f)
             sp, sm = engine.read(hw, eq, k3)
             phases = (eq_f, eq)
         rule = {"dyadic": lambda a, b: rules.dyadic(x, a, b, beta, lam, leak),
@@ -161,7 +167,7 @@ def phases_and_rule(spec, kind: StepKind, engine: Engine, hw, hw2, x, y, beta, k
             c = {"cpl-p": (rules.coupled_clamp(o, y, beta), None),
                  "cpl-n": (None, rules.coupled_clamp(o, y, -beta)),
                  "cpl-c": (rules.coupled_clamp(o, y, beta), rules.coupled_clamp(o, y, -beta))}[kind.rule]
-        eq_c = relax(spec, second, x, k2, clamp=c, state0=eq_f)
+        eq_c = relax(second, x, k2, clamp=c, state0=eq_f)
         cp, cm = engine.read(second, eq_c, k4)
         phases = (eq_f, eq_c)
         # (a, b, rule): the rule's two phases, a the one made equal to b when unsettled

@@ -86,6 +86,10 @@ class NodalEngine:
         """Both compartments through the ADCs (:func:`anasim.circuits.layered.read_states`)."""
         return layered.read_states(hw, eq, key)
 
+    def damping(self, spec: Any, hw: Any) -> None:
+        """None: a DC operating point has no damping to share between relaxations."""
+        return None
+
 
 def nodal_engine_factory(spec: Any, tables: Mapping) -> NodalEngine:
     """The engine of ``spec`` (``relaxation.engine = "nodal"``): its physics from the
