@@ -5,8 +5,9 @@ stood before the node-level solver moved to :mod:`anasim.nodal`, engines
 became objects and the training settings left the circuit spec (and while
 ``import anasim`` still switched float64 on for the whole process). The same
 computations through today's API must give the same bits: a noisy relaxation
-on the 10-bit SLM, a node-level relaxation with thermal noise (to round-off
-since its covariance is solved another way) and a short training run.
+on the 10-bit SLM (to round-off since its arrays are programmed in another
+order), a node-level relaxation with thermal noise (to round-off since its
+covariance is solved another way) and a short training run.
 """
 
 from __future__ import annotations
@@ -51,10 +52,14 @@ def test_slm_relaxation_is_bit_identical(reference, repo_root, subset):
     x = np.asarray(train_set.x[:16], np.float32)
     y = np.eye(10, dtype=np.float32)[train_set.y[:16]]
     eq = relax(spec, hw, x, jax.random.PRNGKey(5), nudge=(0.1, -0.1), target=y)
+    # The programmed arrays now pass the two paths' difference and sum through the
+    # (linear) crosstalk optics in one stencil, where the recording mixed each path
+    # on its own: the same arrays to float32 round-off (parts in 10⁷), so the
+    # same noise draws and iterations, and states that agree to round-off.
     for i, s in enumerate(eq.s_plus):
-        _same(s, reference[f"relax_plus_{i}"], f"s_plus[{i}]")
+        _close(s, reference[f"relax_plus_{i}"], f"s_plus[{i}]", atol=2e-6)
     for i, s in enumerate(eq.s_minus):
-        _same(s, reference[f"relax_minus_{i}"], f"s_minus[{i}]")
+        _close(s, reference[f"relax_minus_{i}"], f"s_minus[{i}]", atol=2e-6)
     _same(eq.iterations, reference["relax_iterations"], "iterations")
 
 

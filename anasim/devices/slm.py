@@ -109,25 +109,32 @@ class SLMState:
     w_s: Array
 
 
-def _neighbour_mix(a: Array, c: float, axes: tuple[int, ...]) -> Array:
-    """Move a fraction ``c`` of each entry to each neighbour along ``axes`` (lost at edges,
-    and along an axis of length 1).
+def _crosstalk(x: Array, fanout: Array | None, c_pixel: float, c_detector: float) -> Array:
+    """The light of an array's pixels ``x`` (n_out, n_in) as its detectors receive it:
+    a fraction ``c_pixel`` of each pixel's light to each of its four neighbours
+    (fringing), each row scaled by its fan-out share ``fanout`` (n_out,) (None: even
+    shares), then a fraction ``c_detector`` of each row's light to each neighbouring
+    detector. Light that leaves the array is lost; the centre keeps 1 − 4 c_pixel and
+    1 − 2 c_detector at the edges too.
 
-    One zero-padded copy serves every shifted view (a pad per axis costs a pass
-    over the array each on the CPU); the sums run in the order of earlier versions."""
-    if not c:
-        return a
-    out = (1.0 - 2 * len(axes) * c) * a
-    live = tuple(ax for ax in axes if a.shape[ax] >= 2)
-    if not live:
-        return out
-    p = jnp.pad(a, [(1, 1) if ax in live else (0, 0) for ax in range(a.ndim)])
-    inner = [slice(1, n + 1) if ax in live else slice(None) for ax, n in enumerate(a.shape)]
-    for ax in live:
-        lo, hi = list(inner), list(inner)
-        lo[ax], hi[ax] = slice(0, a.shape[ax]), slice(2, a.shape[ax] + 2)
-        out = out + c * (p[tuple(lo)] + p[tuple(hi)])
-    return out
+    Linear in ``x``: the signed difference and the sum of the two paths go through it
+    as they are. Both stencils read one padded copy and compose, with the fan-out
+    between them, into one pass: on the CPU every pass over the array is a trip
+    through memory, and a write reprograms every array of the chip."""
+    if not (c_pixel or c_detector):
+        return x if fanout is None else fanout[:, None] * x
+    n = x.shape[0]
+    xp = jnp.pad(x, ((2, 2), (1, 1)))          # rows ±2 (pixel, then detector), columns ±1 (pixel)
+    z = xp[1:-1, 1:-1]                          # rows −1 … n
+    if c_pixel:
+        z = (1.0 - 4 * c_pixel) * z + c_pixel * (xp[:-2, 1:-1] + xp[2:, 1:-1] + xp[1:-1, :-2] + xp[1:-1, 2:])
+    # the rows just outside hold the fringe light that left the array: a zero
+    # fan-out share there drops it before the detector stencil reads it
+    f = jnp.ones((n,), x.dtype) if fanout is None else fanout
+    y = jnp.pad(f, 1)[:, None] * z
+    if not c_detector:
+        return y[1:-1]
+    return (1.0 - 2 * c_detector) * y[1:-1] + c_detector * (y[:-2] + y[2:])
 
 
 @dataclass(frozen=True)
@@ -296,17 +303,15 @@ class SLMCrossbar:
         if self.pixel_gain_sigma:
             g = instance.pixel_gain.astype(dt)
             a_pos, a_neg = g[0] * a_pos, g[1] * a_neg
-        a_pos = _neighbour_mix(a_pos, self.crosstalk_pixel, (0, 1))
-        a_neg = _neighbour_mix(a_neg, self.crosstalk_pixel, (0, 1))
-        if self.fanout_sigma:
-            f = instance.fanout.astype(dt)[:, None]
-            a_pos, a_neg = f * a_pos, f * a_neg
-        a_pos = _neighbour_mix(a_pos, self.crosstalk_detector, (0,))
-        a_neg = _neighbour_mix(a_neg, self.crosstalk_detector, (0,))
+        f = instance.fanout.astype(dt) if self.fanout_sigma else None
+        # The optics after the pixels is linear and the same for both paths, so it
+        # carries their difference (the signal) and their sum (the photocurrent) directly.
+        # Path crosstalk moves a fraction c of each path's light into the other: the
+        # sum keeps it, the difference shrinks by 1 − 2c.
         c = self.crosstalk_path
-        if c:
-            a_pos, a_neg = (1 - c) * a_pos + c * a_neg, (1 - c) * a_neg + c * a_pos
-        w_eff, s_eff = self.w_max * (a_pos - a_neg), self.w_max * (a_pos + a_neg)
+        w_eff = (self.w_max * (1.0 - 2 * c)) * _crosstalk(a_pos - a_neg, f, self.crosstalk_pixel,
+                                                         self.crosstalk_detector)
+        s_eff = self.w_max * _crosstalk(a_pos + a_neg, f, self.crosstalk_pixel, self.crosstalk_detector)
         w_s = jnp.zeros((0, w.shape[1]), dt)
         return SLMState(t_pos=t_pos, t_neg=t_neg, w_eff=w_eff, s_eff=s_eff, w_s=w_s)
 
