@@ -83,7 +83,7 @@ def test_consecutive_reads_are_uncorrelated():
     per_output = np.mean(z[:-1] * z[1:], axis=0)
     assert abs(per_output.mean()) < 4.5 / math.sqrt(pairs)
     assert abs(np.corrcoef(z[:, :-1].ravel(), z[:, 1:].ravel())[0, 1]) < 4.5 / math.sqrt(n_iters * (m - 1))
-    # outputs half a read apart (k and k + m/2: once the two halves of one 32-bit word)
+    # the two halves of one 32-bit word (outputs k and k + m/2)
     h = m // 2
     assert abs(np.corrcoef(z[:, :h].ravel(), z[:, h:].ravel())[0, 1]) < 4.5 / math.sqrt(n_iters * h)
 

@@ -86,7 +86,7 @@ def shot_noise(key: Array, current_a, bandwidth_hz, shape=None, dtype=None):
 
 # --- the per-read generator --------------------------------------------------------------
 
-#: bits per table index: the high 16 bits of each 32-bit hash word pick one normal.
+#: bits per table index: each 32-bit hash word gives two normals.
 TABLE_BITS = 16
 
 
@@ -124,21 +124,17 @@ def counter_bits(key: Array, n: int) -> Array:
 
 
 def counter_normal(key: Array, shape, dtype=jnp.float32) -> Array:
-    """Standard normal draws of ``shape`` for per-read noise: n words of
-    :func:`counter_bits`, the high 16 bits of each looked up in :func:`normal_table`
-    (unit variance, zero mean, cut at ±4.33: a tail of probability 1.5e-5 is
-    folded into the last table entries). ``key`` is a JAX PRNG key (typed or raw
-    uint32).
-
-    One word per draw: drawing two normals from the two halves of a word halves
-    the hashing but needs the two halves' draws joined into one array, a copy of
-    its own on the CPU that cost more than the hashing it saved (the elementwise
-    hash fuses into the read that adds the noise; the join does not)."""
+    """Standard normal draws of ``shape`` for per-read noise: ⌈n/2⌉ words of
+    :func:`counter_bits`, each word's high and low 16 bits looked up in
+    :func:`normal_table` (unit variance, zero mean, cut at ±4.33: a tail of
+    probability 1.5e-5 is folded into the last table entries). ``key`` is a
+    JAX PRNG key (typed or raw uint32)."""
     shape = tuple(int(d) for d in shape)
     dtype = jnp.dtype(dtype)
     n = int(np.prod(shape, dtype=np.int64))
     if n == 0:
         return jnp.zeros(shape, dtype)
-    words = counter_bits(key, n)
+    words = counter_bits(key, (n + 1) // 2)
     table = jnp.asarray(normal_table("float64" if dtype == jnp.float64 else "float32"))
-    return table[words >> TABLE_BITS].reshape(shape).astype(dtype)
+    z = jnp.concatenate([table[words >> TABLE_BITS], table[words & jnp.uint32((1 << TABLE_BITS) - 1)]])
+    return z[:n].reshape(shape).astype(dtype)
